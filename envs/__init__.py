@@ -1,0 +1,23 @@
+"""The encephagen-gym tasks (installed as ``encephagen_gym.envs``).
+
+Every env module holds its env class (whose docstring is the task's specification) and a scripted reference
+policy, available from any env as ``env.unwrapped.make_reference_policy()``. Envs depend only on gymnasium,
+mujoco and numpy.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+
+
+class ReferencePolicy(Protocol):
+    """A scripted policy: ``reset()`` at the start of an episode, then ``policy(obs) -> action`` each step."""
+
+    def reset(self) -> None: ...
+
+    def __call__(self, obs: np.ndarray) -> Any: ...
+
+
+__all__ = ["ReferencePolicy"]

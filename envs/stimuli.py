@@ -1,0 +1,119 @@
+"""Visual stimuli for the cognitive tasks: 8×8 "retina" images with values in [0, 1].
+
+Images that define a task (prototypes, the digits train/test split) come from an explicit ``task_seed`` so that
+every copy of an env (for instance the members of a vector env, which get different episode seeds) poses the
+same task. Everything sampled per trial (which image, noise, jitter) uses the env's ``np_random``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+RETINA_SHAPE = (8, 8)
+RETINA_SIZE = RETINA_SHAPE[0] * RETINA_SHAPE[1]
+
+
+def binary_prototypes(
+    n_images: int,
+    task_seed: int,
+    *,
+    fraction_on: float = 0.3,
+    min_distance: int = 14,
+    max_tries: int = 10_000,
+) -> np.ndarray:
+    """Random binary 8×8 images, pairwise at least ``min_distance`` pixels apart even after a ±1-pixel shift.
+
+    Returns a ``float32`` array of shape ``(n_images, 8, 8)``. The same ``task_seed`` always gives the same set.
+    """
+    if n_images < 1:
+        raise ValueError(f"n_images must be >= 1, got {n_images}")
+    rng = np.random.default_rng(task_seed)
+    n_on = max(1, round(fraction_on * RETINA_SIZE))
+    images: list[np.ndarray] = []
+    for _ in range(max_tries):
+        candidate = np.zeros(RETINA_SIZE, dtype=np.float32)
+        candidate[rng.choice(RETINA_SIZE, size=n_on, replace=False)] = 1.0
+        candidate = candidate.reshape(RETINA_SHAPE)
+        if all(_shift_distance(candidate, other) >= min_distance for other in images):
+            images.append(candidate)
+            if len(images) == n_images:
+                return np.stack(images)
+    raise ValueError(
+        f"could not draw {n_images} prototypes at least {min_distance} pixels apart; "
+        "ask for fewer images or a smaller min_distance"
+    )
+
+
+def _shift_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Smallest pixel distance between ``a`` and any ±1-pixel shift of ``b``."""
+    return min(float(np.abs(a - shift(b, dy, dx)).sum()) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+
+
+def shift(image: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """Shift an image by whole pixels, filling the uncovered border with zeros (no wrap-around)."""
+    out = np.zeros_like(image)
+    h, w = image.shape
+    src_y = slice(max(0, -dy), h - max(0, dy))
+    dst_y = slice(max(0, dy), h - max(0, -dy))
+    src_x = slice(max(0, -dx), w - max(0, dx))
+    dst_x = slice(max(0, dx), w - max(0, -dx))
+    out[dst_y, dst_x] = image[src_y, src_x]
+    return out
+
+
+def corrupt(image: np.ndarray, rng: np.random.Generator, *, flip_prob: float, jitter: int) -> np.ndarray:
+    """One noisy view of ``image``: a random shift of up to ``jitter`` pixels, then each pixel flipped
+    (x → 1 − x) with probability ``flip_prob``."""
+    if jitter:
+        dy, dx = rng.integers(-jitter, jitter + 1, size=2)
+        image = shift(image, int(dy), int(dx))
+    if flip_prob:
+        flips = rng.random(image.shape) < flip_prob
+        image = np.where(flips, 1.0 - image, image)
+    return image.astype(np.float32, copy=False)
+
+
+@lru_cache(maxsize=1)
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    images = (data.images / 16.0).astype(np.float32)
+    return images, data.target.astype(np.int64)
+
+
+def digits_split_indices(
+    split: str, n_classes: int, task_seed: int, *, test_fraction: float = 0.25
+) -> np.ndarray:
+    """Indices into scikit-learn's digits of one split: stratified per class, fixed by ``task_seed``.
+
+    The test split takes ``test_fraction`` of each class and the train split the rest, so the two never share an
+    image.
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if not 1 <= n_classes <= 10:
+        raise ValueError(f"the digits dataset has 10 classes; n_classes must be in 1..10, got {n_classes}")
+    if not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    _, labels = _digits()
+    rng = np.random.default_rng(task_seed)
+    chosen: list[np.ndarray] = []
+    for label in range(n_classes):
+        idx = rng.permutation(np.flatnonzero(labels == label))
+        n_test = round(test_fraction * len(idx))
+        chosen.append(idx[:n_test] if split == "test" else idx[n_test:])
+    return np.sort(np.concatenate(chosen))
+
+
+def digits_split(split: str, n_classes: int, task_seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's bundled 8×8 handwritten digits (1,797 images from UCI optdigits), classes
+    ``0..n_classes-1``, one split of :func:`digits_split_indices`.
+
+    Returns ``(images (M, 8, 8) float32 in [0, 1], labels (M,) int64)``.
+    """
+    images, labels = _digits()
+    index = digits_split_indices(split, n_classes, task_seed)
+    return images[index], labels[index]
