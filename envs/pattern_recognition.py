@@ -151,9 +151,9 @@ class PatternRecognitionReference:
         else:
             images, labels = env.images, env.labels
         offsets = range(-env.jitter, env.jitter + 1)
-        shifted = [(shift(img, dy, dx).ravel(), lab) for img, lab in zip(images, labels) for dy in offsets for dx in offsets]
-        self._templates = np.stack([s for s, _ in shifted])
-        self._template_labels = np.array([lab for _, lab in shifted])
+        shifts = [(dy, dx) for dy in offsets for dx in offsets]
+        self._templates = np.stack([shift(img, dy, dx).ravel() for img in images for dy, dx in shifts])
+        self._template_labels = np.repeat(labels, len(shifts))
         self.reset()
 
     def reset(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -146,7 +147,7 @@ class WorkingMemoryEnv(ChoiceTrialEnv):
         edges = self.delay_bin_edges
         delays = np.array([o["delay_ms"] for o in outcomes])
         correct = np.array([o["correct"] for o in outcomes], dtype=float)
-        for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+        for i, (lo, hi) in enumerate(itertools.pairwise(edges)):
             last = i == len(edges) - 2
             in_bin = (delays >= lo) & ((delays <= hi) if last else (delays < hi))
             key = f"accuracy_delay_{lo:.0f}_{hi:.0f}ms"

@@ -97,7 +97,7 @@ def test_async_vector_env(env_id: str) -> None:
 def test_reward_is_sum_of_terms_and_bounded(env_id: str) -> None:
     env = gym.make(env_id)
     run = rollout(env, None, seed=1, max_steps=2000)
-    for reward, info in zip(run["rewards"], run["infos"][1:]):
+    for reward, info in zip(run["rewards"], run["infos"][1:], strict=True):
         terms = info["reward_terms"]
         assert terms, "reward_terms must name the reward's terms"
         assert reward == pytest.approx(sum(terms.values()), abs=1e-9)
