@@ -84,9 +84,7 @@ def _digits() -> tuple[np.ndarray, np.ndarray]:
     return images, data.target.astype(np.int64)
 
 
-def digits_split_indices(
-    split: str, n_classes: int, task_seed: int, *, test_fraction: float = 0.25
-) -> np.ndarray:
+def digits_split_indices(split: str, n_classes: int, task_seed: int, *, test_fraction: float = 0.25) -> np.ndarray:
     """Indices into scikit-learn's digits of one split: stratified per class, fixed by ``task_seed``.
 
     The test split takes ``test_fraction`` of each class and the train split the rest, so the two never share an
