@@ -5,13 +5,7 @@ from __future__ import annotations
 import numpy as np
 from gymnasium import spaces
 
-from encephagen_gym.envs.stimuli import (
-    RETINA_SIZE,
-    binary_prototypes,
-    corrupt,
-    digits_split,
-    shift,
-)
+from encephagen_gym.envs.stimuli import RETINA_SIZE, binary_prototypes, digits_split, flip_pixels, shifted_copies
 from encephagen_gym.envs.trial_env import ChoiceTrialEnv, Duration, Trial, validate_duration
 
 DATASETS = ("prototypes", "digits")
@@ -118,17 +112,19 @@ class PatternRecognitionEnv(ChoiceTrialEnv):
             self.images, self.labels = self.prototypes, np.arange(self.n_classes)
         else:
             self.images, self.labels = digits_split(split, self.n_classes, self.task_seed)
+        self._views = shifted_copies(self.images, self.jitter).reshape(len(self.images), -1, RETINA_SIZE)
         self._by_class = [np.flatnonzero(self.labels == c) for c in range(self.n_classes)]
         self.action_space = spaces.Discrete(self.n_classes + 1)
 
     def _sample_trial(self, index: int) -> Trial:
         label = int(self.np_random.integers(self.n_classes))
-        image = self.images[int(self.np_random.choice(self._by_class[label]))]
-        image = corrupt(image, self.np_random, flip_prob=self.flip_prob, jitter=self.jitter)
+        members = self._by_class[label]
+        views = self._views[members[self.np_random.integers(len(members))]]  # every jittered view of the image
+        image = flip_pixels(views[self.np_random.integers(len(views))], self.np_random, self.flip_prob)
         names, starts = self._layout_periods(self.periods)
         obs = self._new_observations(starts)
         trial = Trial(label + 1, names, starts, obs, extras={"label": label})
-        obs[trial.period_slice("stimulus"), self.observation_layout["vision"]] = image.ravel()
+        obs[trial.period_slice("stimulus"), self.observation_layout["vision"]] = image
         obs[: trial.period_slice("decision").start, self.observation_layout["cue"]] = 1.0
         return trial
 
@@ -150,10 +146,9 @@ class PatternRecognitionReference:
             images, labels = digits_split("train", env.n_classes, env.task_seed)
         else:
             images, labels = env.images, env.labels
-        offsets = range(-env.jitter, env.jitter + 1)
-        shifts = [(dy, dx) for dy in offsets for dx in offsets]
-        self._templates = np.stack([shift(img, dy, dx).ravel() for img in images for dy, dx in shifts])
-        self._template_labels = np.repeat(labels, len(shifts))
+        views = shifted_copies(images, env.jitter)
+        self._templates = views.reshape(-1, RETINA_SIZE)
+        self._template_labels = np.repeat(labels, views.shape[1])
         self.reset()
 
     def reset(self) -> None:

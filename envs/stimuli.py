@@ -63,16 +63,18 @@ def shift(image: np.ndarray, dy: int, dx: int) -> np.ndarray:
     return out
 
 
-def corrupt(image: np.ndarray, rng: np.random.Generator, *, flip_prob: float, jitter: int) -> np.ndarray:
-    """One noisy view of ``image``: a random shift of up to ``jitter`` pixels, then each pixel flipped
-    (x → 1 − x) with probability ``flip_prob``."""
-    if jitter:
-        dy, dx = rng.integers(-jitter, jitter + 1, size=2)
-        image = shift(image, int(dy), int(dx))
-    if flip_prob:
-        flips = rng.random(image.shape) < flip_prob
-        image = np.where(flips, 1.0 - image, image)
-    return image.astype(np.float32, copy=False)
+def shifted_copies(images: np.ndarray, jitter: int) -> np.ndarray:
+    """Every shift of up to ±``jitter`` pixels (rows and columns) of each image: ``[M, (2·jitter+1)², 8, 8]``."""
+    offsets = range(-jitter, jitter + 1)
+    return np.stack([np.stack([shift(img, dy, dx) for dy in offsets for dx in offsets]) for img in images])
+
+
+def flip_pixels(image: np.ndarray, rng: np.random.Generator, flip_prob: float) -> np.ndarray:
+    """Each pixel flipped (x → 1 − x) independently with probability ``flip_prob``."""
+    if not flip_prob:
+        return image
+    flips = rng.random(image.shape, dtype=np.float32) < flip_prob
+    return np.abs(image - flips, dtype=np.float32)  # |x − 1| = 1 − x where flipped, x elsewhere
 
 
 @lru_cache(maxsize=1)

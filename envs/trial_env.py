@@ -18,6 +18,8 @@ Conventions every trial task follows (and that ``info`` reports):
 
 from __future__ import annotations
 
+import bisect
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -27,6 +29,8 @@ import numpy as np
 from gymnasium import spaces
 
 from encephagen_gym.envs.stimuli import RETINA_SHAPE
+
+_PLAIN_INTEGERS = frozenset({int, np.int64, np.int32})
 
 Duration = float | tuple[float, float]
 """A period's duration in ms: fixed, or a ``(low, high)`` range sampled uniformly per trial."""
@@ -53,18 +57,22 @@ class Trial:
 
     gt: int
     period_names: tuple[str, ...]
-    period_starts: np.ndarray  # step at which each period starts; one more entry at the end = trial length
+    period_starts: tuple[int, ...]  # step at which each period starts; one more entry at the end = trial length
     observations: np.ndarray  # [n_steps, obs_dim] float32
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property
     def n_steps(self) -> int:
-        return int(self.period_starts[-1])
+        return self.period_starts[-1]
 
     def period_slice(self, name: str) -> slice:
         """Steps of the period ``name`` within the trial."""
         i = self.period_names.index(name)
-        return slice(int(self.period_starts[i]), int(self.period_starts[i + 1]))
+        return slice(self.period_starts[i], self.period_starts[i + 1])
+
+    def period_at(self, t: int) -> str:
+        """Name of the period in effect at step ``t`` of the trial."""
+        return self.period_names[bisect.bisect_right(self.period_starts, t) - 1]
 
 
 @dataclass(frozen=True)
@@ -140,15 +148,15 @@ class TrialEnv(gym.Env[np.ndarray, np.int64]):
         }
 
     # ----------------------------------------------------------------------------------------- helpers
-    def _layout_periods(self, periods: Sequence[tuple[str, Duration]]) -> tuple[tuple[str, ...], np.ndarray]:
+    def _layout_periods(self, periods: Sequence[tuple[str, Duration]]) -> tuple[tuple[str, ...], tuple[int, ...]]:
         """Turn ``(name, duration_ms)`` pairs into names and step boundaries, sampling ranged durations."""
         names = tuple(name for name, _ in periods)
-        steps = [self._duration_steps(duration) for _, duration in periods]
-        return names, np.concatenate([[0], np.cumsum(steps)]).astype(np.int64)
+        starts = itertools.accumulate((self._duration_steps(duration) for _, duration in periods), initial=0)
+        return names, tuple(starts)
 
     def _duration_steps(self, duration: Duration) -> int:
-        if isinstance(duration, tuple):
-            duration = float(self.np_random.uniform(duration[0], duration[1]))
+        if type(duration) is tuple:
+            duration = duration[0] + (duration[1] - duration[0]) * self.np_random.random()
         return round(duration / self.dt)
 
     def _min_steps(self, name: str, duration: Duration) -> None:
@@ -157,10 +165,12 @@ class TrialEnv(gym.Env[np.ndarray, np.int64]):
         if round(low / self.dt) < 1:
             raise ValueError(f"period {name!r} must last at least one step (dt = {self.dt} ms), got {duration!r} ms")
 
-    def _new_observations(self, period_starts: np.ndarray) -> np.ndarray:
-        return np.zeros((int(period_starts[-1]), self.obs_dim), dtype=np.float32)
+    def _new_observations(self, period_starts: tuple[int, ...]) -> np.ndarray:
+        return np.zeros((period_starts[-1], self.obs_dim), dtype=np.float32)
 
     def _check_action(self, action: Any) -> int:
+        if type(action) in _PLAIN_INTEGERS and 0 <= action < self.action_space.n:  # fast path for the common case
+            return int(action)
         if not self.action_space.contains(action):
             shape = getattr(action, "shape", None)
             raise ValueError(
@@ -184,9 +194,7 @@ class TrialEnv(gym.Env[np.ndarray, np.int64]):
     @property
     def period(self) -> str:
         """Name of the current period."""
-        trial = self.trial
-        i = int(np.searchsorted(trial.period_starts, self._t, side="right")) - 1
-        return trial.period_names[i]
+        return self.trial.period_at(self._t)
 
     # ----------------------------------------------------------------------------------------- gym API
     def reset(
@@ -208,6 +216,8 @@ class TrialEnv(gym.Env[np.ndarray, np.int64]):
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         trial = self.trial
+        if self._trial_index >= self.trials_per_episode:
+            raise RuntimeError("the episode has ended (terminated=True); call reset() before stepping again")
         choice = self._check_action(action)
         period = self.period
         terms = dict.fromkeys(self.reward_term_names, 0.0)

@@ -127,9 +127,8 @@ class WorkingMemoryEnv(ChoiceTrialEnv):
         if self.mode == "match":
             if self.np_random.random() < self.match_prob:
                 test = sample
-            else:
-                others = [s for s in range(self.n_stimuli) if s != sample]
-                test = others[int(self.np_random.integers(len(others)))]
+            else:  # uniform over the other images
+                test = (sample + 1 + int(self.np_random.integers(self.n_stimuli - 1))) % self.n_stimuli
             gt = 1 if test == sample else 2
         else:
             gt = sample + 1

@@ -147,7 +147,9 @@ def test_render_rgb_array(env_id: str) -> None:
     frames = [env.render()]
     env.action_space.seed(0)
     for _ in range(60):
-        env.step(env.action_space.sample())
+        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        if terminated or truncated:
+            break
     frames.append(env.render())
     for frame in frames:
         assert isinstance(frame, np.ndarray) and frame.dtype == np.uint8

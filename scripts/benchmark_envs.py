@@ -1,0 +1,56 @@
+"""Steps per second of every registered encephagen env under random actions (single process).
+
+Raw Gymnasium ``Walker2d-v5`` is measured in the same run as the yardstick for the body tasks.
+
+    python scripts/benchmark_envs.py [--steps 20000] [--repeats 3] [--ids ID ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+import gymnasium as gym
+
+import encephagen_gym
+
+REFERENCE_IDS = ("Walker2d-v5",)
+
+
+def steps_per_second(env_id: str, n_steps: int, seed: int = 0) -> float:
+    """Env steps per wall second under pre-drawn random actions (resets included; action sampling excluded)."""
+    env = gym.make(env_id)
+    env.action_space.seed(seed)
+    actions = [env.action_space.sample() for _ in range(n_steps)]
+    env.reset(seed=seed)
+    start = time.perf_counter()
+    for action in actions:
+        _, _, terminated, truncated, _ = env.step(action)
+        if terminated or truncated:
+            env.reset()
+    elapsed = time.perf_counter() - start
+    env.close()
+    return n_steps / elapsed
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=20_000, help="env steps per measurement")
+    parser.add_argument("--repeats", type=int, default=3, help="measurements per env; the best is reported")
+    parser.add_argument("--ids", nargs="*", default=None, help="env ids (default: all registered + Walker2d-v5)")
+    args = parser.parse_args(argv)
+    ids = args.ids or [spec.id for spec in encephagen_gym.ENV_SPECS] + list(REFERENCE_IDS)
+
+    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
+    print(f"# best of {args.repeats} runs of {args.steps} steps, random actions, gymnasium.make wrappers on")
+    print(f"| {'env':<36} | {'steps/s':>10} | {'µs/step':>8} |")
+    print(f"|{'-' * 38}|{'-' * 12}|{'-' * 10}|")
+    for env_id in ids:
+        best = max(steps_per_second(env_id, args.steps, seed=r) for r in range(args.repeats))
+        print(f"| {env_id:<36} | {best:>10,.0f} | {1e6 / best:>8.1f} |")
+
+
+if __name__ == "__main__":
+    main()
