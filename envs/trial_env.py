@@ -279,6 +279,7 @@ def draw_trial_frame(trial: Trial, t: int, layout: Mapping[str, slice]) -> np.nd
     frame = np.full((height, width, 3), 255, dtype=np.uint8)
 
     if "vision" in layout:
+        frame[_MARGIN - 2 : _MARGIN + retina_px + 2, _MARGIN - 2 : _MARGIN + retina_px + 2] = 150  # retina border
         image = obs[layout["vision"]].reshape(RETINA_SHAPE)
         grey = (255 * (1.0 - np.clip(image, 0.0, 1.0))).astype(np.uint8)
         big = np.kron(grey, np.ones((_PIXEL, _PIXEL), dtype=np.uint8))
