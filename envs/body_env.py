@@ -126,11 +126,12 @@ class BodyTaskMixin:
             raise ValueError(f"action must be a numeric array of shape {space.shape}, got {action!r}") from None
         if a.shape != space.shape:
             raise ValueError(f"action must have shape {space.shape}, got shape {a.shape}: {action!r}")
-        if not np.isfinite(a).all():
-            raise ValueError(f"action must be finite, got {action!r}")
-        if (a < space.low - 1e-6).any() or (a > space.high + 1e-6).any():
-            raise ValueError(f"action must lie in [{space.low.min()}, {space.high.max()}], got {action!r}")
-        return np.clip(a, space.low, space.high)
+        low, high = space.low, space.high
+        if not ((a >= low - 1e-6).all() and (a <= high + 1e-6).all()):  # NaN fails both comparisons
+            if not np.isfinite(a).all():
+                raise ValueError(f"action must be finite, got {action!r}")
+            raise ValueError(f"action must lie in [{low.min()}, {high.max()}], got {action!r}")
+        return np.minimum(np.maximum(a, low), high)
 
     def _finish_step(
         self, obs: np.ndarray, terms: dict[str, float], terminated: bool, info: dict[str, Any]

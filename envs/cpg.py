@@ -26,7 +26,7 @@ so the CPG runs on the body's clock.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -97,6 +97,11 @@ def matsuoka_output(state: MatsuokaState) -> np.ndarray:
     return np.maximum(state.x, 0.0)
 
 
+def matsuoka_decay(params: MatsuokaParams, dt: float, rate: np.ndarray | float = 1.0) -> tuple[Any, Any]:
+    """The per-step decay factors ``(exp(−r·dt/τ), exp(−r·dt/τ_a))`` used by :func:`matsuoka_step`."""
+    return np.exp(-np.multiply(rate, dt / params.tau)), np.exp(-np.multiply(rate, dt / params.tau_adapt))
+
+
 def matsuoka_step(
     params: MatsuokaParams,
     state: MatsuokaState,
@@ -105,17 +110,18 @@ def matsuoka_step(
     dt: float,
     rate: np.ndarray | float = 1.0,
     weights: np.ndarray | None = None,
+    decay: tuple[Any, Any] | None = None,
 ) -> MatsuokaState:
     """Advance the CPG by ``dt`` seconds; a pure function (the inputs are not modified).
 
     ``tonic`` (c), ``feedback`` (s) and ``rate`` (r; scalar or per unit) are held constant over the step.
     With ``a = exp(−r·dt/τ)`` and ``b = exp(−r·dt/τ_a)``:
     ``x' = x∞ + (x − x∞)·a`` with ``x∞ = c + s − β·v − W·y``, and ``v' = y + (v − y)·b`` with ``y = max(0, x)``.
-    ``weights`` may pass a precomputed ``params.weights`` to save time in a loop.
+    To save time in a loop, ``weights`` may pass ``params.weights`` and ``decay`` the factors
+    ``matsuoka_decay(params, dt, rate)`` (``dt`` and ``rate`` are then not used).
     """
     W = params.weights if weights is None else weights
+    a, b = matsuoka_decay(params, dt, rate) if decay is None else decay
     y = np.maximum(state.x, 0.0)
     x_inf = tonic + feedback - params.beta * state.v - W @ y
-    a = np.exp(-np.multiply(rate, dt / params.tau))
-    b = np.exp(-np.multiply(rate, dt / params.tau_adapt))
     return MatsuokaState(x=x_inf + (state.x - x_inf) * a, v=y + (state.v - y) * b)

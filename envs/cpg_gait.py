@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass
 from importlib import resources
@@ -19,7 +20,7 @@ from encephagen_gym.envs.body_env import (
     check_range,
     layout_from_sizes,
 )
-from encephagen_gym.envs.cpg import MatsuokaParams, MatsuokaState, matsuoka_step
+from encephagen_gym.envs.cpg import MatsuokaParams, MatsuokaState, matsuoka_decay, matsuoka_step
 
 LEGS = ("rear", "front")
 """Leg 0 is the rear leg, leg 1 the front leg (CPG units and actions follow this order)."""
@@ -71,6 +72,31 @@ class SpinalMapping:
         for name in ("hip_rest", "knee_rest"):
             if not np.isfinite(getattr(self, name)):
                 raise ValueError(f"SpinalMapping.{name} must be finite")
+
+    @functools.cached_property
+    def rest(self) -> np.ndarray:
+        """Rest angles (rad) of rear hip, rear knee, front hip, front knee."""
+        return np.array([self.hip_rest, self.knee_rest, self.hip_rest, self.knee_rest])
+
+    @functools.cached_property
+    def feedback_matrix(self) -> np.ndarray:
+        """``F`` with CPG feedback ``s = F·(q − rest)`` (units × joints)."""
+        g = self.feedback_gain
+        return np.array([[-g, 0, 0, 0], [g, 0, 0, 0], [0, 0, -g, 0], [0, 0, g, 0]], dtype=np.float64)
+
+    @functools.cached_property
+    def motor_matrix(self) -> np.ndarray:
+        """``M`` with joint targets ``rest + M·y`` for CPG rates ``y`` (joints × units)."""
+        h, k = self.hip_amplitude, self.knee_amplitude
+        return np.array([[h, -h, 0, 0], [-k, 0, 0, 0], [0, 0, h, -h], [0, 0, -k, 0]], dtype=np.float64)
+
+    def feedback(self, q: np.ndarray) -> np.ndarray:
+        """CPG feedback for joint angles ``q`` (rad; rear hip, rear knee, front hip, front knee)."""
+        return self.feedback_matrix @ (q - self.rest)
+
+    def torques(self, y: np.ndarray, q: np.ndarray, qd: np.ndarray) -> np.ndarray:
+        """Joint torques (N·m) pulling the joints towards ``rest + M·y``: equilibrium-point control."""
+        return self.stiffness * (self.motor_matrix @ y - (q - self.rest)) - self.damping * qd
 
 
 def stepping_cycles(angle: np.ndarray, dt: float, *, hysteresis: float = 0.25) -> np.ndarray:
@@ -293,36 +319,21 @@ class CPGGaitEnv(MujocoBodyEnv):
         """One physics step of the spinal cord: feedback → CPG step → joint torques (as motor commands)."""
         mp, d = self.mapping, self.data
         q, qd = d.qpos[3:7], d.qvel[3:7]
-        stretch = mp.feedback_gain * (q[[0, 2]] - mp.hip_rest)
-        feedback = np.array([-stretch[0], stretch[0], -stretch[1], stretch[1]])
         self._cpg_state = matsuoka_step(
             self.cpg_params,
             self._cpg_state,
             self._tonic,
-            feedback,
+            mp.feedback(q),
             self.model.opt.timestep,
-            self._rate,
-            self._weights,
+            weights=self._weights,
+            decay=self._decay,
         )
-        y = np.maximum(self._cpg_state.x, 0.0)
-        target = np.array(
-            [
-                mp.hip_rest + mp.hip_amplitude * (y[0] - y[1]),
-                mp.knee_rest - mp.knee_amplitude * y[0],
-                mp.hip_rest + mp.hip_amplitude * (y[2] - y[3]),
-                mp.knee_rest - mp.knee_amplitude * y[2],
-            ]
-        )
-        torque = mp.stiffness * (target - q) - mp.damping * qd
-        return np.clip(torque / self._gear, -1.0, 1.0)
+        torque = mp.torques(np.maximum(self._cpg_state.x, 0.0), q, qd)
+        return np.minimum(np.maximum(torque / self._gear, -1.0), 1.0)
 
     def _foot_contacts(self) -> np.ndarray:
-        d = self.data
-        touch = np.zeros(2)
-        for i in range(d.ncon):
-            g1, g2 = d.contact.geom1[i], d.contact.geom2[i]
-            touch += (self._feet == g1) | (self._feet == g2)
-        return np.minimum(touch, 1.0)
+        geoms = self.data.contact.geom[: self.data.ncon]  # (ncon, 2) geom ids of each contact
+        return (geoms[:, :, None] == self._feet).any(axis=(0, 1)).astype(np.float64)
 
     def _get_obs(self) -> np.ndarray:
         d = self.data
@@ -362,7 +373,8 @@ class CPGGaitEnv(MujocoBodyEnv):
         mujoco.mj_forward(m, d)
         self._cpg_state = MatsuokaState(self.np_random.uniform(0.0, 0.1, size=4), np.zeros(4))
         self._target = float(self.np_random.uniform(*self.target_speed_range))
-        self._tonic, self._rate = self.drive_to_cpg(np.zeros(2))
+        self._tonic, rate = self.drive_to_cpg(np.zeros(2))
+        self._decay = matsuoka_decay(self.cpg_params, m.opt.timestep, rate)
         self._speed = 0.0
         self._x0 = float(d.qpos[0])
         self._hips[:] = 0.0
@@ -383,7 +395,8 @@ class CPGGaitEnv(MujocoBodyEnv):
         a = self._check_action(action)
         m, d = self.model, self.data
         if self.cpg:
-            self._tonic, self._rate = self.drive_to_cpg(a)
+            self._tonic, rate = self.drive_to_cpg(a)
+            self._decay = matsuoka_decay(self.cpg_params, m.opt.timestep, rate)
             for _ in range(self.frame_skip):
                 d.ctrl[:] = self._spinal_ctrl()
                 mujoco.mj_step(m, d)
@@ -392,8 +405,9 @@ class CPGGaitEnv(MujocoBodyEnv):
             mujoco.mj_step(m, d, nstep=self.frame_skip)
         self._speed = self._speed_decay * self._speed + (1.0 - self._speed_decay) * float(d.qvel[0])
         step = self.elapsed_steps
-        self._hips[step] = d.qpos[[3, 5]]
-        self._errors[step] = abs(self._speed - self._target)
+        if step < self.episode_steps:  # (stepping on after the episode's end is not recorded)
+            self._hips[step] = d.qpos[[3, 5]]
+            self._errors[step] = abs(self._speed - self._target)
         height, pitch = d.qpos[1] + m.body_pos[1, 2], d.qpos[2]
         self._fell = bool(height < self.fall_height or abs(pitch) > self.fall_pitch)
         terms = {
@@ -482,17 +496,6 @@ class SpinalTorquePolicy:
         mp = self.mapping
         q, qd = np.asarray(obs[6:10], dtype=np.float64), np.asarray(obs[10:14], dtype=np.float64)
         tonic, rate = self.drive_to_cpg(self.drive(obs))
-        stretch = mp.feedback_gain * (q[[0, 2]] - mp.hip_rest)
-        feedback = np.array([-stretch[0], stretch[0], -stretch[1], stretch[1]])
-        self.state = matsuoka_step(self.params, self.state, tonic, feedback, self.dt, rate)
-        y = np.maximum(self.state.x, 0.0)
-        target = np.array(
-            [
-                mp.hip_rest + mp.hip_amplitude * (y[0] - y[1]),
-                mp.knee_rest - mp.knee_amplitude * y[0],
-                mp.hip_rest + mp.hip_amplitude * (y[2] - y[3]),
-                mp.knee_rest - mp.knee_amplitude * y[2],
-            ]
-        )
-        torque = mp.stiffness * (target - q) - mp.damping * qd
+        self.state = matsuoka_step(self.params, self.state, tonic, mp.feedback(q), self.dt, rate)
+        torque = mp.torques(np.maximum(self.state.x, 0.0), q, qd)
         return np.clip(torque / self.gear, -1.0, 1.0).astype(np.float32)
