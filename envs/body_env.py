@@ -112,8 +112,11 @@ class BodyTaskMixin:
         return 0 if self._steps is None else self._steps
 
     def _start_episode(self) -> None:
+        """Call at the end of ``reset``, once the body is in its starting state."""
         self._steps = 0
         self._episode_over = False
+        if self.render_mode == "human":
+            self.render()
 
     def _check_action(self, action: Any) -> np.ndarray:
         """Return ``action`` as a float64 array, or raise ``ValueError`` (shape, NaN/inf, out of bounds)."""

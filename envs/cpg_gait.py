@@ -30,9 +30,11 @@ LEGS = ("rear", "front")
 class SpinalMapping:
     """How descending drive reaches the CPG and how the CPG moves the joints (angles in rad).
 
-    Drive → CPG, per leg: ``u = (drive + 1)/2 ∈ [0, 1]``; tonic input of both units ``c = tonic_max·u``
-    (sets the rhythm's amplitude; ``u = 0`` silences the leg's oscillator); rate factor
-    ``r = rate_min + (rate_max − rate_min)·u`` (scales the CPG's time constants, so it sets the frequency).
+    Drive → CPG, per leg: ``u = (drive + 1)/2 ∈ [0, 1]``; tonic input of both units
+    ``c = tonic_min + (tonic_max − tonic_min)·u`` (sets the rhythm's amplitude: at ``tonic_min`` the legs step in
+    place without progress, above it the stride grows; ``tonic_min = 0`` would let drive −1 silence the CPG);
+    rate factor ``r = rate_min + (rate_max − rate_min)·u`` (scales the CPG's time constants, so it sets the
+    frequency).
 
     CPG → joints, per leg (equilibrium-point control: motoneuron activity sets where a spring-like muscle pair
     holds the joint): hip target ``hip_rest + hip_amplitude·(y_flexor − y_extensor)``, knee target
@@ -44,6 +46,7 @@ class SpinalMapping:
     leg far back its flexor (swing), which entrains the rhythm to the body.
     """
 
+    tonic_min: float = 0.25
     tonic_max: float = 0.773
     rate_min: float = 0.765
     rate_max: float = 1.197
@@ -63,12 +66,14 @@ class SpinalMapping:
             value = getattr(self, name)
             if not np.isfinite(value) or value <= 0:
                 raise ValueError(f"SpinalMapping.{name} must be a positive number, got {value!r}")
-        for name in ("hip_amplitude", "knee_amplitude", "damping", "feedback_gain"):
+        for name in ("tonic_min", "hip_amplitude", "knee_amplitude", "damping", "feedback_gain"):
             value = getattr(self, name)
             if not np.isfinite(value) or value < 0:
                 raise ValueError(f"SpinalMapping.{name} must be a non-negative number, got {value!r}")
         if self.rate_max < self.rate_min:
             raise ValueError(f"SpinalMapping needs rate_min <= rate_max, got {self.rate_min} > {self.rate_max}")
+        if self.tonic_max < self.tonic_min:
+            raise ValueError(f"SpinalMapping needs tonic_min <= tonic_max, got {self.tonic_min} > {self.tonic_max}")
         for name in ("hip_rest", "knee_rest"):
             if not np.isfinite(getattr(self, name)):
                 raise ValueError(f"SpinalMapping.{name} must be finite")
@@ -156,13 +161,28 @@ class CPGGaitEnv(MujocoBodyEnv):
     inhibition so that the legs alternate (see :mod:`encephagen_gym.envs.cpg`), and receiving proprioceptive
     feedback from the hip angles. The CPG is integrated **inside the env, once per 5 ms physics step**, so its
     time is the body's time; the agent acts every ``dt`` = 20 ms by setting the descending drive of each leg.
-    The mapping (drive → tonic input and CPG rate; CPG → joint equilibrium angles; hip angle → CPG) is
-    :class:`SpinalMapping`: more drive gives a larger and faster rhythm, a longer and quicker stride; drive
-    −1 silences a leg's oscillator and the leg holds its rest posture. Each episode commands a target forward
-    speed, drawn uniformly from ``target_speed_range``.
+    Each episode commands a target forward speed, drawn uniformly from ``target_speed_range``.
+
+    The mapping is :class:`SpinalMapping`. Drive → CPG: ``u = (drive + 1)/2``; tonic input
+    ``c = 0.25 + (0.773 − 0.25)·u`` (amplitude) and rate ``r = 0.765 + (1.197 − 0.765)·u`` (frequency; it scales
+    the CPG's time constants τ = 50 ms and τ_a = 546 ms). CPG → joints: equilibrium-point control, the hip
+    held at ``0.299 + 0.588·(y_flexor − y_extensor)`` rad and the knee at ``−0.37 − 1.206·y_flexor`` rad by
+    joint springs of 41.2 N·m/rad (damping 0.216 N·m·s/rad), so the knee folds while the leg swings forward.
+    Joints → CPG: hip-angle feedback of gain 0.668 excites the extensor of a leg that is forward and the flexor
+    of a leg that is back. More drive gives a larger and faster rhythm, a longer and quicker stride: with both
+    legs at constant drive 0, 0.5 and 1 the walker steps at 1.36, 1.56 and 1.71 Hz of body time in anti-phase
+    (180–192°) and walks at 0.17, 0.28 and 0.34 m/s; at drive −1 it steps in place at 0.76 Hz without
+    progress (means of 20 episodes, ``python scripts/calibrate_bodies.py cpg``). The walker keeps the layout and
+    masses of the original encephagen "SimpleBody" (torso 0.3 m and 1 kg with the legs at its ends, hips ±60°,
+    knees −90°…0°, 5 ms steps), with 0.2 m leg segments, 4 cm feet and 10 N·m motors (the original: 5 cm,
+    20 N·m). What makes it walk: a CPG that oscillates (the original's inhibition, 2.5 + 1.5 > 1 + β, stops the
+    rhythm) on the physics clock, equilibrium-point rather than open-loop torque output, a crouched rest
+    posture and implicit integration.
 
     With ``cpg=False`` the CPG is removed and the agent sets the four motor torques directly (the no-CPG
-    control of the same body and task).
+    control of the same body and task). Reference policies: ``cpg=True``, :class:`SpeedTrackingDrive` (a PI
+    controller from speed error to drive); ``cpg=False``, :class:`SpinalTorquePolicy` (the same CPG run inside
+    the policy at 50 Hz).
 
     ## Action Space
     ``cpg=True``: ``Box(-1, 1, (2,), float32)``, the descending drive of the rear and the front leg.
@@ -215,7 +235,7 @@ class CPGGaitEnv(MujocoBodyEnv):
     | argument | default | meaning |
     |---|---|---|
     | ``cpg`` | True | drive the legs through the CPG (action = 2 drives) or directly (action = 4 torques) |
-    | ``target_speed_range`` | ``(0.1, 0.4)`` | range of the per-episode target speed (m/s) |
+    | ``target_speed_range`` | ``(0.05, 0.3)`` | range of the per-episode target speed (m/s) |
     | ``cpg_params`` | ``MatsuokaParams()`` | the oscillators' parameters |
     | ``mapping`` | ``SpinalMapping()`` | drive → CPG → joints mapping and feedback |
     | ``alive_bonus``, ``tracking_weight``, ``tracking_sigma`` | 0.1, 1.0, 0.05 | reward terms (σ in m/s) |
@@ -242,7 +262,7 @@ class CPGGaitEnv(MujocoBodyEnv):
         self,
         *,
         cpg: bool = True,
-        target_speed_range: tuple[float, float] = (0.1, 0.4),
+        target_speed_range: tuple[float, float] = (0.05, 0.3),
         cpg_params: MatsuokaParams | None = None,
         mapping: SpinalMapping | None = None,
         alive_bonus: float = 0.1,
@@ -311,7 +331,7 @@ class CPGGaitEnv(MujocoBodyEnv):
         :class:`SpinalMapping`)."""
         u = (np.asarray(drive, dtype=np.float64) + 1.0) / 2.0
         mp = self.mapping
-        tonic = np.repeat(mp.tonic_max * u, 2)
+        tonic = np.repeat(mp.tonic_min + (mp.tonic_max - mp.tonic_min) * u, 2)
         rate = np.repeat(mp.rate_min + (mp.rate_max - mp.rate_min) * u, 2)
         return tonic, rate
 
@@ -454,7 +474,7 @@ class SpeedTrackingDrive:
         target_index: int,
         d0: float = 0.0,
         kp: float = 2.0,
-        ki: float = 1.5,
+        ki: float = 0.5,
     ) -> None:
         self.dt = check_number("dt", dt, low=0.0, strict_low=True)
         self.speed_index, self.target_index = int(speed_index), int(target_index)

@@ -18,10 +18,7 @@ from encephagen_gym.envs.body_env import (
     check_render_mode,
 )
 
-# Observation order (a permutation of Walker2d-v5's 17 numbers, grouped by modality).
-_QPOS_VESTIBULAR = (1, 2)  # rootz, rooty (torso height, torso pitch)
-_QVEL_VESTIBULAR = (0, 1, 2)  # rootx, rootz, rooty velocities
-_JOINTS = slice(3, 9)  # thigh, leg, foot, thigh_left, leg_left, foot_left
+_JOINTS = slice(3, 9)  # qpos/qvel indices of thigh, leg, foot, thigh_left, leg_left, foot_left
 
 DEFAULT_PUSH_FORCE = (30.0, 60.0)
 """Default range of push magnitudes (N), calibrated with ``scripts/calibrate_bodies.py`` (see the docstring)."""
@@ -92,8 +89,12 @@ class Walker2dBalanceEnv(BodyTaskMixin, Walker2dEnv):
     | ``width``, ``height`` | 480 | rendered frame size (pixels) |
 
     The default push range was calibrated (``python scripts/calibrate_bodies.py walker``) so that the
-    reference policy (:class:`Walker2dPostureController`, a scripted PD posture controller) stays upright for
-    the full 8 s in at least 80 % of episodes while zero action falls within 2 s on average.
+    reference policy (:class:`Walker2dPostureController`, a scripted PD posture controller; from
+    ``env.make_reference_policy()``) stays upright for the full 8 s in at least 80 % of episodes while zero
+    action falls within 2 s on average. Measured at the default: the reference stayed up the full 8 s in 171 of
+    200 held-out episodes (85.5 %; mean 7.6 s upright); zero action fell after 0.94 s and random actions after
+    0.15 s on average (50 episodes each). Pushes of 25–50 N were survived in all of 100 episodes, 40–80 N in
+    about two thirds.
 
     ## Version History
     * v0: initial version (Walker2d-v5 model, balance reward, random torso pushes).
@@ -211,12 +212,16 @@ class Walker2dPostureController:
 
     * ankles (both): PD on the *capture point* ``ξ = (x_com − x_ankles − offset) + v_com / ω`` (m;
       ``x_ankles`` = mean position of the two ankle joints, ``offset`` = where over the feet the centre of mass
-      should rest, ``ω`` in 1/s), torque clipped to what the feet can transmit without tipping (more
-      toe-down than heel-down authority);
-    * hips (both): PD holding the torso upright (pitch, pitch rate) plus a hip-strategy term in ``ξ``;
-    * knees (both): PD towards slight flexion against the joint stop.
+      should rest, ``ω`` in 1/s), torque clipped to what the feet can transmit without tipping over heel or
+      toe (the feet reach further forward than back, so more toe-down than toe-up authority);
+    * hips (both): PD holding the torso at ``pitch_target`` (leaning back 0.1 rad keeps the hips off their
+      joint stop at 0, where they could not pitch the torso back), plus a term in ``ξ`` that leans the torso
+      against the centre of mass's excursion;
+    * knees (both): PD towards slight flexion (``knee_target``), off the knees' stop at 0.
 
-    Gains are in action units (1 = 100 N·m) per m, rad or rad/s.
+    Gains are in action units (1 = 100 N·m) per m, rad or rad/s. Their values came from a local random search
+    on survival under pushes (training seeds), then were checked on held-out seeds (the figures in
+    :class:`Walker2dBalanceEnv`'s docstring).
     """
 
     def __init__(

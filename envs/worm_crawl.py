@@ -83,27 +83,33 @@ class WormCrawlEnv(MujocoBodyEnv):
     r"""Crawl forward like *C. elegans* on agar: lateral undulation of a segmented worm against anisotropic drag.
 
     ## Description
-    The worm is generated from ``n_segments`` (default 8) capsules of ``segment_length`` 0.1 m and radius
-    0.025 m (0.2 kg each), chained head to tail by lateral (yaw) hinges of ±60° with passive bending stiffness
-    and damping, each driven by a motor. It moves in the ground plane (root slides in x and y and a yaw hinge;
-    the plane carries its weight, there are no contacts). The substrate acts through **resistive-force theory**
-    (RFT), the standard model of nematode crawling: every physics step, each segment feels a viscous drag
-    applied at its centre in its own frame,
+    The worm is generated from ``n_segments`` (default 8) segments of ``segment_length`` 0.1 m (capsules of
+    radius 0.025 m spanning joint to joint, 0.26 kg each), chained head to tail by lateral (yaw) hinges of ±60°
+    with passive bending stiffness and damping, each driven by a motor. It moves in the ground plane (root
+    slides in x and y and a yaw hinge; the plane carries its weight, there are no contacts). The substrate acts
+    through **resistive-force theory** (RFT), the standard model of nematode crawling: every physics step, each
+    segment feels a viscous drag applied at its centre in its own frame,
 
     ``F = −c_t·L·(v·t̂)·t̂ − c_n·L·(v·n̂)·n̂``, and a torque ``−c_n·L³/12·ω_z`` from turning in place,
 
     where ``t̂`` is the segment's axis, ``n̂`` its in-plane normal, ``v`` its centre's velocity, ``L`` its length,
     ``c_t = drag_tangential`` (N·s/m²) and ``c_n = drag_ratio·c_t``. The ratio ``c_n/c_t`` defaults to 10, the
-    value measured for *C. elegans* crawling on agar (normal ≈ 220 and tangential ≈ 22 in the units of Shen et
-    al. 2012, "Undulatory locomotion of *C. elegans* on wet surfaces", Biophys. J. / arXiv:1112.1118). MuJoCo
-    realises it through ``data.xfrc_applied``: the env computes the drag from the segments' current velocities
-    between ``mj_step1`` and ``mj_step2`` of every physics step, so it acts on the physics clock. Because
-    sideways motion is resisted ``drag_ratio`` times more than gliding along the body, a wave of bending that
-    travels from head to tail pushes the worm forward; with isotropic drag (``drag_ratio=1``) it would not.
+    value measured for *C. elegans* crawling on agar (normal ≈ 220 and tangential ≈ 22 in Shen et al.,
+    "Undulatory locomotion of *C. elegans* on wet surfaces", arXiv:1112.1118). MuJoCo realises it through
+    ``data.xfrc_applied``: the env computes the drag from the segments' current velocities between
+    ``mj_step1`` and ``mj_step2`` of every physics step, so it acts on the physics clock.
+
+    Because sideways motion is resisted ``drag_ratio`` times more than gliding along the body, a wave of bending
+    that travels from head to tail pushes the worm forward, and one from tail to head backward. With isotropic
+    drag (``drag_ratio=1``) the same wave moves it less than a tenth as far (and backward): the model is
+    strongly but not perfectly overdamped (segment inertia relaxes in ≈ 0.26 s along the body and ≈ 0.03 s
+    across it), so a little inertial motion remains; random torques, for instance, drift it by ≈ 0.2 m in
+    10 s (``python scripts/calibrate_bodies.py worm``).
 
     ## Action Space
     ``Box(-1, 1, (n_segments − 1,), float32)``: torque commands of the bending motors, head to tail
-    (torque = ``gear`` × action, default gear 1 N·m; positive bends the posterior segment to the worm's left).
+    (torque = ``gear`` × action, default gear 1 N·m; positive turns the posterior segment counter-clockwise
+    seen from above).
 
     ## Observation Space
     ``Box(-inf, inf, (2(n_segments − 1) + 5,), float32)`` (default 19):

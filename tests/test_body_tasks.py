@@ -15,7 +15,7 @@ import mujoco
 import numpy as np
 import pytest
 
-from encephagen_gym.envs.cpg_gait import CPGGaitEnv, gait_frequency_and_phase, stepping_cycles
+from encephagen_gym.envs.cpg_gait import CPGGaitEnv, SpinalMapping, gait_frequency_and_phase, stepping_cycles
 from encephagen_gym.envs.walker2d_balance import Walker2dBalanceEnv
 from encephagen_gym.envs.worm_crawl import TravellingWavePolicy, WormCrawlEnv
 
@@ -116,15 +116,18 @@ def test_cpg_runs_on_the_physics_clock() -> None:
     assert fine.data.time == pytest.approx(coarse.data.time) == pytest.approx(50 * 0.02)
 
 
-def test_cpg_drive_minus_one_silences_the_legs() -> None:
-    env = CPGGaitEnv(episode_s=3.0)
-    env.reset(seed=0)
-    x0 = env.data.qpos[0]
+def test_cpg_minimal_drive_steps_in_place_and_zero_tonic_input_silences() -> None:
+    env = CPGGaitEnv(episode_s=4.0)
+    idle = episode(env, constant(-1.0, (2,)), seed=0)
+    assert idle["fell"] == 0.0 and abs(idle["mean_speed"]) < 0.01
+    silent = CPGGaitEnv(episode_s=3.0, mapping=SpinalMapping(tonic_min=0.0))
+    silent.reset(seed=0)
+    x0 = silent.data.qpos[0]
     for _ in range(150):
-        obs, _, terminated, _, _ = env.step(np.full(2, -1.0, dtype=np.float32))
+        obs, _, terminated, _, _ = silent.step(np.full(2, -1.0, dtype=np.float32))
         assert not terminated
-    assert abs(env.data.qpos[0] - x0) < 0.02
-    assert np.abs(obs[env.observation_layout["cpg"]][:4]).max() < 0.05
+    assert abs(silent.data.qpos[0] - x0) < 0.02
+    assert np.maximum(obs[silent.observation_layout["cpg"]][:4], 0).max() < 0.02  # (only feedback noise)
 
 
 def test_cpg_false_is_the_torque_control() -> None:
