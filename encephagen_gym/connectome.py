@@ -50,6 +50,7 @@ __all__ = [
     "NULL_MODELS",
     "ROLE_TABLES",
     "Connectome",
+    "check_connectome_name",
     "density_matched_random",
     "load_connectome",
     "region_roles",
@@ -367,6 +368,17 @@ def valid_connectome_names() -> str:
 
 
 _NAME_PATTERN = re.compile(r"^(?P<base>[a-z0-9]+)(?::(?P<model>[a-z]+):(?P<seed>\d+))?$")
+
+
+def check_connectome_name(name: str) -> None:
+    """Raise ValueError (listing the valid names) unless ``name`` is a loadable connectome name."""
+    match = _NAME_PATTERN.match(name) if isinstance(name, str) else None
+    if (
+        match is None
+        or match["base"] not in CONNECTOME_NAMES
+        or (match["model"] is not None and match["model"] not in NULL_MODELS)
+    ):
+        raise ValueError(f"unknown connectome {name!r}; valid: {valid_connectome_names()}")
 
 
 def load_connectome(name: str = "tvb96") -> Connectome:

@@ -2,7 +2,9 @@
 region-level readouts, and the :class:`SpikingBrain` module that ties them together."""
 
 from encephagen_gym.brain.config import DEFAULT_DT_MS, BrainConfig, resolve_device, substeps_per_env_step
+from encephagen_gym.brain.module import InputSpec, SpikingBrain
 from encephagen_gym.brain.network import EXCITATORY, INHIBITORY, Network, build_network, synapse_propagator
+from encephagen_gym.brain.readout import RegionActivity
 from encephagen_gym.brain.simulator import (
     BrainState,
     brain_step,
@@ -17,7 +19,10 @@ __all__ = [
     "INHIBITORY",
     "BrainConfig",
     "BrainState",
+    "InputSpec",
     "Network",
+    "RegionActivity",
+    "SpikingBrain",
     "brain_step",
     "build_network",
     "clone_state",

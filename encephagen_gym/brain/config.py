@@ -7,6 +7,8 @@ import math
 
 import torch
 
+from encephagen_gym.connectome import check_connectome_name
+
 __all__ = ["DEFAULT_DT_MS", "BrainConfig", "resolve_device", "substeps_per_env_step"]
 
 #: Default integration step in ms, chosen by measurement (``encephagen-benchmark-brain --dt-check``).
@@ -94,7 +96,7 @@ class BrainConfig:
     tau_gaba_ms: float = 8.0
     tau_nmda_ms: float = 100.0
     nmda_roles: tuple[str, ...] = ("prefrontal",)
-    nmda_ratio: float = 0.5
+    nmda_ratio: float = 1.0
     background_eta: float = 0.8
     background_j_mv: float = 3.0
     conduction_velocity_mm_per_ms: float = 3.5
@@ -104,6 +106,7 @@ class BrainConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
+        check_connectome_name(self.connectome)
         errors = []
 
         def positive(name: str) -> None:
