@@ -388,7 +388,8 @@ def test_region_activity_counts_match_the_spikes():
     np.testing.assert_allclose(exc.counts(), total.view(2, 96, 10)[:, :, :8].sum(2))
     assert readout.window_ms == pytest.approx(400 * brain.dt_ms)
     rates = readout.rates_hz()
-    np.testing.assert_allclose(rates, total.view(2, 96, 10).sum(2) / (10 * 0.2), rtol=1e-5)
+    window_s = 400 * brain.dt_ms * 1e-3
+    np.testing.assert_allclose(rates, total.view(2, 96, 10).sum(2) / (10 * window_s), rtol=1e-5)
     roles = readout.role_rates_hz()
     visual = load_connectome("tvb96").regions_with_role("visual")
     np.testing.assert_allclose(roles["visual"], rates[:, visual].mean(1), rtol=1e-6)
