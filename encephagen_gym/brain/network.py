@@ -90,6 +90,7 @@ class Network(NamedTuple):
     current_decay: torch.Tensor
     v_propagator: torch.Tensor
     csr_rows: torch.Tensor
+    nmda_active: bool
     v_threshold_rel: float
     leak_drive: float
     background_gain: float
@@ -279,7 +280,8 @@ def build_network(config: BrainConfig) -> tuple[Network, torch.Tensor]:
             ),
             torch.float32,
         ),
-        csr_rows=tensor(np.stack([row_ptr[:-1], out_degree], axis=1), torch.int64),
+        csr_rows=tensor(np.stack([row_ptr[:-1], out_degree], axis=1), torch.int32),
+        nmda_active=bool(nmda_share.any()),
         v_threshold_rel=config.v_threshold_mv - config.v_reset_mv,
         leak_drive=(1.0 - math.exp(-dt / tau_m)) * (config.v_rest_mv - config.v_reset_mv),
         background_gain=tau_m / config.tau_ampa_ms * config.background_j_mv,

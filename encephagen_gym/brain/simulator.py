@@ -57,9 +57,7 @@ class _Views(NamedTuple):
     arrivals_inh: torch.Tensor
     noise_rows: tuple[torch.Tensor, ...]
     gate: torch.Tensor
-    v_flat: torch.Tensor
-    v_pre_flat: torch.Tensor
-    currents_flat: torch.Tensor
+    nmda: torch.Tensor
     ring_flat: torch.Tensor
 
 
@@ -73,9 +71,7 @@ def _make_views(currents, arrivals, ring, noise_offsets, v, v_pre) -> _Views:
         arrivals_inh=arrivals[:, 1],
         noise_rows=tuple(noise_offsets.unbind(0)),
         gate=torch.empty_like(v),
-        v_flat=v.view(1, -1),
-        v_pre_flat=v_pre.view(1, -1),
-        currents_flat=currents.view(3, -1),
+        nmda=currents[1],
         ring_flat=ring.view(-1),
     )
 
@@ -264,8 +260,11 @@ def brain_step(
     #     + (1 − e^{-h/τm})(I_ext + V_rest − V_reset); refractory neurons are held at u = 0 by the gate g
     #     = clamp(1 − steps_left, 0, 1)
     v_new = state.v_pre_reset
-    torch.addmm(views.v_flat, network.v_propagator, views.currents_flat, beta=network.decay_m,
-                out=views.v_pre_flat)  # fmt: skip
+    torch.mul(state.v, network.decay_m, out=v_new)
+    v_new.add_(views.ampa, alpha=network.prop_ampa)
+    v_new.add_(views.gaba, alpha=network.prop_gaba)
+    if network.nmda_active:
+        v_new.add_(views.nmda, alpha=network.prop_nmda)
     if network.leak_drive != 0.0:
         v_new.add_(network.leak_drive)
     if input_current is not None:
@@ -317,18 +316,30 @@ def _propagate(network: Network, weights: torch.Tensor, state: BrainState, slot:
     else:
         neuron = torch.remainder(flat_index, n)
         base = (flat_index - neuron).mul_(2).add_(slot * slot_stride)  # b·2N + slot·stride
-    first, counts = network.csr_rows.index_select(0, neuron).unbind(1)  # first synapse, out-degree
+    first, counts = network.csr_rows.index_select(0, neuron).unbind(1)  # first synapse, out-degree (int32)
     total = int(counts.sum())
     if total == 0:
         return
-    # synapse ids of the spiking neurons: arange over all events shifted per spike to its CSR row
-    shift = first - counts.cumsum(0) + counts
+    # synapse ids of the spiking neurons: an arange over all events, shifted per spike to its CSR row
+    shift = first - counts.cumsum(0, dtype=torch.int32) + counts
+    synapse = torch.repeat_interleave(shift, counts, output_size=total)
+    synapse.add_(_arange(total, neuron.device))
+    target = state.syn_ring_offset.index_select(0, synapse)
     if base is None:
-        synapse = torch.repeat_interleave(shift, counts, output_size=total)
-        synapse.add_(torch.arange(total, device=neuron.device))
-        target = state.syn_ring_offset.index_select(0, synapse).add_(slot * slot_stride)
+        target.add_(slot * slot_stride)
     else:
-        expanded = torch.repeat_interleave(torch.stack((shift, base)), counts, dim=1, output_size=total)
-        synapse = expanded[0].add_(torch.arange(total, device=neuron.device))
-        target = state.syn_ring_offset.index_select(0, synapse).add_(expanded[1])
+        target.add_(torch.repeat_interleave(base, counts, output_size=total))
     state.views.ring_flat.scatter_add_(0, target, weights.index_select(0, synapse))
+
+
+_ARANGE: dict[torch.device, torch.Tensor] = {}
+
+
+def _arange(length: int, device: torch.device) -> torch.Tensor:
+    """A view of a cached int32 ``arange(length)`` (grown by doubling), to avoid one allocation per step."""
+    cached = _ARANGE.get(device)
+    if cached is None or cached.numel() < length:
+        cached = torch.arange(max(length, 2 * (0 if cached is None else cached.numel()), 1 << 16),
+                              dtype=torch.int32, device=device)  # fmt: skip
+        _ARANGE[device] = cached
+    return cached[:length]
