@@ -73,6 +73,20 @@ def record_activity(
     }
 
 
+def _sampled_cv_by_region(activity: dict[str, np.ndarray], n_regions: int) -> list[np.ndarray]:
+    """ISI coefficients of variation of the raster's sampled neurons (>= 5 spikes), grouped by region."""
+    per_region = int(activity["per_region"])
+    order = np.lexsort((activity["raster_t"], activity["raster_i"]))
+    neurons, times = activity["raster_i"][order], activity["raster_t"][order]
+    cvs: list[list[float]] = [[] for _ in range(n_regions)]
+    for neuron in np.unique(neurons):
+        spikes = times[neurons == neuron]
+        if len(spikes) >= 5:
+            isi = np.diff(spikes)
+            cvs[int(neuron) // per_region].append(float(isi.std() / isi.mean()))
+    return [np.array(values) for values in cvs]
+
+
 def _role_order(roles: Sequence[str]) -> np.ndarray:
     """Region order for plotting: grouped by role (alphabetical), file order within a role."""
     return np.array(sorted(range(len(roles)), key=lambda r: (roles[r], r)))
@@ -175,18 +189,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     bin_times = (np.arange(rates.shape[1]) + 0.5) * args.bin_ms / 1000
     in_stimulus = (bin_times >= args.stimulus_start) & (bin_times < args.stimulus_stop)
     print(f"{title}\nwrote {args.out}")
-    header = f"{'role':15s} {'regions':>7s} {'rate Hz':>8s}"
+    cv_by_region = _sampled_cv_by_region(activity, len(roles))
+    header = f"{'role':15s} {'regions':>7s} {'rate Hz':>8s} {'ISI CV':>7s}"
     if args.stimulus:
         header += f" {'outside stim':>12s} {'during stim':>11s}"
     print(header)
     for role in sorted(set(roles)):
         index = [r for r, name in enumerate(roles) if name == role]
-        line = f"{role:15s} {len(index):7d} {rates[index].mean():8.2f}"
+        role_cvs = np.concatenate([cv_by_region[r] for r in index])
+        cv = f"{np.median(role_cvs):7.2f}" if len(role_cvs) else f"{'n/a':>7s}"
+        line = f"{role:15s} {len(index):7d} {rates[index].mean():8.2f} {cv}"
         if args.stimulus:
             outside, during = rates[index][:, ~in_stimulus].mean(), rates[index][:, in_stimulus].mean()
             line += f" {outside:12.2f} {during:11.2f}"
         print(line)
-    print(f"{'all':15s} {len(roles):7d} {rates.mean():8.2f}")
+    all_cvs = np.concatenate(cv_by_region)
+    median_cv = np.median(all_cvs) if len(all_cvs) else float("nan")
+    print(f"{'all':15s} {len(roles):7d} {rates.mean():8.2f} {median_cv:7.2f}")
+    print(
+        "rates: all neurons of each region; ISI CV: median over the raster's sampled neurons with >= 5 spikes"
+        + (" (whole run, stimulus included)" if args.stimulus else "")
+    )
     return 0
 
 

@@ -153,12 +153,18 @@ def _noise_bank(network: Network, generator: torch.Generator, bank_size: int) ->
     return bank.unfold(0, n, 1)
 
 
+_POWERS: dict[torch.device, torch.Tensor] = {}
+
+
 def _minstd_powers(device: torch.device) -> torch.Tensor:
-    powers, value = [], 1
-    for _ in range(_NOISE_BLOCK):
-        value = value * _MINSTD_A % _MINSTD_M
-        powers.append(value)
-    return torch.tensor(powers, dtype=torch.int64, device=device)
+    """``[K]`` int64: A^k mod M for k = 1..K (made once per device)."""
+    if device not in _POWERS:
+        powers, value = [], 1
+        for _ in range(_NOISE_BLOCK):
+            value = value * _MINSTD_A % _MINSTD_M
+            powers.append(value)
+        _POWERS[device] = torch.tensor(powers, dtype=torch.int64, device=device)
+    return _POWERS[device]
 
 
 def _noise_block(key: torch.Tensor, n_windows: int) -> tuple[torch.Tensor, torch.Tensor]:
