@@ -463,3 +463,11 @@ def test_auto_device_is_cpu_without_cuda():
     brain = SpikingBrain(BrainConfig(neurons_per_region=4, device="auto"))
     assert brain.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
     assert brain.weights.device.type == brain.device.type
+
+
+def test_module_to_moves_network_and_weights_together():
+    brain = SpikingBrain(BrainConfig(neurons_per_region=4, device=CPU))
+    moved = brain.to("cuda" if torch.cuda.is_available() else "cpu")
+    assert moved.network.device == moved.weights.device == moved.network.pre.device
+    state = moved.run(moved.initial_state(1), 20)
+    assert state.v.device == moved.device

@@ -32,7 +32,8 @@ class SpikingBrain(nn.Module):
     strengths as the buffer ``self.weights`` (``[S]``, mV, ≥ 0; sign from ``network.channel``) which
     learning rules may update in place between steps. The dynamics are the plain function
     :func:`~encephagen_gym.brain.simulator.brain_step`; this class adds state creation, input checks and
-    :meth:`run`. The device is fixed by ``config.device`` (``"auto"`` picks CUDA when available).
+    :meth:`run`. The device comes from ``config.device`` (``"auto"`` picks CUDA when available);
+    ``.to(device)`` moves the network and weights together.
 
     Example::
 
@@ -52,6 +53,19 @@ class SpikingBrain(nn.Module):
         network, weights = build_network(config)
         self.network: Network = network
         self.register_buffer("weights", weights)
+
+    def _apply(self, fn, recurse=True):  # nn.Module hook: keep network and weights on one device
+        """Move/cast the network's tensors together with the ``weights`` buffer (``.to``, ``.cuda`` …).
+
+        States made before a move stay where they were: make a new one with :meth:`initial_state`."""
+        super()._apply(fn, recurse)
+        moved = {
+            name: fn(value)
+            for name, value in self.network._asdict().items()
+            if isinstance(value, torch.Tensor)
+        }
+        self.network = self.network._replace(device=self.weights.device, **moved)
+        return self
 
     @property
     def device(self) -> torch.device:
