@@ -427,6 +427,23 @@ def test_unknown_connectome_and_device_raise():
         SpikingBrain(BrainConfig(neurons_per_region=4, device="tpu"))
 
 
+def test_unknown_nmda_role_raises():
+    with pytest.raises(ValueError, match="nmda_roles"):
+        build_network(BrainConfig(neurons_per_region=4, nmda_roles=("cerebellum",), device=CPU))
+
+
+@pytest.mark.parametrize("name", ["tvb76", "tvb66", "tvb96:rewired:1", "tvb96:random:1"])
+def test_other_connectomes_and_null_models_run(name):
+    brain = SpikingBrain(BrainConfig(connectome=name, neurons_per_region=10, device=CPU))
+    net = brain.network
+    assert net.n_regions == load_connectome(name).n_regions
+    lr = net.is_long_range
+    assert load_connectome(name).adjacency()[net.pre_region[lr].numpy(), net.post_region[lr].numpy()].all()
+    activity = brain.activity(1)
+    brain.run(brain.initial_state(1), 1000, readout=activity)
+    assert 2.0 < activity.rates_hz().mean().item() < 30.0
+
+
 def test_substeps_per_env_step():
     assert substeps_per_env_step(10.0, 0.5) == 20
     assert BrainConfig(dt_ms=0.1).substeps(8.0) == 80

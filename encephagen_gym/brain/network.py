@@ -155,6 +155,10 @@ def build_network(config: BrainConfig) -> tuple[Network, torch.Tensor]:
     """
     device = resolve_device(config.device)
     connectome = load_connectome(config.connectome)
+    missing = sorted(set(config.nmda_roles) - set(connectome.roles))
+    if missing:
+        roles = sorted(set(connectome.roles))
+        raise ValueError(f"nmda_roles {missing} do not exist in {config.connectome}; roles: {roles}")
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, 0x5EED]))
     n_regions, n = connectome.n_regions, config.neurons_per_region
     n_exc = config.n_excitatory_per_region
