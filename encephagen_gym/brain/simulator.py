@@ -28,6 +28,11 @@ samples; windows at independent offsets make them (practically) independent acro
 the cost of one memory copy instead of N random
 draws per step. Batch elements with the same noise key see the same noise, so identical inputs give
 identical spikes.
+
+Devices: everything stays on the network's device. On CUDA, ``nonzero`` and the size of the spike-event
+list are read back once per step (two scalars; no tensors are copied), and ``scatter_add_`` uses float
+atomics, so bit-exact repetition is guaranteed on the CPU only (enable
+``torch.use_deterministic_algorithms(True)`` for deterministic CUDA scatters, at some speed cost).
 """
 
 from __future__ import annotations
