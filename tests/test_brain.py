@@ -488,3 +488,32 @@ def test_module_to_moves_network_and_weights_together():
     assert moved.network.device == moved.weights.device == moved.network.pre.device
     state = moved.run(moved.initial_state(1), 20)
     assert state.v.device == moved.device
+
+
+# ------------------------------------------------------------------------------- full size (-m slow only)
+
+
+@pytest.mark.slow
+def test_full_size_brain_is_asynchronous_irregular():
+    brain = SpikingBrain(BrainConfig(device=CPU))
+    state = brain.run(brain.initial_state(1), round(200 / brain.dt_ms))
+    n_steps = round(3000 / brain.dt_ms)
+    raster = torch.zeros((n_steps, brain.n_neurons), dtype=torch.bool)
+    brain.run(state, n_steps, on_step=lambda i, s: raster.__setitem__(i, s.spikes[0] > 0))
+    rates, cvs = _rates_and_cvs(raster.numpy(), brain.dt_ms)
+    assert 5.0 <= rates.mean() <= 15.0
+    assert 0.5 <= np.median(cvs) <= 1.5
+    assert (rates == 0).mean() < 0.05
+
+
+@pytest.mark.slow
+def test_default_dt_rates_within_15_percent_of_dt_0_1():
+    rates = {}
+    for dt in (0.1, BrainConfig().dt_ms):
+        brain = SpikingBrain(BrainConfig(dt_ms=dt, device=CPU))
+        activity = brain.activity(1)
+        state = brain.run(brain.initial_state(1), round(200 / dt))
+        brain.run(state, round(1000 / dt), readout=activity)
+        rates[dt] = activity.rates_hz().mean().item()
+    reference = rates.pop(0.1)
+    assert abs(next(iter(rates.values())) - reference) / reference < 0.15
