@@ -1,0 +1,177 @@
+"""The brain's configuration record: every number that defines a network, with units and checks."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+
+from encephagen_gym.connectome import check_connectome_name
+
+__all__ = ["DEFAULT_DT_MS", "BrainConfig", "resolve_device", "substeps_per_env_step"]
+
+#: Default integration step in ms, chosen by measurement (``encephagen-benchmark-brain --dt-check``): with
+#: exact integration the spontaneous rates of the 96×200 brain at 0.25, 0.5 and 1 ms are within 1 % of
+#: dt = 0.1 ms, and visually evoked rates within 4 %.
+DEFAULT_DT_MS = 1.0
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` → CUDA when available else CPU; otherwise ``torch.device(device)`` (ValueError if bad)."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"unknown device {device!r}; use 'cpu', 'cuda', 'cuda:N' or 'auto'") from err
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available; use 'cpu' or 'auto'")
+    return resolved
+
+
+def _is_multiple(value: float, step: float) -> bool:
+    ratio = value / step
+    return abs(ratio - round(ratio)) < 1e-6 * max(1.0, ratio)
+
+
+def substeps_per_env_step(env_dt_ms: float, brain_dt_ms: float) -> int:
+    """Number of brain steps per environment step; ValueError unless ``env_dt_ms`` is a whole multiple."""
+    if not (math.isfinite(env_dt_ms) and env_dt_ms > 0):
+        raise ValueError(f"env dt must be a positive number of ms, got {env_dt_ms!r}")
+    if not _is_multiple(env_dt_ms, brain_dt_ms) or round(env_dt_ms / brain_dt_ms) < 1:
+        raise ValueError(
+            f"env dt {env_dt_ms} ms is not a whole multiple of the brain dt {brain_dt_ms} ms; "
+            "choose a brain dt that divides the env step (e.g. 0.1, 0.25, 0.5 or 1 ms)"
+        )
+    return round(env_dt_ms / brain_dt_ms)
+
+
+@dataclasses.dataclass(frozen=True)
+class BrainConfig:
+    """Everything that defines a spiking brain. Same config (incl. ``seed``) → the identical network.
+
+    Units: times in ms, voltages and synaptic strengths in mV (a strength J is the charge of one
+    postsynaptic current expressed as the voltage jump it would cause through a delta synapse; for
+    τ_syn ≪ τ_m the PSP peak is close to J), rates in Hz, lengths in mm, velocity in mm/ms (= m/s).
+
+    Network: each region has ``neurons_per_region`` LIF neurons, the first ``excitatory_fraction`` of them
+    excitatory (Dale's law: all outgoing synapses of a neuron share its sign). Local synapses connect any
+    two distinct neurons of the same region with probability ``local_connection_prob``; strength
+    ``j_exc_mv`` from excitatory and ``inhibition_ratio × j_exc_mv`` (inhibitory) from inhibitory neurons.
+    Long-range synapses run only from excitatory neurons of region s to any neuron of region t ≠ s, with
+    probability ``long_range_connection_prob × w_norm`` and strength ``global_coupling × j_exc_mv × w_norm``
+    (``× feedforward_inhibition`` onto inhibitory targets), where ``w_norm = w[s, t] / max(w)`` over the
+    off-diagonal entries.
+    Long-range delays are ``tract_length / conduction_velocity`` (the centre distance where the data have no
+    tract length), local delays ``local_delay_ms``; all rounded to whole steps of ``dt_ms`` (at least one).
+
+    Synapses are current-based exponentials: AMPA (``tau_ampa_ms``) from excitatory, GABA (``tau_gaba_ms``)
+    from inhibitory neurons. Onto neurons of the regions whose role is in ``nmda_roles``, a fraction
+    ``nmda_ratio / (1 + nmda_ratio)`` of every excitatory synapse's charge is carried by a slow NMDA-like
+    current (``tau_nmda_ms``) instead of AMPA (``nmda_ratio`` = NMDA:AMPA charge ratio), so NMDA changes the
+    time course of excitation there, not its total charge. ``nmda_ratio=0`` switches it off.
+
+    Background: every neuron receives independent Poisson excitation through AMPA synapses of strength
+    ``background_j_mv`` at rate ``background_eta × θ / (background_j_mv × τ_m)``, i.e. a mean drive of
+    ``background_eta × θ`` (Brunel 2000's η = ν_ext/ν_thr with ν_thr = θ/(J C_ext τ_m), here written per
+    neuron as C_ext ν_ext) and voltage fluctuations of about ``sqrt(background_j_mv × mean / 2)``.
+    """
+
+    connectome: str = "tvb96"
+    neurons_per_region: int = 200
+    excitatory_fraction: float = 0.8
+    local_connection_prob: float = 0.1
+    long_range_connection_prob: float = 0.02
+    global_coupling: float = 0.2
+    j_exc_mv: float = 1.0
+    inhibition_ratio: float = 8.0
+    feedforward_inhibition: float = 2.0
+    tau_m_ms: float = 20.0
+    v_threshold_mv: float = 20.0
+    v_reset_mv: float = 0.0
+    v_rest_mv: float = 0.0
+    refractory_ms: float = 2.0
+    tau_ampa_ms: float = 5.0
+    tau_gaba_ms: float = 8.0
+    tau_nmda_ms: float = 100.0
+    nmda_roles: tuple[str, ...] = ("prefrontal",)
+    nmda_ratio: float = 1.0
+    background_eta: float = 0.8
+    background_j_mv: float = 3.0
+    conduction_velocity_mm_per_ms: float = 3.5
+    local_delay_ms: float = 1.0
+    dt_ms: float = DEFAULT_DT_MS
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        check_connectome_name(self.connectome)
+        errors = []
+
+        def positive(name: str) -> None:
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                errors.append(f"{name} must be a positive finite number, got {value!r}")
+
+        def non_negative(name: str) -> None:
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+                errors.append(f"{name} must be a finite number >= 0, got {value!r}")
+
+        def probability(name: str) -> None:
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and 0.0 <= value <= 1.0):
+                errors.append(f"{name} must be a probability in [0, 1], got {value!r}")
+
+        if not isinstance(self.neurons_per_region, int) or self.neurons_per_region < 2:
+            errors.append(f"neurons_per_region must be an integer >= 2, got {self.neurons_per_region!r}")
+        probability("excitatory_fraction")
+        probability("local_connection_prob")
+        probability("long_range_connection_prob")
+        for name in ("tau_m_ms", "tau_ampa_ms", "tau_gaba_ms", "tau_nmda_ms", "dt_ms", "v_threshold_mv",
+                     "conduction_velocity_mm_per_ms", "local_delay_ms"):  # fmt: skip
+            positive(name)
+        for name in ("global_coupling", "j_exc_mv", "inhibition_ratio", "feedforward_inhibition",
+                     "refractory_ms", "nmda_ratio", "background_eta", "background_j_mv"):  # fmt: skip
+            non_negative(name)
+        if isinstance(self.neurons_per_region, int) and self.neurons_per_region >= 2:
+            n_exc = round(self.excitatory_fraction * self.neurons_per_region)
+            if isinstance(self.excitatory_fraction, float | int) and not 1 <= n_exc < self.neurons_per_region:
+                errors.append(
+                    "excitatory_fraction must leave at least one excitatory and one inhibitory neuron"
+                )
+        if not errors and self.v_reset_mv >= self.v_threshold_mv:
+            errors.append("v_reset_mv must be below v_threshold_mv")
+        if not errors and self.dt_ms > 1.0:
+            errors.append(f"dt_ms must be <= 1 ms (exactly integrated LIF, 0.1-1 ms), got {self.dt_ms}")
+        if not errors:
+            for name in ("refractory_ms", "local_delay_ms"):
+                if not _is_multiple(getattr(self, name), self.dt_ms):
+                    errors.append(
+                        f"{name} ({getattr(self, name)}) must be a whole multiple of dt_ms ({self.dt_ms})"
+                    )
+        if not isinstance(self.seed, int) or self.seed < 0:
+            errors.append(f"seed must be a non-negative integer, got {self.seed!r}")
+        if not isinstance(self.nmda_roles, tuple):
+            errors.append("nmda_roles must be a tuple of role names")
+        if errors:
+            raise ValueError("invalid BrainConfig: " + "; ".join(errors))
+
+    @property
+    def n_excitatory_per_region(self) -> int:
+        """Excitatory neurons per region (the first ones of each region's block)."""
+        return round(self.excitatory_fraction * self.neurons_per_region)
+
+    @property
+    def background_rate_hz(self) -> float:
+        """Poisson background event rate per neuron in Hz (Brunel calibration, see class docstring)."""
+        if self.background_j_mv == 0:
+            return 0.0
+        return self.background_eta * self.v_threshold_mv / (self.background_j_mv * self.tau_m_ms * 1e-3)
+
+    def substeps(self, env_dt_ms: float) -> int:
+        """Brain steps per environment step of ``env_dt_ms`` (ValueError if not a whole multiple of dt)."""
+        return substeps_per_env_step(env_dt_ms, self.dt_ms)

@@ -1,0 +1,295 @@
+"""Build a connectome-wired LIF network from a :class:`BrainConfig`: neurons, synapses (CSR by presynaptic
+neuron), delays and the exact-integration constants. Construction runs once on the host (NumPy, seeded
+from ``config.seed``); the result lives on the config's device and is never dense N×N."""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from encephagen_gym.brain.config import BrainConfig, resolve_device
+from encephagen_gym.connectome import Connectome, load_connectome
+
+__all__ = ["EXCITATORY", "INHIBITORY", "Network", "build_network", "synapse_propagator"]
+
+#: Receptor channel of a synapse, given by its presynaptic neuron type (Dale's law).
+EXCITATORY = 0
+INHIBITORY = 1
+
+
+def synapse_propagator(tau_syn_ms: float, tau_m_ms: float, dt_ms: float) -> float:
+    """Exact contribution to V(t+dt) of a unit synaptic current I(t) decaying with ``tau_syn_ms``.
+
+    Solves τ_m dV/dt = −V + I(t), I(t) = I₀ e^{−t/τ_s}: V(dt) − V(0)e^{−dt/τ_m} = I₀ P with
+    P = τ_s/(τ_s − τ_m) (e^{−dt/τ_s} − e^{−dt/τ_m}); the limit (dt/τ_m) e^{−dt/τ_m} when τ_s = τ_m.
+    """
+    if math.isclose(tau_syn_ms, tau_m_ms, rel_tol=1e-9):
+        return dt_ms / tau_m_ms * math.exp(-dt_ms / tau_m_ms)
+    return (
+        tau_syn_ms / (tau_syn_ms - tau_m_ms) * (math.exp(-dt_ms / tau_syn_ms) - math.exp(-dt_ms / tau_m_ms))
+    )
+
+
+class Network(NamedTuple):
+    """Immutable network parameters on one device (the synaptic weights are kept apart, see ``weights``).
+
+    Neurons are numbered region by region: region r owns neurons ``[r·n, (r+1)·n)`` with n =
+    ``neurons_per_region``, its first ``n_exc`` excitatory. Synapses are sorted by presynaptic neuron
+    (CSR): the outgoing synapses of neuron i are ``row_ptr[i]:row_ptr[i+1]``.
+
+    Per-neuron tensors (length N): ``neuron_region`` (int64), ``is_excitatory`` (bool),
+    ``nmda_share`` (float32, fraction of excitatory charge carried by NMDA onto that neuron).
+    Per-synapse tensors (length S): ``pre``, ``post`` (int64 neuron ids), ``pre_region``, ``post_region``
+    (int64), ``channel`` (EXCITATORY/INHIBITORY, from the presynaptic type), ``delay_steps`` (int64 ≥ 1),
+    ``is_long_range`` (bool). Initial non-negative strengths in mV are returned separately by
+    :func:`build_network` (the learnable ``weights`` tensor).
+    Scalars: decay factors and propagators for exact integration over one step of ``dt_ms``; ``jump_x``
+    the current jump per mV of strength (τ_m/τ_x, negative for GABA); ``excitatory_gain`` ``[2, 1, N]``
+    the AMPA and NMDA jumps per mV of excitatory strength, split by each neuron's ``nmda_share``;
+    ``current_decay`` ``[3, 1, 1]`` and ``v_propagator`` ``[1, 3]`` for the (AMPA, NMDA, GABA) currents;
+    ``csr_rows`` ``[N, 2]`` (first synapse, out-degree) per neuron; ``v_threshold_rel`` = θ − V_reset and
+    ``leak_drive`` the per-step pull towards V_rest, for voltages measured from V_reset.
+    """
+
+    config: BrainConfig
+    connectome: Connectome
+    device: torch.device
+    n_regions: int
+    neurons_per_region: int
+    n_exc: int
+    n_neurons: int
+    n_synapses: int
+    max_delay_steps: int
+    neuron_region: torch.Tensor
+    is_excitatory: torch.Tensor
+    nmda_share: torch.Tensor
+    pre: torch.Tensor
+    post: torch.Tensor
+    pre_region: torch.Tensor
+    post_region: torch.Tensor
+    channel: torch.Tensor
+    delay_steps: torch.Tensor
+    is_long_range: torch.Tensor
+    row_ptr: torch.Tensor
+    out_degree: torch.Tensor
+    ring_target: torch.Tensor
+    decay_m: float
+    decay_ampa: float
+    decay_gaba: float
+    decay_nmda: float
+    prop_ampa: float
+    prop_gaba: float
+    prop_nmda: float
+    jump_ampa: float
+    jump_gaba: float
+    jump_nmda: float
+    excitatory_gain: torch.Tensor
+    current_decay: torch.Tensor
+    v_propagator: torch.Tensor
+    csr_rows: torch.Tensor
+    nmda_active: bool
+    v_threshold_rel: float
+    leak_drive: float
+    background_gain: float
+    refractory_steps: int
+    background_rate_hz: float
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        """Role of each region (from the connectome's exact-label table)."""
+        return self.connectome.roles
+
+    def neurons_of_regions(
+        self, regions: np.ndarray | list[int], excitatory_only: bool = False
+    ) -> torch.Tensor:
+        """Neuron ids (int64, on the device) of the given regions, optionally only excitatory ones."""
+        n = self.neurons_per_region
+        width = self.n_exc if excitatory_only else n
+        ids = [np.arange(int(r) * n, int(r) * n + width) for r in regions]
+        flat = np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64)
+        return torch.as_tensor(flat, dtype=torch.int64, device=self.device)
+
+    def neurons_with_role(self, *roles: str, excitatory_only: bool = False) -> torch.Tensor:
+        """Neuron ids of all regions whose role is one of ``roles``."""
+        return self.neurons_of_regions(self.connectome.regions_with_role(*roles), excitatory_only)
+
+    def synapses_between_roles(self, pre_roles: tuple[str, ...], post_roles: tuple[str, ...]) -> torch.Tensor:
+        """Indices of the synapses from regions with a role in ``pre_roles`` to regions with one in
+        ``post_roles`` (for selecting plastic projections)."""
+        pre_regions = torch.as_tensor(self.connectome.regions_with_role(*pre_roles), device=self.device)
+        post_regions = torch.as_tensor(self.connectome.regions_with_role(*post_roles), device=self.device)
+        mask = torch.isin(self.pre_region, pre_regions) & torch.isin(self.post_region, post_regions)
+        return mask.nonzero().squeeze(1)
+
+
+def _long_range_delays_mm(connectome: Connectome) -> np.ndarray:
+    lengths = connectome.tract_lengths_mm
+    return np.where(lengths > 0, lengths, connectome.euclidean_distances_mm())
+
+
+def _sample_pairs(
+    rng: np.random.Generator, n_pre: int, n_post: int, prob: float, exclude_self: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Independent Bernoulli(prob) connections between n_pre × n_post neurons (local indices)."""
+    total = n_pre * n_post
+    if prob <= 0 or total == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    count = rng.binomial(total, min(prob, 1.0))
+    flat = np.sort(rng.choice(total, size=count, replace=False))
+    pre, post = np.divmod(flat, n_post)
+    if exclude_self:
+        keep = pre != post
+        pre, post = pre[keep], post[keep]
+    return pre, post
+
+
+def build_network(config: BrainConfig) -> tuple[Network, torch.Tensor]:
+    """Wire the network described by ``config``; return ``(network, weights)``.
+
+    ``weights`` is a float32 tensor of length S with the non-negative strength (mV) of each synapse; its
+    sign is given by ``network.channel`` (the presynaptic neuron's type), so learning rules can update it in
+    place (keeping it ≥ 0 keeps Dale's law). Same config → identical network and weights.
+    """
+    device = resolve_device(config.device)
+    connectome = load_connectome(config.connectome)
+    missing = sorted(set(config.nmda_roles) - set(connectome.roles))
+    if missing:
+        roles = sorted(set(connectome.roles))
+        raise ValueError(f"nmda_roles {missing} do not exist in {config.connectome}; roles: {roles}")
+    rng = np.random.default_rng(np.random.SeedSequence([config.seed, 0x5EED]))
+    n_regions, n = connectome.n_regions, config.neurons_per_region
+    n_exc = config.n_excitatory_per_region
+    n_neurons = n_regions * n
+    dt = config.dt_ms
+    local_delay = round(config.local_delay_ms / dt)
+
+    pres, posts, strengths, delays, long_flags = [], [], [], [], []
+
+    # Local recurrent synapses (all neuron types), one block per region.
+    j_inh = config.inhibition_ratio * config.j_exc_mv
+    for region in range(n_regions):
+        pre, post = _sample_pairs(rng, n, n, config.local_connection_prob, exclude_self=True)
+        pres.append(pre + region * n)
+        posts.append(post + region * n)
+        strengths.append(np.where(pre < n_exc, config.j_exc_mv, j_inh))
+        delays.append(np.full(len(pre), local_delay))
+        long_flags.append(np.zeros(len(pre), dtype=bool))
+
+    # Long-range excitatory synapses between distinct regions, scaled by the normalised connectome weight.
+    off_diag = connectome.adjacency()
+    w_max = connectome.weights[off_diag].max() if off_diag.any() else 1.0
+    tract_mm = _long_range_delays_mm(connectome)
+    for source, target in zip(*np.nonzero(off_diag), strict=True):
+        w_norm = connectome.weights[source, target] / w_max
+        pre, post = _sample_pairs(
+            rng, n_exc, n, config.long_range_connection_prob * w_norm, exclude_self=False
+        )
+        strength = config.global_coupling * config.j_exc_mv * w_norm
+        pres.append(pre + source * n)
+        posts.append(post + target * n)
+        strengths.append(np.where(post < n_exc, strength, strength * config.feedforward_inhibition))
+        delay = max(1, round(tract_mm[source, target] / config.conduction_velocity_mm_per_ms / dt))
+        delays.append(np.full(len(pre), delay))
+        long_flags.append(np.ones(len(pre), dtype=bool))
+
+    pre = np.concatenate(pres).astype(np.int64)
+    post = np.concatenate(posts).astype(np.int64)
+    strength = np.concatenate(strengths).astype(np.float32)
+    delay = np.maximum(np.concatenate(delays), 1).astype(np.int64)
+    long_range = np.concatenate(long_flags)
+    order = np.lexsort((post, pre))  # CSR: by presynaptic neuron, then postsynaptic
+    pre, post, strength, delay, long_range = (
+        pre[order],
+        post[order],
+        strength[order],
+        delay[order],
+        long_range[order],
+    )
+
+    is_exc = (np.arange(n_neurons) % n) < n_exc
+    channel = np.where(is_exc[pre], EXCITATORY, INHIBITORY).astype(np.int64)
+    out_degree = np.bincount(pre, minlength=n_neurons).astype(np.int64)
+    row_ptr = np.concatenate([[0], np.cumsum(out_degree)]).astype(np.int64)
+    region_of = np.arange(n_neurons) // n
+    max_delay = int(delay.max()) if len(delay) else 1
+
+    nmda_share = np.zeros(n_neurons, dtype=np.float32)
+    nmda_regions = [r for r, role in enumerate(connectome.roles) if role in config.nmda_roles]
+    share = config.nmda_ratio / (1.0 + config.nmda_ratio)
+    for region in nmda_regions:
+        nmda_share[region * n : (region + 1) * n] = share
+
+    tau_m = config.tau_m_ms
+
+    def tensor(array: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+        return torch.as_tensor(np.ascontiguousarray(array), dtype=dtype, device=device)
+
+    network = Network(
+        config=config,
+        connectome=connectome,
+        device=device,
+        n_regions=n_regions,
+        neurons_per_region=n,
+        n_exc=n_exc,
+        n_neurons=n_neurons,
+        n_synapses=len(pre),
+        max_delay_steps=max_delay,
+        neuron_region=tensor(region_of, torch.int64),
+        is_excitatory=tensor(is_exc, torch.bool),
+        nmda_share=tensor(nmda_share, torch.float32),
+        pre=tensor(pre, torch.int64),
+        post=tensor(post, torch.int64),
+        pre_region=tensor(region_of[pre], torch.int64),
+        post_region=tensor(region_of[post], torch.int64),
+        channel=tensor(channel, torch.int64),
+        delay_steps=tensor(delay, torch.int64),
+        is_long_range=tensor(long_range, torch.bool),
+        row_ptr=tensor(row_ptr, torch.int64),
+        out_degree=tensor(out_degree, torch.int64),
+        # position of each synapse's target inside one ring slot's [channel, post] block
+        ring_target=tensor(channel * n_neurons + post, torch.int64),
+        decay_m=math.exp(-dt / tau_m),
+        decay_ampa=math.exp(-dt / config.tau_ampa_ms),
+        decay_gaba=math.exp(-dt / config.tau_gaba_ms),
+        decay_nmda=math.exp(-dt / config.tau_nmda_ms),
+        prop_ampa=synapse_propagator(config.tau_ampa_ms, tau_m, dt),
+        prop_gaba=synapse_propagator(config.tau_gaba_ms, tau_m, dt),
+        prop_nmda=synapse_propagator(config.tau_nmda_ms, tau_m, dt),
+        jump_ampa=tau_m / config.tau_ampa_ms,
+        jump_gaba=-tau_m / config.tau_gaba_ms,
+        jump_nmda=tau_m / config.tau_nmda_ms,
+        excitatory_gain=tensor(
+            np.stack(
+                [(tau_m / config.tau_ampa_ms) * (1.0 - nmda_share), (tau_m / config.tau_nmda_ms) * nmda_share]
+            )[:, None, :],
+            torch.float32,
+        ),
+        current_decay=tensor(
+            np.array(
+                [math.exp(-dt / t) for t in (config.tau_ampa_ms, config.tau_nmda_ms, config.tau_gaba_ms)]
+            )[:, None, None],
+            torch.float32,
+        ),
+        v_propagator=tensor(
+            np.array(
+                [
+                    [
+                        synapse_propagator(t, tau_m, dt)
+                        for t in (config.tau_ampa_ms, config.tau_nmda_ms, config.tau_gaba_ms)
+                    ]
+                ]
+            ),
+            torch.float32,
+        ),
+        csr_rows=tensor(np.stack([row_ptr[:-1], out_degree], axis=1), torch.int32),
+        nmda_active=bool(nmda_share.any()),
+        v_threshold_rel=config.v_threshold_mv - config.v_reset_mv,
+        leak_drive=(1.0 - math.exp(-dt / tau_m)) * (config.v_rest_mv - config.v_reset_mv),
+        background_gain=tau_m / config.tau_ampa_ms * config.background_j_mv,
+        refractory_steps=round(config.refractory_ms / dt),
+        background_rate_hz=config.background_rate_hz,
+    )
+    return network, tensor(strength, torch.float32)

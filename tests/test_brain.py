@@ -1,0 +1,519 @@
+"""Spiking brain: construction, golden single-neuron dynamics, network statistics, batching, errors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from encephagen_gym.brain import (
+    EXCITATORY,
+    INHIBITORY,
+    BrainConfig,
+    RegionActivity,
+    SpikingBrain,
+    brain_step,
+    build_network,
+    clone_state,
+    init_state,
+    substeps_per_env_step,
+    synapse_propagator,
+)
+from encephagen_gym.connectome import load_connectome
+
+CPU = "cpu"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: small brains gain nothing from two; a busy 2-core machine loses a lot."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def silent_config(**overrides) -> BrainConfig:
+    """Isolated neurons: no synapses, no background (for golden traces)."""
+    base = dict(neurons_per_region=2, excitatory_fraction=0.5, local_connection_prob=0.0,
+                long_range_connection_prob=0.0, background_eta=0.0, dt_ms=0.1, device=CPU)  # fmt: skip
+    return BrainConfig(**{**base, **overrides})
+
+
+def spike_times(brain: SpikingBrain, state, n_steps: int, current=None):
+    rows = []
+
+    def record(i, s):
+        rows.append(s.spikes.clone())
+
+    state = brain.run(state, n_steps, input_current=current, on_step=record)
+    return state, torch.stack(rows)  # [T, B, N]
+
+
+# ---------------------------------------------------------------------------------------------- construction
+
+
+@pytest.fixture(scope="module")
+def small_network():
+    return build_network(BrainConfig(neurons_per_region=20, device=CPU))
+
+
+def test_csr_layout_and_sparsity(small_network):
+    net, weights = small_network
+    assert net.n_neurons == 96 * 20
+    assert net.n_synapses < 0.05 * net.n_neurons**2  # sparse arrays, never N×N
+    assert torch.all(net.pre[1:] >= net.pre[:-1])  # sorted by presynaptic neuron
+    assert net.row_ptr[-1] == net.n_synapses
+    counts = torch.bincount(net.pre, minlength=net.n_neurons)
+    assert torch.equal(counts, net.out_degree)
+    assert torch.equal(net.row_ptr[1:] - net.row_ptr[:-1], counts)
+    assert weights.shape == (net.n_synapses,) and weights.dtype == torch.float32
+
+
+def test_dales_law_on_every_synapse(small_network):
+    net, weights = small_network
+    assert torch.all(weights >= 0)
+    exc_pre = net.is_excitatory[net.pre]
+    assert torch.equal(net.channel == EXCITATORY, exc_pre)
+    assert torch.equal(net.channel == INHIBITORY, ~exc_pre)
+    # long-range synapses leave excitatory neurons only and cross regions; local ones stay inside
+    assert torch.all(exc_pre[net.is_long_range])
+    assert torch.all(net.pre_region[net.is_long_range] != net.post_region[net.is_long_range])
+    assert torch.all(net.pre_region[~net.is_long_range] == net.post_region[~net.is_long_range])
+    assert torch.all(net.pre != net.post)
+    assert torch.equal(net.pre_region, net.neuron_region[net.pre])
+    assert torch.equal(net.post_region, net.neuron_region[net.post])
+
+
+def test_delays_follow_tract_lengths(small_network):
+    net, _ = small_network
+    cfg, con = net.config, load_connectome("tvb96")
+    lr = net.is_long_range
+    src, tgt = net.pre_region[lr].numpy(), net.post_region[lr].numpy()
+    delay_ms = con.tract_lengths_mm[src, tgt] / cfg.conduction_velocity_mm_per_ms
+    expected = np.maximum(1, np.round(delay_ms / cfg.dt_ms))
+    np.testing.assert_array_equal(net.delay_steps[lr].numpy(), expected)
+    assert torch.all(net.delay_steps[~lr] == round(cfg.local_delay_ms / cfg.dt_ms))
+    # long-range synapses exist only where the connectome has an edge source -> target
+    assert con.adjacency()[src, tgt].all()
+
+
+def test_nmda_only_in_prefrontal_regions(small_network):
+    net, _ = small_network
+    pfc = set(load_connectome("tvb96").regions_with_role("prefrontal").tolist())
+    has_nmda = net.nmda_share.view(96, 20)[:, 0] > 0
+    assert {r for r in range(96) if has_nmda[r]} == pfc
+
+
+def test_same_seed_same_network_different_seed_different_wiring(small_network):
+    net, weights = small_network
+    again, weights_again = build_network(BrainConfig(neurons_per_region=20, device=CPU))
+    assert torch.equal(net.pre, again.pre) and torch.equal(net.post, again.post)
+    assert torch.equal(weights, weights_again)
+    other, _ = build_network(BrainConfig(neurons_per_region=20, device=CPU, seed=1))
+    assert other.n_synapses != net.n_synapses or not torch.equal(net.post, other.post)
+
+
+def test_synapses_between_roles(small_network):
+    net, _ = small_network
+    index = net.synapses_between_roles(("visual",), ("temporal",))
+    assert index.numel() > 0
+    roles = np.array(net.roles)
+    assert set(roles[net.pre_region[index].numpy()]) == {"visual"}
+    assert set(roles[net.post_region[index].numpy()]) == {"temporal"}
+
+
+# ------------------------------------------------------------------------------------------ golden dynamics
+
+
+def test_membrane_trace_matches_closed_form():
+    brain = SpikingBrain(silent_config())
+    state = brain.initial_state(1)
+    state.v.zero_()
+    current = torch.zeros(1, brain.n_neurons)
+    current[0, 0] = 15.0  # below threshold: V(t) = 15 (1 - e^{-t/τm})
+    trace = []
+    brain.run(state, 300, current, on_step=lambda i, s: trace.append(s.v[0, 0].item()))
+    t = np.arange(1, 301) * 0.1
+    np.testing.assert_allclose(trace, 15.0 * (1 - np.exp(-t / 20.0)), rtol=1e-5, atol=1e-5)
+
+
+def test_first_spike_time_and_refractory_period():
+    brain = SpikingBrain(silent_config())
+    state = brain.initial_state(1)
+    state.v.zero_()
+    current = torch.zeros(1, brain.n_neurons)
+    current[0, 0] = 25.0
+    _, spikes = spike_times(brain, state, 2000, current)
+    times = (torch.nonzero(spikes[:, 0, 0]).squeeze(1).numpy() + 1) * 0.1  # spike at the end of step i
+    t_first = -20.0 * math.log(1 - 20.0 / 25.0)  # 32.19 ms
+    assert times[0] == pytest.approx(math.ceil(t_first / 0.1 - 1e-9) * 0.1)
+    isi = np.diff(times)
+    # V is held at reset for 2 ms after each spike, then climbs again for t_first: ISI = 2 ms + t_first
+    assert np.all(isi > 2.0)
+    np.testing.assert_allclose(isi, math.ceil((t_first + 2.0) / 0.1 - 1e-9) * 0.1, atol=1e-9)
+    assert spikes[:, 0, 1:].sum() == 0
+
+
+def test_refractory_period_holds_under_huge_drive():
+    brain = SpikingBrain(silent_config(refractory_ms=2.0))
+    state = brain.initial_state(1)
+    current = torch.full((1, brain.n_neurons), 1e4)
+    _, spikes = spike_times(brain, state, 500, current)
+    steps = torch.nonzero(spikes[:, 0, 0]).squeeze(1)
+    assert torch.all(torch.diff(steps) == 21)  # 20 refractory steps of 0.1 ms, then one step to fire
+
+
+def test_synaptic_current_and_psp_match_closed_form():
+    """One excitatory spike into a silent neuron: AMPA current A e^{-t/τs} and
+    PSP A τs/(τs−τm)(e^{-t/τs} − e^{-t/τm}) with A = J τm/τs, arriving one local delay after the spike."""
+    cfg = silent_config(local_connection_prob=1.0, nmda_ratio=0.0, j_exc_mv=1.5)
+    brain = SpikingBrain(cfg)
+    net = brain.network
+    state = brain.initial_state(1)
+    state.v.zero_()
+    pulse = torch.zeros(1, brain.n_neurons)
+    pulse[0, 0] = 1e4  # neuron 0 (excitatory, region 0) fires on the first step
+    state = brain.step(state, pulse)
+    assert state.spikes[0, 0] == 1 and state.spikes.sum() == 1
+    spike_step = state.step
+    target = 1  # the inhibitory neuron of region 0 receives synapse 0 -> 1
+    i_trace, v_trace = [], []
+    quiet = torch.zeros(1, brain.n_neurons)
+    quiet[0, 0] = -1e4  # keep neuron 0 silent afterwards
+    for _ in range(400):
+        state = brain.step(state, quiet)
+        i_trace.append(state.i_ampa[0, target].item())
+        v_trace.append(state.v[0, target].item())
+    i_trace, v_trace = np.array(i_trace), np.array(v_trace)
+    arrival = int(np.flatnonzero(i_trace)[0]) + spike_step + 1  # step index at which the jump lands
+    assert arrival - spike_step == round(cfg.local_delay_ms / cfg.dt_ms)
+    tau_m, tau_s, dt = cfg.tau_m_ms, cfg.tau_ampa_ms, cfg.dt_ms
+    amplitude = cfg.j_exc_mv * tau_m / tau_s
+    first = int(np.flatnonzero(i_trace)[0])
+    elapsed = np.arange(len(i_trace) - first) * dt
+    np.testing.assert_allclose(i_trace[first:], amplitude * np.exp(-elapsed / tau_s), rtol=1e-4)
+    psp = amplitude * tau_s / (tau_s - tau_m) * (np.exp(-elapsed / tau_s) - np.exp(-elapsed / tau_m))
+    np.testing.assert_allclose(v_trace[first:], psp, rtol=1e-4, atol=1e-6)
+    assert v_trace[first:].max() == pytest.approx(psp.max(), rel=1e-4)
+    assert net.prop_ampa == pytest.approx(synapse_propagator(tau_s, tau_m, dt))
+
+
+# ------------------------------------------------------------------------------------- network statistics
+
+
+def _rates_and_cvs(spikes: np.ndarray, dt_ms: float):
+    """spikes [T, N] bool -> (rates Hz [N], CVs of neurons with >= 5 spikes)."""
+    duration_s = spikes.shape[0] * dt_ms * 1e-3
+    rates = spikes.sum(0) / duration_s
+    cvs = []
+    for column in spikes.T:
+        times = np.flatnonzero(column)
+        if len(times) >= 5:
+            isi = np.diff(times)
+            cvs.append(isi.std() / isi.mean())
+    return rates, np.array(cvs)
+
+
+@pytest.fixture(scope="module")
+def spontaneous_run():
+    brain = SpikingBrain(BrainConfig(neurons_per_region=10, device=CPU))
+    state = brain.initial_state(1)
+    state = brain.run(state, round(200 / brain.dt_ms))  # transient
+    n_steps = round(5000 / brain.dt_ms)
+    raster = torch.zeros((n_steps, brain.n_neurons), dtype=torch.bool)
+    window = torch.zeros(brain.n_neurons)
+    max_window_rate = [0.0]
+    per_window = round(250 / brain.dt_ms)
+
+    def record(i, s):
+        raster[i] = s.spikes[0] > 0
+        window.add_(s.spikes[0])
+        if (i + 1) % per_window == 0:
+            max_window_rate[0] = max(max_window_rate[0], window.view(96, 10).mean(1).max().item() / 0.25)
+            window.zero_()
+
+    state = brain.run(state, n_steps, on_step=record)
+    return brain, state, raster.numpy(), max_window_rate[0]
+
+
+def test_spontaneous_activity_is_asynchronous_irregular(spontaneous_run):
+    brain, _, raster, _ = spontaneous_run
+    rates, cvs = _rates_and_cvs(raster, brain.dt_ms)
+    assert 3.0 <= rates.mean() <= 20.0
+    assert 0.5 <= np.median(cvs) <= 1.5
+    assert len(cvs) > 0.8 * brain.n_neurons
+    # asynchronous: the population count in 5 ms bins is not much more variable than Poisson
+    bins = raster.sum(1)[: raster.shape[0] // 10 * 10].reshape(-1, 10).sum(1)
+    assert bins.var() / bins.mean() < 3.0
+
+
+def test_spontaneous_activity_stays_bounded_for_5_s(spontaneous_run):
+    _, state, raster, max_window_rate = spontaneous_run
+    assert torch.isfinite(state.v).all() and torch.isfinite(state.currents).all()
+    assert max_window_rate < 60.0  # no region runs away in any 250 ms window
+    first, last = raster[: raster.shape[0] // 2].mean(), raster[raster.shape[0] // 2 :].mean()
+    assert abs(first - last) / first < 0.2  # stationary
+
+
+def test_pulse_arrives_after_the_tract_length_delay():
+    cfg = BrainConfig(neurons_per_region=10, long_range_connection_prob=1.0, background_eta=0.0, device=CPU)
+    brain = SpikingBrain(cfg)
+    con = brain.network.connectome
+    source = con.index("RM-V1_R")
+    candidates = np.flatnonzero(con.adjacency()[source])
+    target = int(candidates[np.argmax(con.tract_lengths_mm[source, candidates])])  # the longest tract
+    expected = round(con.tract_lengths_mm[source, target] / cfg.conduction_velocity_mm_per_ms / cfg.dt_ms)
+    assert expected > 10
+    state = brain.initial_state(1)
+    state.v.zero_()
+    pulse = torch.zeros(1, brain.n_neurons)
+    pulse[0, brain.network.neurons_of_regions([source], excitatory_only=True)] = 1e4
+    state = brain.step(state, pulse)
+    spike_step = state.step
+    assert state.spikes.view(96, 10)[source, :8].all() and state.spikes.sum() == 8
+    target_neurons = slice(target * 10, (target + 1) * 10)
+    for _ in range(expected + 5):
+        state = brain.step(state)
+        if state.arrivals[0, 0, target_neurons].sum() > 0:
+            break
+    assert state.step - spike_step == expected
+
+
+def _post_stimulus_excess(nmda_ratio: float) -> float:
+    """PFC excitatory rate 25-100 ms after a 200 ms PFC stimulus, minus the pre-stimulus rate (Hz).
+
+    Local connection probability 0.5 gives these 20-neuron regions about the local excitatory in-degree of
+    the full-size brain (8 vs 16), so that recurrent (NMDA-carrying) input matters."""
+    brain = SpikingBrain(
+        BrainConfig(neurons_per_region=20, local_connection_prob=0.5, nmda_ratio=nmda_ratio, device=CPU)
+    )
+    batch, bin_steps = 4, round(25 / brain.dt_ms)
+    pfc = brain.network.neurons_with_role("prefrontal", excitatory_only=True)
+    state = brain.initial_state(batch, generator=torch.Generator().manual_seed(3))
+    state = brain.run(state, round(300 / brain.dt_ms))
+    trace = []
+
+    def record(i, s):
+        trace.append(s.spikes[:, pfc].mean())
+
+    state = brain.run(state, round(200 / brain.dt_ms), on_step=record)
+    baseline = torch.stack(trace).mean().item() / (brain.dt_ms * 1e-3)
+    state = brain.run(state, round(200 / brain.dt_ms), brain.input_for_roles("prefrontal", 12.0, batch))
+    trace.clear()
+    brain.run(state, 4 * bin_steps, on_step=record)
+    late = torch.stack(trace[bin_steps:]).mean().item() / (brain.dt_ms * 1e-3)
+    return late - baseline
+
+
+def test_nmda_prolongs_post_stimulus_activity_in_prefrontal_regions():
+    excess_on = _post_stimulus_excess(3.0)
+    excess_off = _post_stimulus_excess(0.0)
+    assert excess_on > 1.0  # still elevated 25-100 ms after the stimulus ended
+    assert excess_on > excess_off + 1.0
+
+
+# ------------------------------------------------------------------------------------ batching and seeding
+
+
+def test_batch_elements_with_identical_inputs_and_noise_keys_spike_identically():
+    brain = SpikingBrain(BrainConfig(neurons_per_region=10, device=CPU))
+    state = brain.initial_state(3, noise_keys=[11, 22, 11])
+    state.v[2] = state.v[0]
+    current = torch.zeros(3, brain.n_neurons)
+    current[:, :50] = 5.0
+    single = init_state(brain.network, 1, noise_keys=[22], noise_windows=state.noise_windows)
+    single.v.copy_(state.v[1:2])
+    _, batched = spike_times(brain, state, 1000, current)
+    _, alone = spike_times(brain, single, 1000, current[1:2])
+    assert batched.sum() > 0
+    assert torch.equal(batched[:, 0], batched[:, 2])
+    assert not torch.equal(batched[:, 0], batched[:, 1])
+    assert torch.equal(batched[:, 1], alone[:, 0])  # batching changes nothing for an element
+
+
+def test_same_generator_seed_reproduces_exactly_and_clone_state_snapshots():
+    brain = SpikingBrain(BrainConfig(neurons_per_region=10, device=CPU))
+    runs = []
+    for _ in range(2):
+        state = brain.initial_state(2, generator=torch.Generator().manual_seed(5))
+        runs.append(spike_times(brain, state, 1500)[1])
+    assert torch.equal(runs[0], runs[1])
+    other = brain.initial_state(2, generator=torch.Generator().manual_seed(6))
+    assert not torch.equal(runs[0], spike_times(brain, other, 1500)[1])
+    # a snapshot replays the same future
+    state = brain.run(brain.initial_state(1), 100)
+    snapshot = clone_state(state)
+    future_a = spike_times(brain, state, 300)[1]
+    future_b = spike_times(brain, snapshot, 300)[1]
+    assert torch.equal(future_a, future_b)
+
+
+def test_functional_step_equals_module_step():
+    brain = SpikingBrain(BrainConfig(neurons_per_region=10, device=CPU))
+    a = brain.initial_state(2)
+    b = clone_state(a)
+    for _ in range(200):
+        a = brain.step(a)
+        b = brain_step(brain.network, brain.weights, b)
+    assert torch.equal(a.v, b.v) and torch.equal(a.spikes, b.spikes) and a.step == b.step == 200
+
+
+def test_weights_updated_in_place_change_the_dynamics():
+    brain = SpikingBrain(BrainConfig(neurons_per_region=20, local_connection_prob=0.5, device=CPU))
+    first = spike_times(brain, brain.initial_state(1), 2000)[1].sum()
+    brain.weights[brain.network.channel == INHIBITORY] = 0.0  # remove inhibition
+    second = spike_times(brain, brain.initial_state(1), 2000)[1].sum()
+    assert second > 1.5 * first
+
+
+# ----------------------------------------------------------------------------------------------- readouts
+
+
+def test_region_activity_counts_match_the_spikes():
+    brain = SpikingBrain(BrainConfig(neurons_per_region=10, device=CPU))
+    state = brain.initial_state(2)
+    readout = brain.activity(2)
+    exc = RegionActivity(brain.network, 2, population="excitatory")
+    total = torch.zeros(2, brain.n_neurons)
+
+    def both(i, s):
+        total.add_(s.spikes)
+        exc.update(s.spikes)
+
+    brain.run(state, 400, readout=readout, on_step=both)
+    np.testing.assert_allclose(readout.counts(), total.view(2, 96, 10).sum(2))
+    np.testing.assert_allclose(exc.counts(), total.view(2, 96, 10)[:, :, :8].sum(2))
+    assert readout.window_ms == pytest.approx(400 * brain.dt_ms)
+    rates = readout.rates_hz()
+    window_s = 400 * brain.dt_ms * 1e-3
+    np.testing.assert_allclose(rates, total.view(2, 96, 10).sum(2) / (10 * window_s), rtol=1e-5)
+    roles = readout.role_rates_hz()
+    visual = load_connectome("tvb96").regions_with_role("visual")
+    np.testing.assert_allclose(roles["visual"], rates[:, visual].mean(1), rtol=1e-6)
+    readout.reset()
+    assert readout.steps == 0 and readout.counts().sum() == 0
+
+
+# ------------------------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        dict(neurons_per_region=0),
+        dict(neurons_per_region=2.5),
+        dict(excitatory_fraction=1.0),
+        dict(local_connection_prob=1.5),
+        dict(tau_m_ms=0.0),
+        dict(dt_ms=0.3),  # does not divide the 2 ms refractory period / 1 ms local delay
+        dict(dt_ms=2.0),
+        dict(background_eta=float("nan")),
+        dict(v_reset_mv=25.0),
+        dict(seed=-1),
+    ],
+)
+def test_impossible_configs_raise(overrides):
+    with pytest.raises(ValueError, match="invalid BrainConfig"):
+        BrainConfig(**overrides)
+
+
+def test_unknown_connectome_and_device_raise():
+    with pytest.raises(ValueError, match="valid: tvb96"):
+        BrainConfig(connectome="tvb97")
+    with pytest.raises(ValueError, match="device"):
+        SpikingBrain(BrainConfig(neurons_per_region=4, device="tpu"))
+
+
+def test_unknown_nmda_role_raises():
+    with pytest.raises(ValueError, match="nmda_roles"):
+        build_network(BrainConfig(neurons_per_region=4, nmda_roles=("cerebellum",), device=CPU))
+
+
+@pytest.mark.parametrize("name", ["tvb76", "tvb66", "tvb96:rewired:1", "tvb96:random:1"])
+def test_other_connectomes_and_null_models_run(name):
+    brain = SpikingBrain(BrainConfig(connectome=name, neurons_per_region=10, device=CPU))
+    net = brain.network
+    assert net.n_regions == load_connectome(name).n_regions
+    lr = net.is_long_range
+    assert load_connectome(name).adjacency()[net.pre_region[lr].numpy(), net.post_region[lr].numpy()].all()
+    activity = brain.activity(1)
+    brain.run(brain.initial_state(1), 1000, readout=activity)
+    assert 2.0 < activity.rates_hz().mean().item() < 30.0
+
+
+def test_substeps_per_env_step():
+    assert substeps_per_env_step(10.0, 0.5) == 20
+    assert BrainConfig(dt_ms=0.1).substeps(8.0) == 80
+    with pytest.raises(ValueError, match="whole multiple"):
+        substeps_per_env_step(10.0, 0.3)
+    with pytest.raises(ValueError, match="whole multiple"):
+        BrainConfig(dt_ms=1.0).substeps(2.5)
+    with pytest.raises(ValueError):
+        substeps_per_env_step(0.0, 0.5)
+
+
+def test_bad_inputs_raise():
+    brain = SpikingBrain(BrainConfig(neurons_per_region=4, device=CPU))
+    state = brain.initial_state(2)
+    with pytest.raises(ValueError, match="shape"):
+        brain.step(state, torch.zeros(1, brain.n_neurons))
+    with pytest.raises(ValueError, match="shape"):
+        brain.run(state, 5, torch.zeros(2, brain.n_neurons + 1))
+    nan = torch.zeros(2, brain.n_neurons)
+    nan[1, 3] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        brain.step(state, nan)
+    with pytest.raises(ValueError, match="NaN"):
+        brain.run(state, 5, nan)
+    with pytest.raises(ValueError, match="NaN"):
+        brain.run(state, 5, lambda i: nan)
+    with pytest.raises(ValueError, match="batch_size"):
+        brain.initial_state(0)
+    with pytest.raises(ValueError, match="noise_keys"):
+        brain.initial_state(2, noise_keys=[1])
+
+
+def test_auto_device_is_cpu_without_cuda():
+    brain = SpikingBrain(BrainConfig(neurons_per_region=4, device="auto"))
+    assert brain.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert brain.weights.device.type == brain.device.type
+
+
+def test_module_to_moves_network_and_weights_together():
+    brain = SpikingBrain(BrainConfig(neurons_per_region=4, device=CPU))
+    moved = brain.to("cuda" if torch.cuda.is_available() else "cpu")
+    assert moved.network.device == moved.weights.device == moved.network.pre.device
+    state = moved.run(moved.initial_state(1), 20)
+    assert state.v.device == moved.device
+
+
+# ------------------------------------------------------------------------------- full size (-m slow only)
+
+
+@pytest.mark.slow
+def test_full_size_brain_is_asynchronous_irregular():
+    brain = SpikingBrain(BrainConfig(device=CPU))
+    state = brain.run(brain.initial_state(1), round(200 / brain.dt_ms))
+    n_steps = round(3000 / brain.dt_ms)
+    raster = torch.zeros((n_steps, brain.n_neurons), dtype=torch.bool)
+    brain.run(state, n_steps, on_step=lambda i, s: raster.__setitem__(i, s.spikes[0] > 0))
+    rates, cvs = _rates_and_cvs(raster.numpy(), brain.dt_ms)
+    assert 5.0 <= rates.mean() <= 15.0
+    assert 0.5 <= np.median(cvs) <= 1.5
+    assert (rates == 0).mean() < 0.05
+
+
+@pytest.mark.slow
+def test_default_dt_rates_within_15_percent_of_dt_0_1():
+    rates = {}
+    for dt in (0.1, BrainConfig().dt_ms):
+        brain = SpikingBrain(BrainConfig(dt_ms=dt, device=CPU))
+        activity = brain.activity(1)
+        state = brain.run(brain.initial_state(1), round(200 / dt))
+        brain.run(state, round(1000 / dt), readout=activity)
+        rates[dt] = activity.rates_hz().mean().item()
+    reference = rates.pop(0.1)
+    assert abs(next(iter(rates.values())) - reference) / reference < 0.15

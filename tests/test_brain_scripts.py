@@ -1,0 +1,65 @@
+"""The brain's command-line scripts run end to end on tiny brains (via ``main`` and as files)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from encephagen_gym.scripts import benchmark_brain, brain_activity
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_benchmark_table(capsys):
+    argv = ["--sizes", "5", "--batches", "1", "2", "--dts", "1.0", "--sim-ms", "20", "--warmup-ms", "5",
+            "--repeats", "1"]  # fmt: skip
+    assert benchmark_brain.main(argv) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.strip().startswith("cpu |")]
+    assert len(rows) == 2
+    assert "wall s/sim s" in out and "syn events/s" in out and "96x5" in rows[0]
+
+
+def test_benchmark_dt_check(capsys):
+    argv = ["--dt-check", "--check-size", "5", "--check-ms", "200", "--check-dts", "0.5", "1.0"]
+    assert benchmark_brain.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "vs ref %" in out and "+0.0" in out
+    assert len([line for line in out.splitlines() if line.strip().startswith(("0.50", "1.00"))]) == 2
+
+
+def test_brain_activity_writes_png_and_role_table(tmp_path, capsys):
+    out = tmp_path / "sub" / "activity.png"
+    argv = ["--seconds", "0.4", "--neurons-per-region", "5", "--stimulus", "visual",
+            "--stimulus-start", "0.1", "--stimulus-stop", "0.3", "--out", str(out)]  # fmt: skip
+    assert brain_activity.main(argv) == 0
+    assert out.exists() and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    printed = capsys.readouterr().out
+    table = {line.split()[0]: line.split()[1:] for line in printed.splitlines() if line and line.split()[0]}
+    assert "prefrontal" in table and "visual" in table and "all" in table
+    outside, during = float(table["visual"][2]), float(table["visual"][3])
+    assert during > 2 * outside  # the stimulated role responds
+
+
+def test_brain_activity_rejects_unknown_role(tmp_path):
+    with pytest.raises(SystemExit, match="unknown role"):
+        brain_activity.main(
+            ["--neurons-per-region", "5", "--stimulus", "cerebellum", "--out", str(tmp_path / "x.png")]
+        )
+
+
+@pytest.mark.parametrize("script", ["benchmark_brain.py", "brain_activity.py"])
+def test_scripts_run_as_files(script):
+    result = subprocess.run([sys.executable, str(SCRIPTS / script), "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "usage" in result.stdout
