@@ -38,6 +38,7 @@ def worm_mjcf(
     half = segment_length / 2
     # Capsules span the segment from joint to joint; their rounded ends overlap the neighbours' (no contacts).
     geom = f'<geom type="capsule" fromto="{half:.6g} 0 0 {-half:.6g} 0 0" size="{radius:.6g}"/>'
+    camera_height = 0.3 + 1.1 * n_segments * segment_length  # a top view above the centre of mass (m)
     chain_open, chain_close, motors = [], [], []
     for i in range(1, n_segments):
         chain_open.append(
@@ -66,7 +67,8 @@ def worm_mjcf(
     <light directional="true" pos="0 0 4" dir="0 0 -1"/>
     <geom name="floor" type="plane" size="40 40 0.1" material="agar"/>
     <body name="seg0" pos="0 0 {radius:.6g}">
-      <camera name="top" mode="trackcom" pos="0 0 {0.3 + 1.1 * n_segments * segment_length:.6g}" xyaxes="1 0 0 0 1 0"/>
+      <camera name="top" mode="trackcom" pos="{-(n_segments - 1) * half:.6g} 0 {camera_height:.6g}"
+        xyaxes="1 0 0 0 1 0"/>
       <joint name="root_x" type="slide" axis="1 0 0" limited="false" stiffness="0" damping="0" armature="0"/>
       <joint name="root_y" type="slide" axis="0 1 0" limited="false" stiffness="0" damping="0" armature="0"/>
       <joint name="root_yaw" type="hinge" axis="0 0 1" limited="false" stiffness="0" damping="0" armature="0"/>
