@@ -26,6 +26,23 @@ ENV_SPECS: tuple[EnvSpec, ...] = (
         "encephagen_gym.envs.pattern_recognition:PatternRecognitionEnv",
     ),
     EnvSpec("Encephagen-WorkingMemory-v0", "encephagen_gym.envs.working_memory:WorkingMemoryEnv"),
+    # Body tasks (MuJoCo): each env also counts its own steps and truncates at the same limit, so that it
+    # knows its last step (info["metrics"]); max_episode_steps = episode_s / dt.
+    EnvSpec(
+        "Encephagen-Walker2dBalance-v0",
+        "encephagen_gym.envs.walker2d_balance:Walker2dBalanceEnv",
+        max_episode_steps=1000,  # 8 s at 8 ms per step
+    ),
+    EnvSpec(
+        "Encephagen-CPGGait-v0",
+        "encephagen_gym.envs.cpg_gait:CPGGaitEnv",
+        max_episode_steps=500,  # 10 s at 20 ms per step
+    ),
+    EnvSpec(
+        "Encephagen-WormCrawl-v0",
+        "encephagen_gym.envs.worm_crawl:WormCrawlEnv",
+        max_episode_steps=500,  # 10 s at 20 ms per step
+    ),
 )
 
 

@@ -1,0 +1,216 @@
+"""Calibration figures of the three MuJoCo body tasks (Markdown tables on stdout).
+
+    python scripts/calibrate_bodies.py                 # all three, 20 episodes per row
+    python scripts/calibrate_bodies.py walker --episodes 100
+    python scripts/calibrate_bodies.py cpg worm --episodes 20
+
+* ``walker``: reference (scripted PD posture controller) vs zero vs random actions at the default pushes, and the
+  push-strength sweep used to calibrate the default (fraction of episodes upright for the full 8 s).
+* ``cpg``: reference (speed-tracking drive) vs zero vs random drive; gait frequency, inter-leg phase and speed
+  at constant drive levels (body time); the no-CPG control (``cpg=False``) under its reference, zero and random
+  torques.
+* ``worm``: reference (travelling wave) vs reversed wave vs zero vs random; distance for a few wave settings and
+  for isotropic drag.
+
+Every row is the mean over held-out seeds 10 000 … 10 000 + episodes − 1 with a normal-approximation 95 % CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+import encephagen_gym  # noqa: F401  (registers the ids)
+from encephagen_gym.envs.cpg_gait import CPGGaitEnv
+from encephagen_gym.envs.walker2d_balance import Walker2dBalanceEnv
+from encephagen_gym.envs.worm_crawl import TravellingWavePolicy, WormCrawlEnv
+
+Policy = Callable[[np.ndarray], Any]
+SEED0 = 10_000
+
+
+def run(env: gym.Env, make_policy: Callable[[gym.Env, int], Policy], episodes: int) -> dict[str, list[float]]:
+    """Returns and final-step metrics of ``episodes`` episodes on seeds ``SEED0 + i``."""
+    rows: dict[str, list[float]] = {"return": []}
+    for i in range(episodes):
+        seed = SEED0 + i
+        policy = make_policy(env, seed)
+        if hasattr(policy, "reset"):
+            policy.reset()
+        obs, _ = env.reset(seed=seed)
+        total, done, info = 0.0, False, {}
+        while not done:
+            obs, reward, terminated, truncated, info = env.step(policy(obs))
+            total += float(reward)
+            done = terminated or truncated
+        rows["return"].append(total)
+        for key, value in info["metrics"].items():
+            rows.setdefault(key, []).append(value)
+    return rows
+
+
+def fmt(values: Sequence[float], digits: int = 3) -> str:
+    """``mean ± 95 % CI`` over finite values (``n/a`` if none; the count of finite values if some are NaN)."""
+    array = np.asarray(values, dtype=float)
+    finite = array[np.isfinite(array)]
+    if finite.size == 0:
+        return "n/a"
+    half = 1.96 * finite.std(ddof=1) / np.sqrt(finite.size) if finite.size > 1 else 0.0
+    text = f"{finite.mean():.{digits}f} ± {half:.{digits}f}"
+    return text if finite.size == array.size else f"{text} (n={finite.size})"
+
+
+def table(title: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    print(f"\n#### {title}\n")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
+def reference(env: gym.Env, seed: int) -> Policy:
+    return env.unwrapped.make_reference_policy()
+
+
+def zero(env: gym.Env, seed: int) -> Policy:
+    action = np.zeros(env.action_space.shape, dtype=np.float32)
+    return lambda obs: action
+
+
+def random(env: gym.Env, seed: int) -> Policy:
+    env.action_space.seed(seed)
+    return lambda obs: env.action_space.sample()
+
+
+def constant(value: float) -> Callable[[gym.Env, int], Policy]:
+    def make(env: gym.Env, seed: int) -> Policy:
+        action = np.full(env.action_space.shape, value, dtype=np.float32)
+        return lambda obs: action
+
+    return make
+
+
+def walker(episodes: int) -> None:
+    env = Walker2dBalanceEnv()
+    keys = ("return", "time_upright_s", "fell")
+    rows = []
+    for name, make in (("reference (PD posture)", reference), ("zero", zero), ("random", random)):
+        result = run(env, make, episodes)
+        full = np.mean(np.asarray(result["time_upright_s"]) >= env.episode_s - 1e-9)
+        rows.append([name, *(fmt(result[k]) for k in keys), f"{100 * full:.0f} %"])
+    table(
+        f"Walker2dBalance-v0, default pushes {env.push_force} N every {env.push_interval_s} s ({episodes} episodes)",
+        ["policy", "return", "time upright (s)", "fell", "upright 8 s"],
+        rows,
+    )
+    rows = []
+    for low, high in ((0, 0), (10, 20), (20, 40), (25, 50), (30, 60), (35, 70), (40, 80), (50, 100)):
+        sweep = Walker2dBalanceEnv(push_force=(low, high))
+        ref = run(sweep, reference, episodes)
+        nothing = run(sweep, zero, episodes)
+        full = np.mean(np.asarray(ref["time_upright_s"]) >= sweep.episode_s - 1e-9)
+        rows.append(
+            [f"{low}–{high}", f"{100 * full:.0f} %", fmt(ref["time_upright_s"]), fmt(nothing["time_upright_s"])]
+        )
+    table(
+        f"Walker2dBalance-v0 push-strength sweep ({episodes} episodes per row)",
+        ["push force (N)", "reference upright 8 s", "reference time upright (s)", "zero time upright (s)"],
+        rows,
+    )
+
+
+def cpg(episodes: int) -> None:
+    env = CPGGaitEnv()
+    keys = ("return", "mean_speed", "speed_error", "stepping_frequency_hz", "interleg_phase_deg", "fell")
+    rows = []
+    for name, make in (("reference (speed-tracking drive)", reference), ("zero drive", zero), ("random", random)):
+        result = run(env, make, episodes)
+        rows.append([name, *(fmt(result[k]) for k in keys)])
+    table(
+        f"CPGGait-v0, target speed uniform in {env.target_speed_range} m/s ({episodes} episodes)",
+        ["policy", "return", "mean speed (m/s)", "speed error (m/s)", "step freq (Hz)", "phase (deg)", "fell"],
+        rows,
+    )
+    rows = []
+    for drive in (-1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0):
+        result = run(env, constant(drive), episodes)
+        u = (drive + 1) / 2
+        tonic, rate = env.drive_to_cpg(np.full(2, drive))
+        rows.append(
+            [
+                f"{drive:+.2f} (u={u:.3g}, c={tonic[0]:.3g}, r={rate[0]:.3g})",
+                fmt(result["stepping_frequency_hz"]),
+                fmt(result["interleg_phase_deg"], 1),
+                fmt(result["mean_speed"]),
+                fmt(result["fell"], 2),
+            ]
+        )
+    table(
+        f"CPGGait-v0 at constant drive (both legs; body time; metrics after the first 2 s; {episodes} episodes)",
+        ["drive", "stepping frequency (Hz)", "inter-leg phase (deg)", "mean speed (m/s)", "fell"],
+        rows,
+    )
+    torque_env = CPGGaitEnv(cpg=False)
+    rows = []
+    for name, make in (("reference (CPG in the policy, 50 Hz)", reference), ("zero torque", zero), ("random", random)):
+        result = run(torque_env, make, episodes)
+        rows.append([name, *(fmt(result[k]) for k in keys)])
+    table(
+        f"CPGGait-v0 with cpg=False (direct torques, the no-CPG control; {episodes} episodes)",
+        ["policy", "return", "mean speed (m/s)", "speed error (m/s)", "step freq (Hz)", "phase (deg)", "fell"],
+        rows,
+    )
+
+
+def worm(episodes: int) -> None:
+    env = WormCrawlEnv()
+    n, dt = env.n_segments - 1, env.dt
+    keys = ("return", "forward_distance_m", "lateral_distance_m")
+    policies: list[tuple[str, Callable[[gym.Env, int], Policy]]] = [
+        ("reference (wave 1 Hz, amplitude 0.8, wavelength 1)", reference),
+        ("reversed wave (−1 Hz)", lambda e, s: TravellingWavePolicy(n, dt, frequency=-1.0)),
+        ("zero", zero),
+        ("random", random),
+    ]
+    for frequency, amplitude, wavelength in ((0.5, 0.8, 1.0), (2.0, 0.8, 1.0), (1.0, 0.4, 1.0), (1.0, 0.8, 0.5)):
+        policies.append(
+            (
+                f"wave {frequency} Hz, amplitude {amplitude}, wavelength {wavelength}",
+                lambda e, s, f=frequency, a=amplitude, w=wavelength: TravellingWavePolicy(
+                    n, dt, frequency=f, amplitude=a, wavelength=w
+                ),
+            )
+        )
+    rows = []
+    for name, make in policies:
+        result = run(env, make, episodes)
+        rows.append([name, *(fmt(result[k]) for k in keys)])
+    result = run(WormCrawlEnv(drag_ratio=1.0), reference, episodes)
+    rows.append(["reference wave, isotropic drag (drag_ratio=1)", *(fmt(result[k]) for k in keys)])
+    table(
+        f"WormCrawl-v0, {env.n_segments} segments, drag ratio {env.drag_ratio:g}, 10 s ({episodes} episodes)",
+        ["policy", "return", "forward distance (m)", "lateral distance (m)"],
+        rows,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("tasks", nargs="*", choices=["walker", "cpg", "worm"], default=["walker", "cpg", "worm"])
+    parser.add_argument("--episodes", type=int, default=20, help="episodes per row (default 20)")
+    args = parser.parse_args(argv)
+    if args.episodes < 2:
+        parser.error("--episodes must be >= 2 (for a confidence interval)")
+    for task in args.tasks:
+        start = time.perf_counter()
+        {"walker": walker, "cpg": cpg, "worm": worm}[task](args.episodes)
+        print(f"\n({task}: {time.perf_counter() - start:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
