@@ -7,6 +7,7 @@ mujoco and numpy.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 import numpy as np
@@ -20,4 +21,14 @@ class ReferencePolicy(Protocol):
     def __call__(self, obs: np.ndarray) -> Any: ...
 
 
-__all__ = ["ReferencePolicy"]
+def layout_from_sizes(sizes: Mapping[str, int]) -> dict[str, slice]:
+    """Consecutive slices, in order, for modalities of the given sizes: ``{"a": 2, "b": 3}`` → 0:2, 2:5."""
+    layout: dict[str, slice] = {}
+    start = 0
+    for name, size in sizes.items():
+        layout[name] = slice(start, start + size)
+        start += size
+    return layout
+
+
+__all__ = ["ReferencePolicy", "layout_from_sizes"]

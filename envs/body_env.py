@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -73,16 +72,6 @@ def check_render_mode(render_mode: str | None, modes: list[str]) -> None:
     """Raise ``ValueError`` unless ``render_mode`` is None or one of ``modes``."""
     if render_mode is not None and render_mode not in modes:
         raise ValueError(f"render_mode must be one of {modes} or None, got {render_mode!r}")
-
-
-def layout_from_sizes(sizes: Mapping[str, int]) -> dict[str, slice]:
-    """Consecutive slices, in order, for modalities of the given sizes: ``{"a": 2, "b": 3}`` → 0:2, 2:5."""
-    layout: dict[str, slice] = {}
-    start = 0
-    for name, size in sizes.items():
-        layout[name] = slice(start, start + size)
-        start += size
-    return layout
 
 
 class BodyTaskMixin:

@@ -12,13 +12,13 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
+from encephagen_gym.envs import layout_from_sizes
 from encephagen_gym.envs.body_env import (
     DEFAULT_SIZE,
     MujocoBodyEnv,
     available_render_modes,
     check_number,
     check_range,
-    layout_from_sizes,
 )
 from encephagen_gym.envs.cpg import MatsuokaParams, MatsuokaState, matsuoka_decay, matsuoka_step
 

@@ -28,6 +28,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from encephagen_gym.envs import layout_from_sizes
 from encephagen_gym.envs.stimuli import RETINA_SHAPE
 
 _PLAIN_INTEGERS = frozenset({int, np.int64, np.int32})
@@ -113,12 +114,8 @@ class TrialEnv(gym.Env[np.ndarray, np.int64]):
         self.trials_per_episode = int(trials_per_episode)
         self.render_mode = render_mode
 
-        self.observation_layout: dict[str, slice] = {}
-        start = 0
-        for name, size in observation_layout.items():
-            self.observation_layout[name] = slice(start, start + size)
-            start += size
-        self.obs_dim = start
+        self.observation_layout = layout_from_sizes(observation_layout)
+        self.obs_dim = sum(observation_layout.values())
         self.observation_space = spaces.Box(0.0, 1.0, shape=(self.obs_dim,), dtype=np.float32)
 
         self._trial: Trial | None = None

@@ -8,12 +8,12 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
+from encephagen_gym.envs import layout_from_sizes
 from encephagen_gym.envs.body_env import (
     DEFAULT_SIZE,
     MujocoBodyEnv,
     available_render_modes,
     check_number,
-    layout_from_sizes,
 )
 
 

@@ -29,6 +29,7 @@ import encephagen_gym  # noqa: F401  (registers the ids)
 from encephagen_gym.envs.cpg_gait import CPGGaitEnv
 from encephagen_gym.envs.walker2d_balance import Walker2dBalanceEnv
 from encephagen_gym.envs.worm_crawl import TravellingWavePolicy, WormCrawlEnv
+from encephagen_gym.scripts.score_references import run_episode
 
 Policy = Callable[[np.ndarray], Any]
 SEED0 = 10_000
@@ -38,18 +39,12 @@ def run(env: gym.Env, make_policy: Callable[[gym.Env, int], Policy], episodes: i
     """Returns and final-step metrics of ``episodes`` episodes on seeds ``SEED0 + i``."""
     rows: dict[str, list[float]] = {"return": []}
     for i in range(episodes):
-        seed = SEED0 + i
-        policy = make_policy(env, seed)
+        policy = make_policy(env, SEED0 + i)
         if hasattr(policy, "reset"):
             policy.reset()
-        obs, _ = env.reset(seed=seed)
-        total, done, info = 0.0, False, {}
-        while not done:
-            obs, reward, terminated, truncated, info = env.step(policy(obs))
-            total += float(reward)
-            done = terminated or truncated
+        total, metrics = run_episode(env, policy, seed=SEED0 + i)
         rows["return"].append(total)
-        for key, value in info["metrics"].items():
+        for key, value in metrics.items():
             rows.setdefault(key, []).append(value)
     return rows
 
