@@ -127,7 +127,7 @@ def test_weight_updates_keep_dale_bounds_and_leave_other_synapses(brain10):
 def test_delayed_history_reads_the_value_from_delay_steps_ago():
     pre_local = torch.tensor([0, 1, 2, 0, 2])
     delays = torch.tensor([1, 3, 5, 5, 2])
-    history = init_history(pre_local, delays, n_pre=3, max_delay_steps=5, batch_size=2)
+    history = init_history(pre_local, delays, width=3, max_delay_steps=5, batch_size=2)
     values = {}
     for time in range(1, 20):
         values[time] = torch.randn(3, 2)
@@ -137,7 +137,7 @@ def test_delayed_history_reads_the_value_from_delay_steps_ago():
             past = time - int(delays[syn])
             want = values[past][pre_local[syn]] if past >= 1 else torch.zeros(2)
             assert torch.equal(got[syn], want)
-    single = init_history(pre_local, delays, n_pre=3, max_delay_steps=5, batch_size=1)
+    single = init_history(pre_local, delays, width=3, max_delay_steps=5, batch_size=1)
     history_push(single, torch.ones(3, 1), 1)
     assert history_gather(single, 2).shape == (5, 1)
 

@@ -28,8 +28,8 @@ __all__ = [
 
 
 class DelayedHistory(NamedTuple):
-    """A doubled ring of per-neuron values. ``buffer`` ``[2H·U, B]``; ``index`` ``[P]`` (constant gather
-    index of each synapse, ``(H − d)·U + u``); ``depth`` H; ``width`` U."""
+    """A doubled ring of per-neuron values. ``buffer`` ``[2H·W, B]``; ``index`` ``[P]`` (constant gather
+    index of each synapse, ``(H − d)·W + column``); ``depth`` H; ``width`` W (values per step, e.g. U)."""
 
     buffer: torch.Tensor
     index: torch.Tensor
@@ -38,19 +38,20 @@ class DelayedHistory(NamedTuple):
 
 
 def init_history(
-    pre_local: torch.Tensor, delay_steps: torch.Tensor, n_pre: int, max_delay_steps: int, batch_size: int
+    columns: torch.Tensor, delay_steps: torch.Tensor, width: int, max_delay_steps: int, batch_size: int
 ) -> DelayedHistory:
-    """A zeroed history for synapses reading neuron ``pre_local`` (0..U−1) with delays ``delay_steps`` ≥ 1."""
+    """A zeroed history of ``width`` values per step, for synapses reading value ``columns`` (0..W−1, e.g.
+    the presynaptic neuron's position) with delays ``delay_steps`` (≥ 1 step)."""
     depth = max_delay_steps + 1
     if bool((delay_steps < 1).any()) or bool((delay_steps > max_delay_steps).any()):
         raise ValueError(f"delays must lie in [1, {max_delay_steps}] steps")
-    index = (depth - delay_steps) * n_pre + pre_local
-    buffer = torch.zeros((2 * depth * n_pre, batch_size), device=pre_local.device)
-    return DelayedHistory(buffer=buffer, index=index, depth=depth, width=n_pre)
+    index = (depth - delay_steps) * width + columns
+    buffer = torch.zeros((2 * depth * width, batch_size), device=columns.device)
+    return DelayedHistory(buffer=buffer, index=index, depth=depth, width=width)
 
 
 def history_push(history: DelayedHistory, values: torch.Tensor, time: int) -> None:
-    """Store ``values`` ``[U, B]`` as the trace at time ``time`` (in place, both copies of the slot)."""
+    """Store ``values`` ``[W, B]`` as the trace at time ``time`` (in place, both copies of the slot)."""
     slot = time % history.depth
     width = history.width
     history.buffer[slot * width : (slot + 1) * width].copy_(values)

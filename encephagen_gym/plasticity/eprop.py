@@ -21,7 +21,9 @@ the *membrane* propagator, read at the synapse after its delay:
 
 For excitatory synapses onto neurons with an NMDA share s_j the two receptor paths add:
 (1 − s_j) x^AMPA_i + s_j x^NMDA_i. Inhibitory synapses have J_GABA < 0, so the derivative with respect to
-the (non-negative) magnitude is negative, as it should be. Both traces are per neuron (``[U, B]``).
+the (non-negative) magnitude is negative, as it should be. Both traces are per neuron (``[U, B]``); since
+s_j takes only a few values (0, or the NMDA share of the NMDA regions), the mixtures are formed per neuron,
+one "channel" per value, and each synapse reads its channel from one delayed history.
 
 **Reset and refractoriness (the approximation).** As Bellec et al. do for the reset, we take no derivative
 through the reset: the post-spike voltage is treated as the pre-spike voltage minus a constant, and the
@@ -105,9 +107,11 @@ class EpropParams(NamedTuple):
     Per presynaptic neuron (``[U, 1]``): ``decay_current`` β, ``jump`` J (per mV of weight, negative for
     inhibitory neurons), ``propagator`` P of its fast receptor (AMPA for excitatory, GABA for inhibitory
     neurons); ``nmda_jump`` (J_NMDA for excitatory neurons, 0 otherwise) when ``use_nmda``.
-    Per synapse (``[P, 1]``, only when ``use_nmda``): ``fast_share`` (1 − s_j, or 1 for inhibitory) and
-    ``nmda_share`` (s_j, or 0). Scalars: ``decay_m`` α, ``decay_nmda``, ``propagator_nmda``, ``kappa`` κ,
-    ``threshold_mv`` θ, ``gamma_pd``.
+    NMDA channels (only when ``use_nmda``; C distinct NMDA shares s_c of the synapses' targets):
+    ``channel_fast`` and ``channel_nmda`` ``[C, U, 1]``, the weights (1 − s_c, s_c) of the AMPA and NMDA
+    traces of excitatory neurons (1, 0 for inhibitory ones). ``history_columns`` ``[P]``: the history
+    column each synapse reads (channel·U + presynaptic position). Scalars: ``decay_m`` α, ``decay_nmda``,
+    ``propagator_nmda``, ``kappa`` κ, ``threshold_mv`` θ, ``gamma_pd``.
     """
 
     projection: PlasticProjection
@@ -116,8 +120,10 @@ class EpropParams(NamedTuple):
     propagator: torch.Tensor
     use_nmda: bool
     nmda_jump: torch.Tensor | None
-    fast_share: torch.Tensor | None
-    nmda_share: torch.Tensor | None
+    channel_fast: torch.Tensor | None
+    channel_nmda: torch.Tensor | None
+    history_columns: torch.Tensor
+    history_width: int
     decay_m: float
     decay_nmda: float
     propagator_nmda: float
@@ -130,15 +136,16 @@ class EpropTraces(NamedTuple):
     """e-prop state of a batch (updated in place each step; ``time`` counts the steps seen).
 
     ``current``/``membrane`` ``[U, B]``: the two filter stages a, x of each presynaptic neuron (AMPA/GABA);
-    ``history``: the delayed ring of ``membrane``; ``*_nmda`` the same for the NMDA path (None when unused);
-    ``eligibility`` ``[P, B]``: the κ-filtered eligibility ē (1/mV)."""
+    ``*_nmda`` the same for the NMDA path and ``mixed`` ``[C·U, B]`` the per-channel mixtures (None when
+    NMDA is unused); ``history``: the delayed ring of ``membrane`` (or ``mixed``); ``eligibility``
+    ``[P, B]``: the κ-filtered eligibility ē (1/mV)."""
 
     current: torch.Tensor
     membrane: torch.Tensor
-    history: DelayedHistory
     current_nmda: torch.Tensor | None
     membrane_nmda: torch.Tensor | None
-    history_nmda: DelayedHistory | None
+    mixed: torch.Tensor | None
+    history: DelayedHistory
     eligibility: torch.Tensor
     time: int
 
@@ -160,6 +167,15 @@ def make_eprop_params(
 
     share = network.nmda_share.index_select(0, projection.post) * projection.is_excitatory
     use_nmda = bool(network.nmda_active and bool((share > 0).any()))
+    channel_fast = channel_nmda = None
+    columns, width = projection.pre_local, projection.n_pre
+    if use_nmda:
+        values, channel = torch.unique(share, return_inverse=True)
+        values = values[:, None, None]  # [C, 1, 1]
+        channel_fast = torch.where(pre_exc[None], 1.0 - values, 1.0)
+        channel_nmda = torch.where(pre_exc[None], values, 0.0)
+        columns = channel * projection.n_pre + projection.pre_local
+        width = int(values.shape[0]) * projection.n_pre
     return EpropParams(
         projection=projection,
         decay_current=per_pre(network.decay_ampa, network.decay_gaba),
@@ -167,8 +183,10 @@ def make_eprop_params(
         propagator=per_pre(network.prop_ampa, network.prop_gaba),
         use_nmda=use_nmda,
         nmda_jump=per_pre(network.jump_nmda, 0.0) if use_nmda else None,
-        fast_share=(1.0 - share)[:, None] if use_nmda else None,
-        nmda_share=share[:, None] if use_nmda else None,
+        channel_fast=channel_fast,
+        channel_nmda=channel_nmda,
+        history_columns=columns,
+        history_width=width,
         decay_m=network.decay_m,
         decay_nmda=network.decay_nmda,
         propagator_nmda=network.prop_nmda,
@@ -184,16 +202,16 @@ def init_eprop_traces(params: EpropParams, batch_size: int) -> EpropTraces:
     shape = (proj.n_pre, batch_size)
     device = proj.device
 
-    def history() -> DelayedHistory:
-        return init_history(proj.pre_local, proj.delay_steps, proj.n_pre, proj.max_delay_steps, batch_size)
-
+    nmda = params.use_nmda
     return EpropTraces(
         current=torch.zeros(shape, device=device),
         membrane=torch.zeros(shape, device=device),
-        history=history(),
-        current_nmda=torch.zeros(shape, device=device) if params.use_nmda else None,
-        membrane_nmda=torch.zeros(shape, device=device) if params.use_nmda else None,
-        history_nmda=history() if params.use_nmda else None,
+        current_nmda=torch.zeros(shape, device=device) if nmda else None,
+        membrane_nmda=torch.zeros(shape, device=device) if nmda else None,
+        mixed=torch.zeros((params.history_width, batch_size), device=device) if nmda else None,
+        history=init_history(
+            params.history_columns, proj.delay_steps, params.history_width, proj.max_delay_steps, batch_size
+        ),
         eligibility=torch.zeros((proj.n_synapses, batch_size), device=device),
         time=0,
     )
@@ -212,13 +230,16 @@ def eprop_trace_step(
     z_pre = spikes.index_select(1, proj.pre_neurons).t()  # [U, B]
     traces.membrane.mul_(params.decay_m).addcmul_(traces.current, params.propagator)
     traces.current.mul_(params.decay_current).addcmul_(z_pre, params.jump)
-    history_push(traces.history, traces.membrane, time)
-    arrived = history_gather(traces.history, time)  # [P, B]
     if params.use_nmda:
         traces.membrane_nmda.mul_(params.decay_m).add_(traces.current_nmda, alpha=params.propagator_nmda)
         traces.current_nmda.mul_(params.decay_nmda).addcmul_(z_pre, params.nmda_jump)
-        history_push(traces.history_nmda, traces.membrane_nmda, time)
-        arrived.mul_(params.fast_share).addcmul_(history_gather(traces.history_nmda, time), params.nmda_share)
+        mixed = traces.mixed.view(params.channel_fast.shape[0], -1, traces.mixed.shape[1])  # [C, U, B]
+        torch.mul(params.channel_fast, traces.membrane, out=mixed)
+        mixed.addcmul_(params.channel_nmda, traces.membrane_nmda)
+        history_push(traces.history, traces.mixed, time)
+    else:
+        history_push(traces.history, traces.membrane, time)
+    arrived = history_gather(traces.history, time)  # [P, B]
     v_post = gather_neurons(v_pre_reset, proj.post_neurons)  # [V, B], a fresh tensor
     psi = _pseudo_derivative_(v_post, params.threshold_mv, params.gamma_pd)
     psi_syn = gather_rows(psi, proj.post_local)  # [P, B]

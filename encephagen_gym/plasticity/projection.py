@@ -30,17 +30,26 @@ __all__ = [
     "select_projection",
 ]
 
-#: Default plastic projections of the brain: the feed-forward chain from the senses to the motor cortex
-#: (visual → temporal → prefrontal → premotor → motor, somatosensory → motor) as long-range excitatory
-#: synapses. On the 96×200 tvb96 brain these are ≈ 78 k synapses (3.3 % of 2.39 M); see
-#: ``scripts/benchmark_brain.py --learning`` for their cost.
+#: Default plastic projections: the long-range inputs of the readout regions (premotor and motor cortex,
+#: see ``brain.decoders.DEFAULT_READOUT_ROLES``) from every role that receives observations (vision →
+#: visual, audition → auditory, touch/proprioception → somatosensory, cues → thalamus and prefrontal), plus
+#: premotor → motor. Synapses onto the neurons that feed the readout are where e-prop's learning signals
+#: act most directly (in ``scripts/plasticity_experiments.py`` the bandit is learned through them and not
+#: without them). All excitatory, none onto NMDA regions. On the 96×200 tvb96 brain: 61,213 synapses
+#: (2.6 % of 2.39 M); see ``scripts/benchmark_brain.py`` for their cost. Deeper pathways (e.g.
+#: visual → temporal → prefrontal) can be added with :func:`select_projection`.
 DEFAULT_PLASTIC_PAIRS: tuple[tuple[str, str], ...] = (
-    ("visual", "temporal"),
-    ("temporal", "prefrontal"),
+    ("visual", "premotor"),
+    ("visual", "motor"),
+    ("auditory", "premotor"),
+    ("auditory", "motor"),
+    ("somatosensory", "premotor"),
+    ("somatosensory", "motor"),
+    ("thalamus", "premotor"),
+    ("thalamus", "motor"),
     ("prefrontal", "premotor"),
     ("prefrontal", "motor"),
     ("premotor", "motor"),
-    ("somatosensory", "motor"),
 )
 
 #: Default upper bound of a plastic weight, as a multiple of the largest initial weight in the projection.
@@ -57,6 +66,8 @@ class PlasticProjection(NamedTuple):
     Per neuron: ``pre_neurons`` ``[U]`` and ``post_neurons`` ``[V]``, sorted distinct neuron ids.
     ``max_delay_steps`` is the largest delay in the projection (sets the depth of delayed-trace
     histories). ``pairs`` records the role pairs it was built from (empty when built from synapse ids).
+    ``by_id`` ``[P]``: the synapses' positions in increasing synapse-id order, and ``synapses_by_id`` /
+    ``w_max_by_id`` the ids and bounds in that order (weight updates sweep the weight array in order).
     """
 
     synapses: torch.Tensor
@@ -72,6 +83,9 @@ class PlasticProjection(NamedTuple):
     max_delay_steps: int
     n_neurons: int
     pairs: tuple[tuple[str, str], ...]
+    by_id: torch.Tensor
+    synapses_by_id: torch.Tensor
+    w_max_by_id: torch.Tensor
 
     @property
     def n_synapses(self) -> int:
@@ -209,6 +223,9 @@ def projection_from_synapses(
         max_delay_steps=int(delay.max()),
         n_neurons=network.n_neurons,
         pairs=pairs,
+        by_id=(by_id := torch.argsort(synapses)),
+        synapses_by_id=synapses.index_select(0, by_id),
+        w_max_by_id=w_max.index_select(0, by_id),
     )
 
 
@@ -226,10 +243,11 @@ def apply_weight_update(
         raise ValueError(f"delta must have shape ({projection.n_synapses},), got {tuple(delta.shape)}")
     if check_finite and not bool(torch.isfinite(delta).all()):
         raise ValueError("weight update contains NaN or infinite values (check the learning signals)")
-    current = weights.index_select(0, projection.synapses)
-    current.add_(delta.to(current.dtype)).clamp_(min=0.0)
-    torch.minimum(current, projection.w_max, out=current)
-    weights.index_copy_(0, projection.synapses, current)
+    synapses = projection.synapses_by_id  # read and write the weights in increasing address order
+    current = weights.index_select(0, synapses)
+    current.add_(delta.index_select(0, projection.by_id).to(current.dtype)).clamp_(min=0.0)
+    torch.minimum(current, projection.w_max_by_id, out=current)
+    weights.index_copy_(0, synapses, current)
     return weights
 
 

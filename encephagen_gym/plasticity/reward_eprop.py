@@ -150,6 +150,13 @@ class RewardEProp:
         self.value_feedback = make_feedback(
             projection, readout.input_neurons, 1, config.feedback, config.feedback_std, config.seed + 1
         )
+        self._ones_cache: dict[int, torch.Tensor] = {}
+
+    def _ones(self, batch: int) -> torch.Tensor:
+        ones = self._ones_cache.get(batch)
+        if ones is None:
+            ones = self._ones_cache[batch] = torch.ones(batch, device=self.readout.input_neurons.device)
+        return ones
 
     # ----------------------------------------------------------------------------------- per step
 
@@ -214,9 +221,9 @@ class RewardEProp:
             entropy_grad = readout.entropy_gradient(output)  # [B, K]
             if not readout.continuous:
                 entropy_signal = learning_signal(b_pi, entropy_grad)
-                per_synapse = per_synapse_signal(self.params, entropy_signal)
-                traces.entropy_recurrent.add_((per_synapse * eligibility).mean(1))
                 batch = z_bar.shape[0]
+                per_synapse = per_synapse_signal(self.params, entropy_signal).mul_(eligibility)  # [P, B]
+                traces.entropy_recurrent.addmv_(per_synapse, self._ones(batch), alpha=1.0 / batch)
                 traces.entropy_policy_weight.add_(entropy_grad.t() @ z_bar / batch)
                 traces.entropy_policy_bias.add_(entropy_grad.mean(0))
             else:
@@ -236,8 +243,10 @@ class RewardEProp:
         check_shape("td_error", td_error, (traces.batch_size,))
         check_finite("td_error", td_error)
         cfg = self.config
-        delta = traces.recurrent @ td_error.to(traces.recurrent.dtype) / traces.batch_size
-        return delta.add_(traces.entropy_recurrent, alpha=cfg.entropy_coef).mul_(cfg.learning_rate)
+        td = td_error.to(traces.recurrent.dtype)
+        rate = cfg.learning_rate
+        return torch.addmv(traces.entropy_recurrent, traces.recurrent, td, beta=rate * cfg.entropy_coef,
+                           alpha=rate / traces.batch_size)  # fmt: skip
 
     def reinforce(
         self, weights: torch.Tensor, traces: RewardEpropTraces, td_error: torch.Tensor, done: torch.Tensor
