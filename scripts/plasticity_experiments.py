@@ -13,6 +13,8 @@ README and the issue come from here).
   of the prefrontal excitatory neurons (the context); at its end the policy readout (motor + premotor)
   picks an arm; reward 1 if arm = context. Plastic: prefrontal → premotor/motor. Controls: TD error
   replaced by zero; readout-only learning (recurrent learning rate 0).
+- ``continuous``: the same with one continuous action (Gaussian around tanh), target ±0.5 by context,
+  reward 1 − |a − a*|.
 - ``distal``: three-factor STDP, distal reward (Izhikevich 2007). In 2 s trials one excitatory synapse
   (delay > 3 ms) is paired in a random half of the batch (its presynaptic neuron is made to fire, its
   postsynaptic neuron 5 ms after the spike arrives) and the outcome comes 1 s later: reward where the
@@ -23,7 +25,7 @@ README and the issue come from here).
 
 Usage::
 
-    python scripts/plasticity_experiments.py                 # all, 3 seeds (≈ 10 minutes on 2 cores)
+    python scripts/plasticity_experiments.py                 # all, 3 seeds (≈ 15 minutes on 2 cores)
     python scripts/plasticity_experiments.py --only bandit --seeds 0 1 2 3 4
 """
 
@@ -115,15 +117,20 @@ def contextual_bandit(
     learning_rate: float = 20.0,
     readout_learning_rate: float = 0.05,
     cue_mv: float = 15.0,
+    continuous: bool = False,
 ) -> dict[str, float]:
     """Reward-based e-prop on a two-armed contextual bandit. ``mode``: ``"learn"``, ``"zero_td"`` (TD error
-    replaced by 0) or ``"readout_only"`` (recurrent learning rate 0). Returns the fraction of rewarded
-    choices in the first and last 50 trials (sampled actions, chance 0.5) and the mean |Δw| (mV)."""
+    replaced by 0) or ``"readout_only"`` (recurrent learning rate 0). Returns the mean reward in the first
+    and last 50 trials (sampled actions) and the mean |Δw| (mV).
+
+    Discrete (default): two actions, reward 1 if action = context (chance 0.5). ``continuous``: one action
+    dimension, Gaussian around tanh, target a* = +0.5 (context 0) or −0.5 (context 1), reward
+    1 − |clip(a, −1, 1) − a*|; also returns the error |tanh(y) − a*| of the mean action (0.5 at chance)."""
     if mode not in ("learn", "zero_td", "readout_only"):
         raise ValueError(f"unknown mode {mode!r}")
     brain = small_brain(seed)
     net = brain.network
-    readout = ActorCriticReadout(net, 2, seed=seed)
+    readout = ActorCriticReadout(net, 1 if continuous else 2, continuous=continuous, seed=seed)
     projection = select_projection(net, brain.weights, [("prefrontal", "premotor"), ("prefrontal", "motor")])
     recurrent_rate = 0.0 if mode == "readout_only" else learning_rate
     rule = RewardEProp(net, projection, readout, learning_rate=recurrent_rate,
@@ -136,8 +143,9 @@ def contextual_bandit(
         cues[context, neurons] = cue_mv
     generator = torch.Generator().manual_seed(100 + seed)
     state, traces = brain.initial_state(batch), rule.init_traces(batch)
-    rewarded = []
+    rewarded, errors = [], []
     done = torch.ones(batch)
+    targets = torch.tensor([0.5, -0.5])
     for _ in range(trials):
         context = torch.randint(0, 2, (batch,), generator=generator)
         current = cues.index_select(0, context)
@@ -147,19 +155,28 @@ def contextual_bandit(
         output = rule.evaluate(traces)
         action = readout.sample(output, generator)
         traces = rule.record_decision(traces, output, action)
-        reward = (action == context).float()
+        if continuous:
+            target = targets.index_select(0, context)
+            reward = 1.0 - (action[:, 0].clamp(-1.0, 1.0) - target).abs()
+            errors.append(float((readout.mean(output)[:, 0] - target).abs().mean()))
+        else:
+            reward = (action == context).float()
         td_error = rule.td_error(reward, done, output.value, torch.zeros(batch), rule.config.gamma)
         if mode == "zero_td":
             td_error = torch.zeros_like(td_error)
         rule.reinforce(brain.weights, traces, td_error, done)  # one-step episodes
         rewarded.append(float(reward.mean()))
     window = min(50, trials)
-    return {
+    result = {
         "reward_first50": sum(rewarded[:window]) / window,
         "reward_last50": sum(rewarded[-window:]) / window,
         "mean_abs_dw_mv": float((brain.weights[projection.synapses] - initial).abs().mean()),
         "plastic_synapses": projection.n_synapses,
     }
+    if continuous:
+        result["mean_error_first50"] = sum(errors[:window]) / window
+        result["mean_error_last50"] = sum(errors[-window:]) / window
+    return result
 
 
 def distal_reward(
@@ -279,7 +296,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Learning experiments of the plasticity rules, small brains."
     )
-    parser.add_argument("--only", nargs="+", default=["pattern", "bandit", "distal", "homeostasis"])
+    parser.add_argument(
+        "--only", nargs="+", default=["pattern", "bandit", "continuous", "distal", "homeostasis"]
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
@@ -293,6 +312,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows = [{"seed": s, "mode": m, **contextual_bandit(s, mode=m)}
                 for s in args.seeds for m in ("learn", "zero_td", "readout_only")]  # fmt: skip
         _print("reward-based e-prop, contextual bandit (fraction rewarded, chance 0.5)", rows)
+    if "continuous" in args.only:
+        rows = [{"seed": s, "mode": m, **contextual_bandit(s, mode=m, continuous=True)}
+                for s in args.seeds for m in ("learn", "zero_td", "readout_only")]  # fmt: skip
+        _print(
+            "reward-based e-prop, continuous contextual bandit (mean reward; error of the mean action)", rows
+        )
     if "distal" in args.only:
         rows = [{"seed": s, "contingent": c, **distal_reward(s, contingent=c)}
                 for s in args.seeds for c in (True, False)]  # fmt: skip

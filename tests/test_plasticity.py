@@ -319,6 +319,42 @@ def test_every_rule_follows_the_one_interface(brain10):
             rule.step(traces, brain10.initial_state(3))
 
 
+def test_learning_changes_only_the_projection_and_keeps_dale_and_bounds():
+    brain = small_brain()
+    net = brain.network
+    initial = brain.weights.clone()
+    proj = select_projection(net, brain.weights, [("prefrontal", "premotor"), ("premotor", "premotor")])
+    eprop = EProp(net, proj, LeakyReadout(net, 1), feedback="random")
+    reward = RewardEProp(net, proj, ActorCriticReadout(net, 2), learning_rate=1e4, feedback="random")
+    stdp = RewardModulatedSTDP(net, proj, learning_rate=1e3)
+    scaling = SynapticScaling(net, incoming_projection(net, brain.weights, "premotor"), tau_scaling_ms=1.0)
+    batch = 2
+    state = brain.initial_state(batch)
+    traces = [rule.init_traces(batch) for rule in (eprop, reward, stdp, scaling)]
+    drive = brain.input_for_roles("prefrontal", 15.0, batch)
+    for step in range(1, 201):
+        state = brain.step(state, drive)
+        traces = [rule.step(t, state) for rule, t in zip((eprop, reward, stdp, scaling), traces, strict=True)]
+        if step % 20 == 0:
+            signal = eprop.learning_signal(torch.randn(batch, 1))
+            eprop.apply(brain.weights, eprop.weight_update(traces[0], signal, 1e4))
+            out = reward.evaluate(traces[1])
+            traces[1] = reward.record_decision(traces[1], out, out.policy.argmax(1))
+            reward.reinforce(brain.weights, traces[1], torch.tensor([5.0, -5.0]), torch.zeros(batch))
+            stdp.apply(brain.weights, traces[2], torch.tensor([1.0, -2.0]))
+            scaling.apply(brain.weights, traces[3], 20.0)
+    plastic = torch.zeros(net.n_synapses, dtype=torch.bool)
+    plastic[proj.synapses] = True
+    plastic[scaling.projection.synapses] = True
+    assert torch.equal(brain.weights[~plastic], initial[~plastic])
+    changed = brain.weights[plastic]
+    assert not torch.equal(changed, initial[plastic])
+    assert torch.all(changed >= 0)
+    assert torch.all(brain.weights[proj.synapses] <= proj.w_max + 1e-6)
+    assert torch.all(brain.weights[scaling.projection.synapses] <= scaling.projection.w_max + 1e-6)
+    assert torch.isfinite(brain.weights).all()
+
+
 def test_reward_eprop_update_is_delta_times_gamma_filtered_signal_times_eligibility(brain10):
     brain = small_brain()
     net = brain.network
@@ -474,6 +510,17 @@ def test_reward_eprop_learns_a_contextual_bandit_only_with_td_error_and_recurren
         assert result["mean_abs_dw_mv"] < 0.05  # only the (tiny) entropy bonus moved the weights
 
 
+def test_reward_eprop_learns_a_continuous_contextual_bandit(record_property):
+    result = experiments.contextual_bandit(seed=0, trials=120, steps=80, continuous=True)
+    record_property("continuous_bandit", result)
+    print(
+        f"continuous bandit: reward {result['reward_first50']:.3f} -> {result['reward_last50']:.3f}, "
+        f"error of the mean action {result['mean_error_first50']:.3f} -> {result['mean_error_last50']:.3f}"
+    )
+    assert result["mean_error_last50"] < 0.25  # 0.5 when the mean action ignores the context
+    assert result["reward_last50"] > result["reward_first50"] + 0.1
+
+
 @pytest.mark.parametrize("contingent", [True, False], ids=["reward-after-pairing", "random-reward"])
 def test_three_factor_stdp_solves_the_distal_reward_problem(contingent, record_property):
     result = experiments.distal_reward(seed=0, trials=4, contingent=contingent)
@@ -501,3 +548,48 @@ def test_homeostatic_scaling_moves_the_rate_toward_its_target(record_property):
     assert up["rate_last_hz"] > control["rate_last_hz"] + 4.0
     assert abs(up["rate_last_hz"] - 15.0) < 0.5 * abs(up["rate_first_hz"] - 15.0)
     assert down["rate_last_hz"] < control["rate_last_hz"] - 0.7  # the background drive sets a floor
+
+
+# ------------------------------------------------------------------------------------------ devices and seeds
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_rules_give_the_same_traces_and_updates_on_cuda():
+    results = {}
+    for device in ("cpu", "cuda"):
+        brain = small_brain(device=device)
+        net = brain.network
+        readout = ActorCriticReadout(net, 2, seed=0)
+        proj = select_projection(net, brain.weights, [("prefrontal", "premotor"), ("prefrontal", "motor")])
+        rules = (RewardEProp(net, proj, readout, seed=0), RewardModulatedSTDP(net, proj),
+                 SynapticScaling(net, incoming_projection(net, brain.weights, "premotor")))  # fmt: skip
+        traces = [rule.init_traces(4) for rule in rules]
+        generator = torch.Generator().manual_seed(0)  # the same synthetic activity on both devices
+        for _ in range(60):
+            spikes = (torch.rand(4, net.n_neurons, generator=generator) < 0.05).float().to(device)
+            voltage = (25.0 * torch.rand(4, net.n_neurons, generator=generator)).to(device)
+            state = type("Activity", (), {"spikes": spikes, "v_pre_reset": voltage})()
+            traces = [rule.step(trace, state) for rule, trace in zip(rules, traces, strict=True)]
+        reward_traces = traces[0]
+        out = rules[0].evaluate(reward_traces)
+        actions = out.policy.argmax(1)
+        rules[0].record_decision(reward_traces, out, actions)
+        delta = torch.tensor([1.0, -1.0, 0.5, 0.0], device=device)
+        results[device] = [
+            reward_traces.eprop.eligibility.cpu(),
+            rules[0].weight_update(reward_traces, delta).cpu(),
+            rules[1].weight_update(traces[1], delta).cpu(),
+            rules[2].weight_update(traces[2], brain.weights, 10.0).cpu(),
+        ]
+    for cpu, cuda in zip(results["cpu"], results["cuda"], strict=True):
+        assert torch.allclose(cpu, cuda, rtol=1e-4, atol=1e-6 * float(cpu.abs().max()) + 1e-12)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_bandit_and_distal_reward_over_more_seeds(seed):
+    learned = experiments.contextual_bandit(seed=seed)
+    control = experiments.contextual_bandit(seed=seed, mode="zero_td")
+    assert learned["reward_last50"] > 0.7 and control["reward_last50"] < 0.58
+    distal = experiments.distal_reward(seed=seed, trials=4)
+    assert distal["target_rank"] <= 2 and distal["target_z"] > 3.0

@@ -28,7 +28,14 @@ Quick start (reward-based e-prop, one decision per environment step)::
 
 Memory: per batch element e-prop keeps ē (4 bytes per plastic synapse), reward-based e-prop also ẽ
 (4 more), plus a delayed history of one per-neuron trace (2·(max delay + 1) × 4 bytes per presynaptic
-neuron); see ``scripts/benchmark_brain.py --learning``.
+neuron, per NMDA channel). On the 96×200 brain with the default projections (61,213 synapses, 6,649
+presynaptic neurons, delays up to 37 ms) that is 2.5 MB per batch element; the step cost is in
+``scripts/benchmark_brain.py``.
+
+Conventions shared by all rules: times in ms, voltages and weights in mV, rates in Hz; per-neuron traces
+are ``[U or V, B]`` and per-synapse ones ``[P, B]`` (synapse-major: gathers of rows are faster than of
+columns; ``.T`` gives ``[B, P]``); a presynaptic quantity is read at the synapse after its conduction delay;
+nothing reads back from the device inside the per-step trace updates.
 
 Verification: :mod:`~encephagen_gym.plasticity.reference` (a differentiable replay of the dynamics) and
 ``tests/test_plasticity.py``.

@@ -57,6 +57,7 @@ from typing import NamedTuple
 
 import torch
 
+from encephagen_gym.brain.decoders import LeakyReadout
 from encephagen_gym.brain.network import Network
 from encephagen_gym.brain.simulator import BrainState
 from encephagen_gym.plasticity.delays import (
@@ -80,6 +81,7 @@ __all__ = [
     "eprop_trace_step",
     "init_eprop_traces",
     "make_eprop_params",
+    "per_synapse_signal",
     "pseudo_derivative",
 ]
 
@@ -281,7 +283,7 @@ class EProp:
         self,
         network: Network,
         projection: PlasticProjection,
-        readout,
+        readout: LeakyReadout,
         feedback: str = "symmetric",
         gamma_pd: float = DEFAULT_GAMMA_PD,
         feedback_std: float | None = None,
@@ -304,10 +306,13 @@ class EProp:
         check_activity(state.spikes, traces.eligibility.shape[1], self.network.n_neurons)
         return eprop_trace_step(self.params, traces, state.spikes, state.v_pre_reset)
 
-    def learning_signal(self, output_error: torch.Tensor) -> torch.Tensor:
-        """L = (y − y*) Bᵀ, ``[B, V]``, from the readout error ``[B, K]`` (finite values required)."""
+    def learning_signal(self, output_error: torch.Tensor, check: bool = True) -> torch.Tensor:
+        """L = (y − y*) Bᵀ, ``[B, V]``, from the readout error ``[B, K]``. ``check`` rejects non-finite
+        errors (one device→host read per call: pass False in a per-step loop on a GPU; a non-finite
+        gradient is still rejected when it is applied)."""
         check_shape("output_error", output_error, (None, self.readout.n_outputs))
-        check_finite("output_error", output_error)
+        if check:
+            check_finite("output_error", output_error)
         matrix = feedback_matrix(self.feedback, self.readout.weight)
         return learning_signal(matrix, output_error)
 
