@@ -319,6 +319,23 @@ def test_every_rule_follows_the_one_interface(brain10):
             rule.step(traces, brain10.initial_state(3))
 
 
+def test_package_quick_start_runs_as_written():
+    import encephagen_gym.plasticity as plasticity
+
+    doc = plasticity.__doc__
+    lines = doc[doc.index("runs as written)::") :].splitlines()[1:]
+    code_lines = []
+    for line in lines:
+        if line.strip() and not line.startswith("    "):
+            break  # the end of the indented block
+        code_lines.append(line[4:])
+    code = "\n".join(code_lines)
+    namespace: dict = {}
+    exec(code, namespace)
+    assert namespace["traces"].recurrent.abs().sum() > 0
+    assert namespace["projection"].n_synapses > 0
+
+
 def test_learning_changes_only_the_projection_and_keeps_dale_and_bounds():
     brain = small_brain()
     net = brain.network

@@ -8,23 +8,33 @@ synaptic scaling (:class:`SynapticScaling`). Which synapses learn is a
 Everything else stays fixed; every update goes through :func:`apply_weight_update` (clamp to [0, w_max]:
 Dale's law and bounds).
 
-Quick start (reward-based e-prop, one decision per environment step)::
+Quick start (reward-based e-prop, one decision per 10 ms environment step; runs as written)::
 
     import torch
     from encephagen_gym.brain import BrainConfig, SpikingBrain
     from encephagen_gym.brain.decoders import ActorCriticReadout
     from encephagen_gym.plasticity import RewardEProp, select_projection
 
-    brain = SpikingBrain(BrainConfig(neurons_per_region=10))
-    readout = ActorCriticReadout(brain.network, n_actions=2)            # motor + premotor excitatory cells
-    rule = RewardEProp(brain.network, select_projection(brain.network, brain.weights), readout)
-    state, traces = brain.initial_state(16), rule.init_traces(16)
-    for _ in range(brain.substeps(env_dt_ms=10.0)):
-        state = brain.step(state, input_current)
-        traces = rule.step(traces, state)
-    out = rule.evaluate(traces); action = readout.sample(out)
-    traces = rule.record_decision(traces, out, action)
-    # ... env step → reward, done; next evaluate → δ = rule.td_error(...); rule.reinforce(brain.weights, ...)
+    brain = SpikingBrain(BrainConfig(neurons_per_region=10, device="cpu"))
+    projection = select_projection(brain.network, brain.weights, skip_empty=True)  # default role pairs
+    readout = ActorCriticReadout(brain.network, n_actions=2)  # motor + premotor excitatory neurons
+    rule = RewardEProp(brain.network, projection, readout, gamma=0.9)
+    batch = 4
+    state, traces = brain.initial_state(batch), rule.init_traces(batch)
+    observation = brain.input_for_roles("visual", 12.0, batch)  # an encoded observation (mV)
+    previous = None
+    for env_step in range(5):
+        for _ in range(brain.substeps(env_dt_ms=10.0)):  # 10 brain steps of 1 ms
+            state = brain.step(state, observation)
+            traces = rule.step(traces, state)
+        out = rule.evaluate(traces)  # policy logits [B, 2], value [B]
+        if previous is not None:  # the TD error of the previous decision is known now
+            delta = rule.td_error(reward, done, previous.value, out.value, rule.config.gamma)
+            rule.reinforce(brain.weights, traces, delta, done)
+        action = readout.sample(out)
+        traces = rule.record_decision(traces, out, action)
+        reward, done = (action == 1).float(), torch.zeros(batch)  # the environment's answer
+        previous = out
 
 Memory: per batch element e-prop keeps ē (4 bytes per plastic synapse), reward-based e-prop also ẽ
 (4 more), plus a delayed history of one per-neuron trace (2·(max delay + 1) × 4 bytes per presynaptic
