@@ -1,14 +1,23 @@
 """Speed of the spiking brain simulator, and the choice of the default dt.
 
 Prints a table of wall-clock seconds per simulated second (plus steps/s, synaptic events/s and memory) for
-each combination of brain size, batch size, dt and device; CUDA rows (up to batch 256) are added when a GPU
-is present. ``--dt-check`` instead compares spontaneous rates and ISI CVs across dt values against
-dt = 0.1 ms (the criterion for the default dt: mean rates within 15 %).
+each combination of brain size, batch size, dt, device and learning (off / on); CUDA rows (up to batch 256)
+are added when a GPU is present. ``--dt-check`` instead compares spontaneous rates and ISI CVs across dt
+values against dt = 0.1 ms (the criterion for the default dt: mean rates within 15 %).
+
+Learning on (``eprop``) is the online reward-based e-prop workload of a BrainAgent: every simulation step
+the e-prop eligibility traces of the default plastic projections
+(:data:`~encephagen_gym.plasticity.DEFAULT_PLASTIC_PAIRS`) and the readout trace of a 2-action
+actor-critic readout (motor + premotor excitatory neurons) are updated; every 10 ms (an environment step)
+the readout is evaluated, an action sampled, the decision recorded and a TD update applied to the weights.
+The learning-off and learning-on windows of one configuration are timed alternately on the same brain, and
+``vs off`` is the ratio of their wall times; ``trace MB/elem`` is the learning state per batch element.
 
 Usage::
 
     python scripts/benchmark_brain.py                     # the full table (a few minutes on 2 cores)
     python scripts/benchmark_brain.py --sizes 20 --batches 1
+    python scripts/benchmark_brain.py --sizes 200 --learning off eprop --repeats 5   # learning cost
     python scripts/benchmark_brain.py --dt-check          # default-dt evidence
     encephagen-benchmark-brain --help
 """
@@ -25,8 +34,13 @@ import numpy as np
 import torch
 
 from encephagen_gym.brain import DEFAULT_DT_MS, BrainConfig, SpikingBrain
+from encephagen_gym.brain.decoders import ActorCriticReadout
+from encephagen_gym.plasticity import DEFAULT_PLASTIC_PAIRS, RewardEProp, select_projection
 
-__all__ = ["benchmark_row", "dt_check", "main"]
+__all__ = ["benchmark_row", "benchmark_rows", "dt_check", "main", "trace_bytes_per_element"]
+
+LEARNING_MODES = ("off", "eprop")
+ENV_STEP_MS = 10.0
 
 
 def _tensor_bytes(*objects: object) -> int:
@@ -44,6 +58,124 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def trace_bytes_per_element(rule: RewardEProp) -> int:
+    """Bytes of learning state that grow with the batch, per batch element (traces at B=2 minus B=1)."""
+
+    def nbytes(obj: object) -> int:
+        if isinstance(obj, torch.Tensor):
+            return obj.nbytes
+        if isinstance(obj, tuple):
+            return sum(nbytes(item) for item in obj)
+        return 0
+
+    return nbytes(rule.init_traces(2)) - nbytes(rule.init_traces(1))
+
+
+class _Learner:
+    """The per-step work of online reward-based e-prop (see the module docstring)."""
+
+    def __init__(self, brain: SpikingBrain, batch: int) -> None:
+        net = brain.network
+        projection = select_projection(net, brain.weights, DEFAULT_PLASTIC_PAIRS, skip_empty=True)
+        self.readout = ActorCriticReadout(net, 2)
+        self.rule = RewardEProp(net, projection, self.readout, learning_rate=1e-3)
+        self.traces = self.rule.init_traces(batch)
+        self.brain = brain
+        self.env_steps = brain.substeps(ENV_STEP_MS)
+        self.previous = None
+        self.zeros = torch.zeros(batch, device=brain.device)
+
+    def on_step(self, i: int, state) -> None:
+        self.traces = self.rule.step(self.traces, state)
+        if (i + 1) % self.env_steps:
+            return
+        out = self.rule.evaluate(self.traces)
+        if self.previous is not None:
+            delta = self.rule.td_error(self.zeros, self.zeros, self.previous.value, out.value, 0.99)
+            self.rule.reinforce(self.brain.weights, self.traces, delta, self.zeros)
+        self.traces = self.rule.record_decision(self.traces, out, self.readout.sample(out))
+        self.previous = out
+
+
+def benchmark_rows(
+    neurons_per_region: int,
+    batch: int,
+    dt_ms: float,
+    device: str,
+    sim_ms: float,
+    warmup_ms: float,
+    repeats: int,
+    learning: Sequence[str] = ("off",),
+    statistic: str = "median",
+) -> list[dict[str, float | int | str]]:
+    """Time one configuration with each learning mode (timed windows alternate between the modes); one
+    row per mode with the ``statistic`` ("median" or "min") of ``repeats`` windows."""
+    unknown = [mode for mode in learning if mode not in LEARNING_MODES]
+    if unknown or not learning:
+        raise ValueError(f"learning modes must be among {LEARNING_MODES}, got {list(learning)}")
+    brain = SpikingBrain(BrainConfig(neurons_per_region=neurons_per_region, dt_ms=dt_ms, device=device))
+    dev = brain.device
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    state = brain.initial_state(batch)
+    state = brain.run(state, round(warmup_ms / dt_ms))
+    n_steps = max(1, round(sim_ms / dt_ms))
+    n_steps = max(n_steps - n_steps % brain.substeps(ENV_STEP_MS), brain.substeps(ENV_STEP_MS))
+    learner = _Learner(brain, batch) if "eprop" in learning else None
+    counts = torch.zeros((batch, brain.n_neurons), device=dev)
+    walls: dict[str, list[float]] = {mode: [] for mode in learning}
+    spikes: dict[str, float] = dict.fromkeys(learning, 0.0)
+    events: dict[str, float] = dict.fromkeys(learning, 0.0)
+    out_degree = brain.network.out_degree.to(counts.dtype)
+    for _ in range(repeats):
+        for mode in learning:
+            counts.zero_()
+
+            def on_step(i: int, s, counts=counts, mode=mode) -> None:
+                counts.add_(s.spikes)
+                if mode == "eprop":
+                    learner.on_step(i, s)
+
+            _sync(dev)
+            start = time.perf_counter()
+            state = brain.run(state, n_steps, on_step=on_step)
+            _sync(dev)
+            walls[mode].append(time.perf_counter() - start)
+            spikes[mode] += float(counts.sum())
+            events[mode] += float((counts.sum(0) * out_degree).sum())
+    sim_s = n_steps * dt_ms * 1e-3
+    pick = np.median if statistic == "median" else np.min
+    memory = (
+        torch.cuda.max_memory_allocated(dev) / 2**20
+        if dev.type == "cuda"
+        else _tensor_bytes(brain.network, state, brain.weights) / 2**20
+    )
+    rows = []
+    for mode in learning:
+        wall = float(pick(walls[mode]))
+        trace_mb = trace_bytes_per_element(learner.rule) / 2**20 if mode == "eprop" else 0.0
+        rows.append({
+            "device": dev.type,
+            "neurons": f"96x{neurons_per_region}",
+            "N": brain.n_neurons,
+            "synapses": brain.network.n_synapses,
+            "batch": batch,
+            "dt_ms": dt_ms,
+            "learning": mode,
+            "plastic": learner.rule.projection.n_synapses if mode == "eprop" else 0,
+            "wall_per_sim_s": wall / sim_s,
+            "steps_per_s": n_steps / wall,
+            "events_per_s": events[mode] / repeats / float(np.mean(walls[mode])),
+            "rate_hz": spikes[mode] / repeats / (batch * brain.n_neurons * sim_s),
+            "memory_mb": memory,
+            "trace_mb": trace_mb,
+        })  # fmt: skip
+    off = next((row for row in rows if row["learning"] == "off"), None)
+    for row in rows:
+        row["vs_off"] = row["wall_per_sim_s"] / off["wall_per_sim_s"] if off else float("nan")
+    return rows
+
+
 def benchmark_row(
     neurons_per_region: int,
     batch: int,
@@ -52,45 +184,11 @@ def benchmark_row(
     sim_ms: float,
     warmup_ms: float,
     repeats: int,
+    learning: str = "off",
 ) -> dict[str, float | int | str]:
-    """Time one configuration; returns the row's numbers (best of ``repeats`` timed windows)."""
-    brain = SpikingBrain(BrainConfig(neurons_per_region=neurons_per_region, dt_ms=dt_ms, device=device))
-    dev = brain.device
-    if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(dev)
-    state = brain.initial_state(batch)
-    state = brain.run(state, round(warmup_ms / dt_ms))
-    n_steps = max(1, round(sim_ms / dt_ms))
-    counts = torch.zeros((batch, brain.n_neurons), device=dev)
-    walls = []
-    for _ in range(repeats):
-        counts.zero_()
-        _sync(dev)
-        start = time.perf_counter()
-        state = brain.run(state, n_steps, on_step=lambda i, s: counts.add_(s.spikes))
-        _sync(dev)
-        walls.append(time.perf_counter() - start)
-    wall = min(walls)
-    sim_s = n_steps * dt_ms * 1e-3
-    events = float((counts.sum(0) * brain.network.out_degree.to(counts.dtype)).sum()) / repeats
-    memory = (
-        torch.cuda.max_memory_allocated(dev) / 2**20
-        if dev.type == "cuda"
-        else _tensor_bytes(brain.network, state, brain.weights) / 2**20
-    )
-    return {
-        "device": dev.type,
-        "neurons": f"96x{neurons_per_region}",
-        "N": brain.n_neurons,
-        "synapses": brain.network.n_synapses,
-        "batch": batch,
-        "dt_ms": dt_ms,
-        "wall_per_sim_s": wall / sim_s,
-        "steps_per_s": n_steps / wall,
-        "events_per_s": events / float(np.mean(walls)),
-        "rate_hz": float(counts.sum()) / (batch * brain.n_neurons * sim_s),
-        "memory_mb": memory,
-    }
+    """Time one configuration with one learning mode (see :func:`benchmark_rows`)."""
+    rows = benchmark_rows(neurons_per_region, batch, dt_ms, device, sim_ms, warmup_ms, repeats, (learning,))
+    return rows[0]
 
 
 def dt_check(
@@ -161,7 +259,15 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--devices", nargs="+", default=None, help="devices (default: cpu, and cuda if present)")
     add("--sim-ms", type=float, default=500.0, help="simulated ms per timed window")
     add("--warmup-ms", type=float, default=100.0, help="simulated ms before timing")
-    add("--repeats", type=int, default=2, help="timed windows per row (best is reported)")
+    add("--repeats", type=int, default=2, help="timed windows per row")
+    add("--stat", choices=["median", "min"], default="median", help="statistic over the timed windows")
+    add(
+        "--learning",
+        nargs="+",
+        choices=LEARNING_MODES,
+        default=list(LEARNING_MODES),
+        help="learning off and/or on (online reward-based e-prop on the default plastic projections)",
+    )
     add("--threads", type=int, default=1, help="torch intra-op CPU threads")
     add("--dt-check", action="store_true", help="compare rates across dt instead of timing")
     add("--check-dts", type=float, nargs="+", default=[0.1, 0.25, 0.5, 1.0], help="dts compared")
@@ -196,15 +302,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         for size in args.sizes:
             for batch in batches:
                 for dt in args.dts:
-                    row = benchmark_row(size, batch, dt, device, args.sim_ms, args.warmup_ms, args.repeats)
-                    rows.append(row)
-                    print(f"  measured {row['device']} {row['neurons']} B={batch} dt={dt}: "
-                          f"{row['wall_per_sim_s']:.2f} s/s", file=sys.stderr, flush=True)  # fmt: skip
+                    measured = benchmark_rows(size, batch, dt, device, args.sim_ms, args.warmup_ms,
+                                              args.repeats, args.learning, args.stat)  # fmt: skip
+                    rows.extend(measured)
+                    for row in measured:
+                        print(f"  measured {row['device']} {row['neurons']} B={batch} dt={dt} "
+                              f"learning {row['learning']}: {row['wall_per_sim_s']:.2f} s/s", file=sys.stderr,
+                              flush=True)  # fmt: skip
     columns = [("device", "device", ""), ("neurons", "neurons", ""), ("synapses", "synapses", ""),
-               ("batch", "batch", ""), ("dt ms", "dt_ms", ".2f"), ("wall s/sim s", "wall_per_sim_s", ".3f"),
-               ("steps/s", "steps_per_s", ".0f"), ("syn events/s", "events_per_s", ".3g"),
-               ("rate Hz", "rate_hz", ".1f"), ("state+net MB", "memory_mb", ".0f")]  # fmt: skip
+               ("batch", "batch", ""), ("dt ms", "dt_ms", ".2f"), ("learning", "learning", ""),
+               ("plastic", "plastic", ""), ("wall s/sim s", "wall_per_sim_s", ".3f"),
+               ("vs off", "vs_off", ".2f"), ("steps/s", "steps_per_s", ".0f"),
+               ("syn events/s", "events_per_s", ".3g"), ("rate Hz", "rate_hz", ".1f"),
+               ("state+net MB", "memory_mb", ".0f"), ("trace MB/elem", "trace_mb", ".2f")]  # fmt: skip
     _print_table(rows, columns)
+    print(
+        f"wall: {args.stat} of {args.repeats} timed windows of {args.sim_ms:.0f} ms; learning windows "
+        "alternate with learning-off windows on the same brain"
+    )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"process peak RSS {peak:.0f} MB")
     print("memory column: CPU = network + state tensors, CUDA = peak allocated")

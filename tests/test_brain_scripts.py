@@ -23,12 +23,25 @@ def _restore_threads():
 
 def test_benchmark_table(capsys):
     argv = ["--sizes", "5", "--batches", "1", "2", "--dts", "1.0", "--sim-ms", "20", "--warmup-ms", "5",
-            "--repeats", "1"]  # fmt: skip
+            "--repeats", "1", "--learning", "off"]  # fmt: skip
     assert benchmark_brain.main(argv) == 0
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.strip().startswith("cpu |")]
     assert len(rows) == 2
     assert "wall s/sim s" in out and "syn events/s" in out and "96x5" in rows[0]
+
+
+def test_benchmark_table_with_learning_on_and_off(capsys):
+    argv = ["--sizes", "10", "--batches", "2", "--dts", "1.0", "--sim-ms", "20", "--warmup-ms", "5",
+            "--repeats", "2"]  # fmt: skip
+    assert benchmark_brain.main(argv) == 0
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.strip().startswith("cpu |")]
+    rows = [[cell.strip() for cell in line.split("|")] for line in lines]
+    assert [row[5] for row in rows] == ["off", "eprop"]
+    assert rows[0][6] == "0" and int(rows[1][6]) > 0  # plastic synapses
+    assert float(rows[0][8]) == 1.0 and float(rows[1][8]) > 1.0  # vs off
+    assert float(rows[0][-1]) == 0.0 and float(rows[1][-1]) > 0.0  # trace MB per element
 
 
 def test_benchmark_dt_check(capsys):

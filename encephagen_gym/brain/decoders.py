@@ -1,0 +1,292 @@
+"""Decoders: leaky-integrator readout units fed by the spikes of selected (by default motor-region
+excitatory) neurons, with trainable weights; a regression readout, and an actor-critic readout with a
+softmax policy (discrete actions) or a Gaussian around ``tanh`` (continuous actions) plus a value unit.
+
+Readout unit k (Bellec et al. 2020)::
+
+    z̄_j(t) = κ z̄_j(t−1) + z_j(t),   κ = exp(−dt/τ_out)      (filtered spikes of input neuron j)
+    y_k(t) = Σ_j W_kj z̄_j(t) + b_k
+
+which is the leaky integrator y_k(t) = κ y_k(t−1) + Σ_j W_kj z_j(t) with the bias kept outside the leak.
+The filtered spikes ``z̄`` (``[B, M]``, the *readout trace*) are the only readout state; ``y`` is computed
+when needed (e.g. once per environment step), so the per-step cost is one gather and one multiply-add.
+
+All tensors are batched ``[B, ...]`` and live on the network's device; the weights are ``nn.Parameter`` s
+(``requires_grad=False``: they are trained by local rules, see :mod:`encephagen_gym.plasticity`), so
+``state_dict()``/``load_state_dict()`` and ``.to(device)`` work as for any module.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from encephagen_gym.brain.network import Network
+
+__all__ = [
+    "DEFAULT_READOUT_ROLES",
+    "ActorCriticOutput",
+    "ActorCriticReadout",
+    "LeakyReadout",
+    "readout_neurons",
+]
+
+#: Roles whose excitatory neurons feed the readout units by default (M1 and premotor cortex).
+DEFAULT_READOUT_ROLES: tuple[str, ...] = ("motor", "premotor")
+
+
+def readout_neurons(
+    network: Network, roles: tuple[str, ...] | str, excitatory_only: bool = True
+) -> torch.Tensor:
+    """Neuron ids (``[M]``, int64) of the regions with the given roles (excitatory ones by default)."""
+    roles = (roles,) if isinstance(roles, str) else tuple(roles)
+    present = set(network.roles)
+    unknown = [role for role in roles if role not in present]
+    if not roles or unknown:
+        raise ValueError(f"readout roles {list(roles)} must be non-empty roles of the connectome; "
+                         f"unknown: {unknown}; valid: {sorted(present)}")  # fmt: skip
+    return network.neurons_with_role(*roles, excitatory_only=excitatory_only)
+
+
+def _generator(seed: int) -> torch.Generator:
+    generator = torch.Generator()  # CPU: the same seed gives the same weights on every device
+    generator.manual_seed(seed)
+    return generator
+
+
+class _ReadoutInput(nn.Module):
+    """The filtered spikes z̄ of the readout's input neurons (shared by the readout classes)."""
+
+    def __init__(self, network: Network, roles: tuple[str, ...] | str, tau_ms: float, excitatory_only: bool):
+        super().__init__()
+        if not (isinstance(tau_ms, int | float) and math.isfinite(tau_ms) and tau_ms > 0):
+            raise ValueError(f"tau_ms must be a positive number of ms, got {tau_ms!r}")
+        self.register_buffer("input_neurons", readout_neurons(network, roles, excitatory_only))
+        self.roles = (roles,) if isinstance(roles, str) else tuple(roles)
+        self.tau_ms = float(tau_ms)
+        self.dt_ms = float(network.config.dt_ms)
+        self.n_neurons = network.n_neurons
+
+    @property
+    def kappa(self) -> float:
+        """κ = exp(−dt/τ_out), the per-step decay of the readout trace."""
+        return math.exp(-self.dt_ms / self.tau_ms)
+
+    @property
+    def n_inputs(self) -> int:
+        """M, the number of input neurons."""
+        return int(self.input_neurons.numel())
+
+    def init_trace(self, batch_size: int) -> torch.Tensor:
+        """A zero readout trace ``[B, M]``."""
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        return torch.zeros((batch_size, self.n_inputs), device=self.input_neurons.device)
+
+    def filter_spikes(self, trace: torch.Tensor, spikes: torch.Tensor) -> torch.Tensor:
+        """``z̄ ← κ z̄ + z[:, inputs]`` in place for one step's ``spikes`` ``[B, N]``; returns ``trace``."""
+        batch = spikes.shape[0] if spikes.dim() == 2 else -1
+        if spikes.dim() != 2 or spikes.shape[1] != self.n_neurons or trace.shape != (batch, self.n_inputs):
+            raise ValueError(f"expected spikes [B, {self.n_neurons}] and trace [B, {self.n_inputs}], got "
+                             f"{tuple(spikes.shape)} and {tuple(trace.shape)}")  # fmt: skip
+        return trace.mul_(self.kappa).add_(spikes.index_select(1, self.input_neurons))
+
+    def _check_trace(self, trace: torch.Tensor) -> None:
+        if trace.dim() != 2 or trace.shape[1] != self.n_inputs:
+            raise ValueError(f"readout trace must have shape [B, {self.n_inputs}], got {tuple(trace.shape)}")
+
+
+def _parameter(tensor: torch.Tensor) -> nn.Parameter:
+    return nn.Parameter(tensor, requires_grad=False)
+
+
+class LeakyReadout(_ReadoutInput):
+    """``n_outputs`` leaky-integrator units (regression readout) ``y = z̄ Wᵀ + b``, ``[B, K]``.
+
+    ``weight`` ``[K, M]`` starts Gaussian with std ``init_std`` (default ``1/√M``) from ``seed``; ``bias``
+    ``[K]`` at zero. ``tau_ms`` is the readout time constant τ_out (default 20 ms, as in Bellec et al.).
+    """
+
+    def __init__(
+        self,
+        network: Network,
+        n_outputs: int,
+        roles: tuple[str, ...] | str = DEFAULT_READOUT_ROLES,
+        tau_ms: float = 20.0,
+        excitatory_only: bool = True,
+        init_std: float | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(network, roles, tau_ms, excitatory_only)
+        if not isinstance(n_outputs, int) or n_outputs < 1:
+            raise ValueError(f"n_outputs must be a positive integer, got {n_outputs!r}")
+        std = 1.0 / math.sqrt(self.n_inputs) if init_std is None else float(init_std)
+        weight = torch.randn((n_outputs, self.n_inputs), generator=_generator(seed)) * std
+        self.weight = _parameter(weight.to(network.device))
+        self.bias = _parameter(torch.zeros(n_outputs, device=network.device))
+
+    @property
+    def n_outputs(self) -> int:
+        """K, the number of readout units."""
+        return int(self.weight.shape[0])
+
+    def forward(self, trace: torch.Tensor) -> torch.Tensor:
+        """``[B, K]`` readout values from the readout trace ``[B, M]``."""
+        self._check_trace(trace)
+        return torch.addmm(self.bias, trace, self.weight.t())
+
+
+class ActorCriticOutput(NamedTuple):
+    """What the actor-critic readout computes at a decision: ``policy`` ``[B, K]`` (logits for discrete
+    actions, the pre-``tanh`` mean for continuous ones) and ``value`` ``[B]``."""
+
+    policy: torch.Tensor
+    value: torch.Tensor
+
+
+class ActorCriticReadout(_ReadoutInput):
+    """Policy and value readouts on one readout trace (the actor and the critic of reward-based e-prop).
+
+    Discrete (``continuous=False``): K = ``n_actions`` logits ``y``; π = softmax(y).
+    Continuous (``continuous=True``): K = ``n_actions`` action dimensions; the action is Gaussian around
+    ``tanh(y)``: a = tanh(y) + σ ε, ε ~ N(0, 1), σ = exp(``log_std``) (a learned, state-independent
+    parameter, as in stable-baselines3's diagonal Gaussian). Actions are returned unclipped (the
+    log-likelihood is that of the unclipped sample); clip them to [−1, 1] for the environment.
+    Value: V = w_V · z̄ + b_V.
+
+    Parameters: ``policy_weight`` ``[K, M]`` (Gaussian, std ``policy_init_std``, default ``0.1/√M``: a nearly
+    uniform initial policy), ``policy_bias`` ``[K]``, ``value_weight`` ``[M]`` and ``value_bias`` ``[]``
+    (zero),
+    ``log_std`` ``[K]`` (continuous only, ``log_std_init``).
+
+    The gradient helpers (:meth:`score`, :meth:`entropy_gradient`, :meth:`log_std_score`) give the
+    derivatives with respect to ``y`` that reward-based e-prop turns into learning signals.
+    """
+
+    def __init__(
+        self,
+        network: Network,
+        n_actions: int,
+        continuous: bool = False,
+        roles: tuple[str, ...] | str = DEFAULT_READOUT_ROLES,
+        tau_ms: float = 20.0,
+        excitatory_only: bool = True,
+        policy_init_std: float | None = None,
+        log_std_init: float = -0.5,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(network, roles, tau_ms, excitatory_only)
+        if not isinstance(n_actions, int) or n_actions < (1 if continuous else 2):
+            raise ValueError(f"n_actions must be an integer >= {1 if continuous else 2}, got {n_actions!r}")
+        self.continuous = bool(continuous)
+        device = network.device
+        std = 0.1 / math.sqrt(self.n_inputs) if policy_init_std is None else float(policy_init_std)
+        weight = torch.randn((n_actions, self.n_inputs), generator=_generator(seed)) * std
+        self.policy_weight = _parameter(weight.to(device))
+        self.policy_bias = _parameter(torch.zeros(n_actions, device=device))
+        self.value_weight = _parameter(torch.zeros(self.n_inputs, device=device))
+        self.value_bias = _parameter(torch.zeros((), device=device))
+        if self.continuous:
+            self.log_std = _parameter(torch.full((n_actions,), float(log_std_init), device=device))
+
+    @property
+    def n_actions(self) -> int:
+        """K: number of discrete actions, or of continuous action dimensions."""
+        return int(self.policy_weight.shape[0])
+
+    def forward(self, trace: torch.Tensor) -> ActorCriticOutput:
+        """Policy outputs ``[B, K]`` and values ``[B]`` from the readout trace ``[B, M]``."""
+        self._check_trace(trace)
+        policy = torch.addmm(self.policy_bias, trace, self.policy_weight.t())
+        value = trace @ self.value_weight + self.value_bias
+        return ActorCriticOutput(policy=policy, value=value)
+
+    # ------------------------------------------------------------------------------------ distributions
+
+    def probabilities(self, output: ActorCriticOutput) -> torch.Tensor:
+        """π ``[B, K]`` (discrete only)."""
+        self._require(discrete=True)
+        return torch.softmax(output.policy, dim=1)
+
+    def mean(self, output: ActorCriticOutput) -> torch.Tensor:
+        """μ = tanh(y) ``[B, K]`` (continuous only)."""
+        self._require(discrete=False)
+        return torch.tanh(output.policy)
+
+    def sample(
+        self, output: ActorCriticOutput, generator: torch.Generator | None = None, deterministic: bool = False
+    ) -> torch.Tensor:
+        """Actions: ``[B]`` int64 (discrete) or ``[B, K]`` float (continuous). ``deterministic`` gives the
+        most probable action / the mean. ``generator`` must be on the readout's device."""
+        if not self.continuous:
+            if deterministic:
+                return output.policy.argmax(dim=1)
+            return torch.multinomial(self.probabilities(output), 1, generator=generator).squeeze(1)
+        mean = self.mean(output)
+        if deterministic:
+            return mean
+        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        return mean + self.log_std.exp() * noise
+
+    def _check_actions(self, output: ActorCriticOutput, actions: torch.Tensor) -> torch.Tensor:
+        batch = output.policy.shape[0]
+        if self.continuous:
+            if actions.shape != (batch, self.n_actions):
+                expected = (batch, self.n_actions)
+                raise ValueError(f"actions must have shape {expected}, got {tuple(actions.shape)}")
+            return actions.to(output.policy.dtype)
+        if actions.shape != (batch,) or actions.dtype.is_floating_point:
+            raise ValueError(f"actions must be {batch} integers, got {tuple(actions.shape)} {actions.dtype}")
+        return actions.long()
+
+    def log_prob(self, output: ActorCriticOutput, actions: torch.Tensor) -> torch.Tensor:
+        """log π(a) ``[B]``."""
+        actions = self._check_actions(output, actions)
+        if not self.continuous:
+            return torch.log_softmax(output.policy, dim=1).gather(1, actions[:, None]).squeeze(1)
+        mean, log_std = self.mean(output), self.log_std
+        z = (actions - mean) / log_std.exp()
+        return (-0.5 * z.square() - log_std - 0.5 * math.log(2 * math.pi)).sum(dim=1)
+
+    def entropy(self, output: ActorCriticOutput) -> torch.Tensor:
+        """Entropy of the action distribution ``[B]`` (nats)."""
+        if not self.continuous:
+            log_p = torch.log_softmax(output.policy, dim=1)
+            return -(log_p.exp() * log_p).sum(dim=1)
+        per_dim = self.log_std + 0.5 * math.log(2 * math.pi * math.e)
+        return per_dim.sum().expand(output.policy.shape[0])
+
+    # ------------------------------------------------------------------------------------ gradients
+
+    def score(self, output: ActorCriticOutput, actions: torch.Tensor) -> torch.Tensor:
+        """∂ log π(a)/∂y ``[B, K]``: ``onehot(a) − π`` (discrete), ``(a − μ)/σ² · (1 − μ²)`` (continuous)."""
+        actions = self._check_actions(output, actions)
+        if not self.continuous:
+            onehot = torch.nn.functional.one_hot(actions, self.n_actions).to(output.policy.dtype)
+            return onehot - self.probabilities(output)
+        mean = self.mean(output)
+        return (actions - mean) / (2 * self.log_std).exp() * (1 - mean.square())
+
+    def entropy_gradient(self, output: ActorCriticOutput) -> torch.Tensor:
+        """∂H/∂y ``[B, K]``: ``−π_k (log π_k + H)`` (discrete); zero (continuous: H depends on σ only)."""
+        if self.continuous:
+            return torch.zeros_like(output.policy)
+        log_p = torch.log_softmax(output.policy, dim=1)
+        p = log_p.exp()
+        entropy = -(p * log_p).sum(dim=1, keepdim=True)
+        return -p * (log_p + entropy)
+
+    def log_std_score(self, output: ActorCriticOutput, actions: torch.Tensor) -> torch.Tensor:
+        """∂ log π(a) / ∂ log σ ``[B, K]`` = ``(a − μ)²/σ² − 1`` (continuous only)."""
+        self._require(discrete=False)
+        actions = self._check_actions(output, actions)
+        return ((actions - self.mean(output)) / self.log_std.exp()).square() - 1.0
+
+    def _require(self, discrete: bool) -> None:
+        if discrete and self.continuous:
+            raise ValueError("this readout has continuous actions; use mean()/log_std")
+        if not discrete and not self.continuous:
+            raise ValueError("this readout has discrete actions; use probabilities()")

@@ -1,0 +1,338 @@
+r"""e-prop (Bellec et al. 2020, Nat. Commun. 11:3625) for the brain's LIF neurons with current-based
+exponential synapses, exact integration, delays, reset to V_reset and an absolute refractory period.
+
+**Factorisation.** e-prop writes the loss gradient as dE/dw_ji ≈ Σ_t L_j(t) e_ji(t): a learning signal
+L_j(t) = ∂E/∂z_j(t) (approximated through feedback weights from the readout error) times an eligibility
+trace e_ji(t) = ∂z_j(t)/∂w_ji computed forward in time from local quantities, where "∂" means: no
+derivative through other neurons' spikes (the recurrent paths).
+
+**Our neuron, per unit weight.** With voltages u measured from V_reset (see
+:mod:`encephagen_gym.brain.simulator`), a synapse i→j of magnitude w, delay d and receptor x:
+
+    I_x,j(t)   = β_x I_x,j(t−1) + J_x w z_i(t−d) + …        β_x = e^{−dt/τ_x}, J_x = ±τ_m/τ_x
+    u_j(t+1)   = α u_j(t) + Σ_x P_x I_x,j(t) + …            α = e^{−dt/τ_m}, P_x the exact propagator
+
+so the eligibility vector ∂u_j(t)/∂w_ji is the presynaptic spike train filtered by the *synaptic* and then
+the *membrane* propagator, read at the synapse after its delay:
+
+    a_i(t) = β_x a_i(t−1) + J_x z_i(t)                   (current stage, per presynaptic neuron)
+    x_i(t) = α x_i(t−1) + P_x a_i(t−1)                   (membrane stage, per presynaptic neuron)
+    ∂u_j(t)/∂w_ji = x_i(t − d_ji)                          (delayed: the trace as it arrives at the synapse)
+
+For excitatory synapses onto neurons with an NMDA share s_j the two receptor paths add:
+(1 − s_j) x^AMPA_i + s_j x^NMDA_i. Inhibitory synapses have J_GABA < 0, so the derivative with respect to
+the (non-negative) magnitude is negative, as it should be. Both traces are per neuron (``[U, B]``); since
+s_j takes only a few values (0, or the NMDA share of the NMDA regions), the mixtures are formed per neuron,
+one "channel" per value, and each synapse reads its channel from one delayed history.
+
+**Reset and refractoriness (the approximation).** As Bellec et al. do for the reset, we take no derivative
+through the reset: the post-spike voltage is treated as the pre-spike voltage minus a constant, and the
+refractory clamp likewise as subtracting a constant. Hence ∂u(t+1)/∂u(t) = α always, the eligibility vector
+above needs no postsynaptic information, and it is *not* zeroed by postsynaptic spikes. The reference
+implementation in :mod:`encephagen_gym.plasticity.reference` encodes exactly this (``u − stopgrad(u z)``) and
+the tests check that autograd through it reproduces our traces to float32 precision.
+
+**Pseudo-derivative** (Bellec et al.'s piecewise-linear form, in 1/mV):
+
+    ψ_j(t) = (γ_pd / θ) · max(0, 1 − |u_j(t) − θ| / θ),        θ = V_th − V_reset (20 mV by default)
+
+with u_j(t) the voltage before threshold/reset (``state.v_pre_reset``) and dampening γ_pd = 0.3. It peaks at
+γ_pd/θ = 0.015 /mV at threshold and vanishes at the reset potential, so it is zero while a neuron is
+refractory (the simulator holds u = 0 there), as in Bellec et al.
+
+**Eligibility and readout filter.** e_ji(t) = ψ_j(t) x_i(t − d_ji), and because the readouts are leaky
+integrators with κ = e^{−dt/τ_out}, the relevant trace is the κ-filtered ē_ji(t) = κ ē_ji(t−1) + e_ji(t):
+for E = ½ Σ_t Σ_k (y_k(t) − y*_k(t))², dE/dw_ji = Σ_t L_j(t) ē_ji(t) with L_j(t) = Σ_k B_jk (y_k − y*_k)(t)
+is *exact* within the approximation above when B = W_outᵀ (symmetric feedback). ē is the only per-synapse
+state (``[P, B]``).
+
+ALIF (adaptive threshold) neurons and their adaptation eligibility are not implemented: the brain's
+neurons have no adaptation.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+
+from encephagen_gym.brain.decoders import LeakyReadout
+from encephagen_gym.brain.network import Network
+from encephagen_gym.brain.simulator import BrainState
+from encephagen_gym.plasticity.delays import (
+    DelayedHistory,
+    gather_neurons,
+    gather_rows,
+    history_gather,
+    history_push,
+    init_history,
+)
+from encephagen_gym.plasticity.feedback import Feedback, feedback_matrix, learning_signal, make_feedback
+from encephagen_gym.plasticity.projection import PlasticProjection, apply_weight_update
+from encephagen_gym.plasticity.validation import check_activity, check_finite, check_shape
+
+__all__ = [
+    "DEFAULT_GAMMA_PD",
+    "EProp",
+    "EpropParams",
+    "EpropTraces",
+    "eprop_gradient",
+    "eprop_trace_step",
+    "init_eprop_traces",
+    "make_eprop_params",
+    "per_synapse_signal",
+    "pseudo_derivative",
+]
+
+#: Dampening factor γ_pd of the pseudo-derivative (Bellec et al. 2020 use 0.3).
+DEFAULT_GAMMA_PD = 0.3
+
+
+def pseudo_derivative(
+    v_pre_reset: torch.Tensor, threshold_mv: float, gamma_pd: float = DEFAULT_GAMMA_PD
+) -> torch.Tensor:
+    """ψ = (γ_pd/θ) max(0, 1 − |u − θ|/θ) in 1/mV, for voltages ``u`` measured from V_reset."""
+    psi = (v_pre_reset - threshold_mv).abs_()
+    return psi.mul_(-gamma_pd / threshold_mv**2).add_(gamma_pd / threshold_mv).clamp_(min=0.0)
+
+
+def _pseudo_derivative_(v: torch.Tensor, threshold_mv: float, gamma_pd: float) -> torch.Tensor:
+    """:func:`pseudo_derivative` computed in place in ``v`` (a fresh tensor)."""
+    v.sub_(threshold_mv).abs_().mul_(-gamma_pd / threshold_mv**2).add_(gamma_pd / threshold_mv)
+    return v.clamp_(min=0.0)
+
+
+class EpropParams(NamedTuple):
+    """Constants of e-prop on one projection (see the module docstring for the equations).
+
+    Per presynaptic neuron (``[U, 1]``): ``decay_current`` β, ``jump`` J (per mV of weight, negative for
+    inhibitory neurons), ``propagator`` P of its fast receptor (AMPA for excitatory, GABA for inhibitory
+    neurons); ``nmda_jump`` (J_NMDA for excitatory neurons, 0 otherwise) when ``use_nmda``.
+    NMDA channels (only when ``use_nmda``; C distinct NMDA shares s_c of the synapses' targets):
+    ``channel_fast`` and ``channel_nmda`` ``[C, U, 1]``, the weights (1 − s_c, s_c) of the AMPA and NMDA
+    traces of excitatory neurons (1, 0 for inhibitory ones). ``history_columns`` ``[P]``: the history
+    column each synapse reads (channel·U + presynaptic position). Scalars: ``decay_m`` α, ``decay_nmda``,
+    ``propagator_nmda``, ``kappa`` κ, ``threshold_mv`` θ, ``gamma_pd``.
+    """
+
+    projection: PlasticProjection
+    decay_current: torch.Tensor
+    jump: torch.Tensor
+    propagator: torch.Tensor
+    use_nmda: bool
+    nmda_jump: torch.Tensor | None
+    channel_fast: torch.Tensor | None
+    channel_nmda: torch.Tensor | None
+    history_columns: torch.Tensor
+    history_width: int
+    decay_m: float
+    decay_nmda: float
+    propagator_nmda: float
+    kappa: float
+    threshold_mv: float
+    gamma_pd: float
+
+
+class EpropTraces(NamedTuple):
+    """e-prop state of a batch (updated in place each step; ``time`` counts the steps seen).
+
+    ``current``/``membrane`` ``[U, B]``: the two filter stages a, x of each presynaptic neuron (AMPA/GABA);
+    ``*_nmda`` the same for the NMDA path and ``mixed`` ``[C·U, B]`` the per-channel mixtures (None when
+    NMDA is unused); ``history``: the delayed ring of ``membrane`` (or ``mixed``); ``eligibility``
+    ``[P, B]``: the κ-filtered eligibility ē (1/mV)."""
+
+    current: torch.Tensor
+    membrane: torch.Tensor
+    current_nmda: torch.Tensor | None
+    membrane_nmda: torch.Tensor | None
+    mixed: torch.Tensor | None
+    history: DelayedHistory
+    eligibility: torch.Tensor
+    time: int
+
+
+def make_eprop_params(
+    network: Network, projection: PlasticProjection, kappa: float, gamma_pd: float = DEFAULT_GAMMA_PD
+) -> EpropParams:
+    """e-prop constants for ``projection``; ``kappa`` = e^{−dt/τ_out} of the readout that defines the loss."""
+    if not 0.0 <= kappa < 1.0:
+        raise ValueError(f"kappa must lie in [0, 1), got {kappa!r}")
+    if not (math.isfinite(gamma_pd) and gamma_pd > 0):
+        raise ValueError(f"gamma_pd must be positive, got {gamma_pd!r}")
+    if projection.n_neurons != network.n_neurons:
+        raise ValueError("the projection was built for another network")
+    pre_exc = network.is_excitatory.index_select(0, projection.pre_neurons)[:, None]
+
+    def per_pre(excitatory: float, inhibitory: float) -> torch.Tensor:
+        return torch.where(pre_exc, excitatory, inhibitory).to(torch.float32)
+
+    share = network.nmda_share.index_select(0, projection.post) * projection.is_excitatory
+    use_nmda = bool(network.nmda_active and bool((share > 0).any()))
+    channel_fast = channel_nmda = None
+    columns, width = projection.pre_local, projection.n_pre
+    if use_nmda:
+        values, channel = torch.unique(share, return_inverse=True)
+        values = values[:, None, None]  # [C, 1, 1]
+        channel_fast = torch.where(pre_exc[None], 1.0 - values, 1.0)
+        channel_nmda = torch.where(pre_exc[None], values, 0.0)
+        columns = channel * projection.n_pre + projection.pre_local
+        width = int(values.shape[0]) * projection.n_pre
+    return EpropParams(
+        projection=projection,
+        decay_current=per_pre(network.decay_ampa, network.decay_gaba),
+        jump=per_pre(network.jump_ampa, network.jump_gaba),
+        propagator=per_pre(network.prop_ampa, network.prop_gaba),
+        use_nmda=use_nmda,
+        nmda_jump=per_pre(network.jump_nmda, 0.0) if use_nmda else None,
+        channel_fast=channel_fast,
+        channel_nmda=channel_nmda,
+        history_columns=columns,
+        history_width=width,
+        decay_m=network.decay_m,
+        decay_nmda=network.decay_nmda,
+        propagator_nmda=network.prop_nmda,
+        kappa=float(kappa),
+        threshold_mv=float(network.v_threshold_rel),
+        gamma_pd=float(gamma_pd),
+    )
+
+
+def init_eprop_traces(params: EpropParams, batch_size: int) -> EpropTraces:
+    """Zero traces for ``batch_size`` brains."""
+    proj = params.projection
+    shape = (proj.n_pre, batch_size)
+    device = proj.device
+
+    nmda = params.use_nmda
+    return EpropTraces(
+        current=torch.zeros(shape, device=device),
+        membrane=torch.zeros(shape, device=device),
+        current_nmda=torch.zeros(shape, device=device) if nmda else None,
+        membrane_nmda=torch.zeros(shape, device=device) if nmda else None,
+        mixed=torch.zeros((params.history_width, batch_size), device=device) if nmda else None,
+        history=init_history(
+            params.history_columns, proj.delay_steps, params.history_width, proj.max_delay_steps, batch_size
+        ),
+        eligibility=torch.zeros((proj.n_synapses, batch_size), device=device),
+        time=0,
+    )
+
+
+def eprop_trace_step(
+    params: EpropParams, traces: EpropTraces, spikes: torch.Tensor, v_pre_reset: torch.Tensor
+) -> EpropTraces:
+    """Advance the traces by one simulation step (in place) given that step's ``spikes`` and
+    ``v_pre_reset`` (``[B, N]``, from the brain state right after the step); returns the advanced traces.
+
+    Order (time t = ``traces.time + 1``): x(t) = α x(t−1) + P a(t−1); a(t) = β a(t−1) + J z(t); push x(t);
+    ē(t) = κ ē(t−1) + ψ_j(t) x_i(t − d)."""
+    proj = params.projection
+    time = traces.time + 1
+    z_pre = spikes.index_select(1, proj.pre_neurons).t()  # [U, B]
+    traces.membrane.mul_(params.decay_m).addcmul_(traces.current, params.propagator)
+    traces.current.mul_(params.decay_current).addcmul_(z_pre, params.jump)
+    if params.use_nmda:
+        traces.membrane_nmda.mul_(params.decay_m).add_(traces.current_nmda, alpha=params.propagator_nmda)
+        traces.current_nmda.mul_(params.decay_nmda).addcmul_(z_pre, params.nmda_jump)
+        mixed = traces.mixed.view(params.channel_fast.shape[0], -1, traces.mixed.shape[1])  # [C, U, B]
+        torch.mul(params.channel_fast, traces.membrane, out=mixed)
+        mixed.addcmul_(params.channel_nmda, traces.membrane_nmda)
+        history_push(traces.history, traces.mixed, time)
+    else:
+        history_push(traces.history, traces.membrane, time)
+    arrived = history_gather(traces.history, time)  # [P, B]
+    v_post = gather_neurons(v_pre_reset, proj.post_neurons)  # [V, B], a fresh tensor
+    psi = _pseudo_derivative_(v_post, params.threshold_mv, params.gamma_pd)
+    psi_syn = gather_rows(psi, proj.post_local)  # [P, B]
+    traces.eligibility.mul_(params.kappa).addcmul_(psi_syn, arrived)
+    return traces._replace(time=time)
+
+
+def per_synapse_signal(params: EpropParams, signal: torch.Tensor) -> torch.Tensor:
+    """A per-postsynaptic-neuron signal ``[B, V]`` broadcast to the synapses, ``[P, B]``."""
+    return gather_rows(signal.t().contiguous(), params.projection.post_local)
+
+
+def eprop_gradient(params: EpropParams, traces: EpropTraces, signal: torch.Tensor) -> torch.Tensor:
+    """``[P]``: the batch mean of L_j(t) ē_ji(t) for learning signals ``signal`` ``[B, V]`` (one term of
+    dE/dw; sum it over the time steps of a trial)."""
+    return (per_synapse_signal(params, signal) * traces.eligibility).mean(dim=1)
+
+
+class EProp:
+    """Supervised e-prop on ``projection`` for a regression readout (``brain.decoders.LeakyReadout``).
+
+    Usage, per trial (``E = ½ Σ_t ‖y(t) − y*(t)‖²`` averaged over the batch)::
+
+        traces, readout_trace = rule.init_traces(B), readout.init_trace(B)
+        for t in range(T):
+            state = brain.step(state, input_current)
+            readout.filter_spikes(readout_trace, state.spikes)
+            traces = rule.step(traces, state)
+            error = readout(readout_trace) - target[t]                 # [B, K]
+            grad += rule.gradient(traces, rule.learning_signal(error))  # [P]
+        rule.apply(brain.weights, -learning_rate * grad)
+
+    ``feedback="symmetric"`` uses B = W_outᵀ (exact e-prop gradient for neurons that feed the readout, zero
+    learning signal for the others); ``"random"`` uses fixed Gaussian B (random feedback alignment, every
+    postsynaptic neuron learns). :meth:`readout_gradient` gives the exact readout-weight gradient.
+    """
+
+    def __init__(
+        self,
+        network: Network,
+        projection: PlasticProjection,
+        readout: LeakyReadout,
+        feedback: str = "symmetric",
+        gamma_pd: float = DEFAULT_GAMMA_PD,
+        feedback_std: float | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.network = network
+        self.projection = projection
+        self.readout = readout
+        self.params = make_eprop_params(network, projection, readout.kappa, gamma_pd)
+        self.feedback: Feedback = make_feedback(
+            projection, readout.input_neurons, readout.n_outputs, feedback, feedback_std, seed
+        )
+
+    def init_traces(self, batch_size: int) -> EpropTraces:
+        """Zero eligibility traces for ``batch_size`` brains."""
+        return init_eprop_traces(self.params, batch_size)
+
+    def step(self, traces: EpropTraces, state: BrainState) -> EpropTraces:
+        """Update the traces after one brain step (reads ``state.spikes`` and ``state.v_pre_reset``)."""
+        check_activity(state.spikes, traces.eligibility.shape[1], self.network.n_neurons)
+        return eprop_trace_step(self.params, traces, state.spikes, state.v_pre_reset)
+
+    def learning_signal(self, output_error: torch.Tensor, check: bool = True) -> torch.Tensor:
+        """L = (y − y*) Bᵀ, ``[B, V]``, from the readout error ``[B, K]``. ``check`` rejects non-finite
+        errors (one device→host read per call: pass False in a per-step loop on a GPU; a non-finite
+        gradient is still rejected when it is applied)."""
+        check_shape("output_error", output_error, (None, self.readout.n_outputs))
+        if check:
+            check_finite("output_error", output_error)
+        matrix = feedback_matrix(self.feedback, self.readout.weight)
+        return learning_signal(matrix, output_error)
+
+    def gradient(self, traces: EpropTraces, signal: torch.Tensor) -> torch.Tensor:
+        """``[P]`` batch-mean L·ē for this step (see :func:`eprop_gradient`)."""
+        check_shape("learning signal", signal, (traces.eligibility.shape[1], self.projection.n_post))
+        return eprop_gradient(self.params, traces, signal)
+
+    def weight_update(self, traces: EpropTraces, signal: torch.Tensor, learning_rate: float) -> torch.Tensor:
+        """Δw = −η · mean_b L ē, ``[P]`` mV (a gradient-descent step on this time step's loss)."""
+        return self.gradient(traces, signal).mul_(-learning_rate)
+
+    def readout_gradient(
+        self, readout_trace: torch.Tensor, output_error: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Exact dE/dW_out ``[K, M]`` and dE/db ``[K]`` of this step, batch-averaged."""
+        check_shape("output_error", output_error, (readout_trace.shape[0], self.readout.n_outputs))
+        batch = readout_trace.shape[0]
+        return output_error.t() @ readout_trace / batch, output_error.mean(dim=0)
+
+    def apply(self, weights: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        """Add ``delta`` ``[P]`` to the projection's weights, clamped to [0, w_max] (Dale's law)."""
+        return apply_weight_update(weights, self.projection, delta)

@@ -1,0 +1,612 @@
+"""Plasticity: projections and bounds, delayed traces, e-prop against autograd and BPTT, decoders, and the
+learning tests (supervised e-prop, reward-based e-prop bandit, distal-reward STDP, homeostasis)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from encephagen_gym.scripts import plasticity_experiments as experiments
+
+from encephagen_gym.brain import BrainConfig, SpikingBrain
+from encephagen_gym.brain.decoders import ActorCriticReadout, LeakyReadout
+from encephagen_gym.plasticity import (
+    EProp,
+    PlasticityRule,
+    RewardBaseline,
+    RewardEProp,
+    RewardModulatedSTDP,
+    SynapticScaling,
+    apply_weight_update,
+    incoming_projection,
+    projection_from_synapses,
+    select_projection,
+)
+from encephagen_gym.plasticity.delays import history_gather, history_push, init_history
+from encephagen_gym.plasticity.reference import differentiable_run
+
+CPU = "cpu"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+small_brain = experiments.small_brain  # 96 × 10 neurons, long-range probability 0.2 (≈ 11 Hz)
+
+
+@pytest.fixture(scope="module")
+def brain10() -> SpikingBrain:
+    return small_brain()
+
+
+# ------------------------------------------------------------------------------------------ projections
+
+
+def test_select_projection_by_role_pairs(brain10):
+    net = brain10.network
+    proj = select_projection(net, brain10.weights, [("prefrontal", "premotor"), ("premotor", "premotor")])
+    expected = torch.cat([net.synapses_between_roles(("prefrontal",), ("premotor",)),
+                          net.synapses_between_roles(("premotor",), ("premotor",))])  # fmt: skip
+    assert torch.equal(torch.sort(proj.synapses).values, torch.sort(expected).values)
+    assert torch.equal(proj.pre, net.pre[proj.synapses]) and torch.equal(proj.post, net.post[proj.synapses])
+    assert torch.equal(proj.pre_neurons[proj.pre_local], proj.pre)
+    assert torch.equal(proj.post_neurons[proj.post_local], proj.post)
+    assert torch.equal(proj.delay_steps, net.delay_steps[proj.synapses])
+    # synapses ordered by (delay desc, pre) so the delayed gather reads memory in order
+    key = proj.pre - proj.delay_steps * net.n_neurons
+    assert torch.all(key[1:] >= key[:-1])
+    assert proj.is_excitatory.any() and (~proj.is_excitatory).any()  # local premotor includes inhibition
+    exc_only = select_projection(net, brain10.weights, [("premotor", "premotor")], excitatory_only=True)
+    assert exc_only.is_excitatory.all()
+    initial = brain10.weights[proj.synapses]
+    for sign in (proj.is_excitatory, ~proj.is_excitatory):  # separate bounds for E and I synapses
+        assert torch.allclose(proj.w_max[sign], 4.0 * initial[sign].max())
+
+
+@pytest.mark.parametrize(
+    ("pairs", "message"),
+    [
+        ([("visual", "cerebellum")], "not roles"),
+        ([("basal_ganglia", "motor")], "no synapses"),
+        ([("visual",)], "pre_role, post_role"),
+        ([], "at least one"),
+    ],
+)
+def test_select_projection_errors(brain10, pairs, message):
+    with pytest.raises(ValueError, match=message):
+        select_projection(brain10.network, brain10.weights, pairs)
+
+
+def test_projection_from_synapses_errors(brain10):
+    net, w = brain10.network, brain10.weights
+    with pytest.raises(ValueError, match="at least one"):
+        projection_from_synapses(net, w, torch.zeros(0, dtype=torch.long))
+    with pytest.raises(ValueError, match="distinct"):
+        projection_from_synapses(net, w, torch.tensor([3, 3]))
+    with pytest.raises(ValueError, match="lie in"):
+        projection_from_synapses(net, w, torch.tensor([net.n_synapses]))
+    with pytest.raises(ValueError, match="w_max_mv"):
+        projection_from_synapses(net, w, torch.tensor([1, 2]), w_max_mv=-1.0)
+    with pytest.raises(ValueError, match="not roles"):
+        incoming_projection(net, w, ("cerebellum",))
+
+
+def test_weight_updates_keep_dale_bounds_and_leave_other_synapses(brain10):
+    net = brain10.network
+    weights = brain10.weights.clone()
+    before = weights.clone()
+    proj = select_projection(
+        net, weights, [("premotor", "premotor"), ("prefrontal", "premotor")], w_max_mv=5.0
+    )
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        apply_weight_update(weights, proj, 3.0 * torch.randn(proj.n_synapses, generator=generator))
+    plastic = torch.zeros(net.n_synapses, dtype=torch.bool)
+    plastic[proj.synapses] = True
+    assert torch.equal(weights[~plastic], before[~plastic])  # non-plastic synapses never change
+    changed = weights[plastic]
+    assert torch.all(changed >= 0) and torch.all(changed <= 5.0)
+    assert (changed == 0).any() and (changed == 5.0).any()  # the clamp was exercised
+    assert not torch.equal(changed, before[plastic])
+    # Dale's law: signs come from the presynaptic type, magnitudes stay >= 0
+    assert torch.equal(net.channel == 0, net.is_excitatory[net.pre])
+    with pytest.raises(ValueError, match="shape"):
+        apply_weight_update(weights, proj, torch.zeros(proj.n_synapses + 1))
+    bad = torch.zeros(proj.n_synapses)
+    bad[0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        apply_weight_update(weights, proj, bad)
+
+
+def test_delayed_history_reads_the_value_from_delay_steps_ago():
+    pre_local = torch.tensor([0, 1, 2, 0, 2])
+    delays = torch.tensor([1, 3, 5, 5, 2])
+    history = init_history(pre_local, delays, width=3, max_delay_steps=5, batch_size=2)
+    values = {}
+    for time in range(1, 20):
+        values[time] = torch.randn(3, 2)
+        history_push(history, values[time], time)
+        got = history_gather(history, time)
+        for syn in range(5):
+            past = time - int(delays[syn])
+            want = values[past][pre_local[syn]] if past >= 1 else torch.zeros(2)
+            assert torch.equal(got[syn], want)
+    single = init_history(pre_local, delays, width=3, max_delay_steps=5, batch_size=1)
+    history_push(single, torch.ones(3, 1), 1)
+    assert history_gather(single, 2).shape == (5, 1)
+
+
+# ----------------------------------------------------------------------------------------- e-prop vs autograd
+
+
+def _gradient_check(nmda: bool):
+    """Run the simulator with online e-prop, then replay the same dynamics differentiably."""
+    extra = dict(nmda_roles=("motor", "premotor"), nmda_ratio=1.0) if nmda else dict(nmda_ratio=0.0)
+    config = BrainConfig(neurons_per_region=6, background_eta=0.0, device=CPU, seed=3, global_coupling=1.0,
+                         long_range_connection_prob=0.2, **extra)  # fmt: skip
+    brain = SpikingBrain(config)
+    net = brain.network
+    batch, steps, outputs = 3, 150, 2
+    generator = torch.Generator().manual_seed(1)
+    mean = 10.0 + 12.0 * torch.rand(batch, net.n_neurons, generator=generator)
+    inputs = mean + 6.0 * torch.randn(steps, batch, net.n_neurons, generator=generator)
+    target = 0.5 * torch.sin(torch.linspace(0, 6, steps))[:, None, None].expand(steps, batch, outputs)
+    readout = LeakyReadout(net, outputs, seed=2, init_std=0.3)
+    proj = projection_from_synapses(net, brain.weights, torch.arange(net.n_synapses))  # every synapse
+    rule = EProp(net, proj, readout, feedback="symmetric")
+    state = brain.initial_state(batch)
+    v_initial = state.v.clone()
+    traces, readout_trace = rule.init_traces(batch), readout.init_trace(batch)
+    gradient = torch.zeros(proj.n_synapses)
+    spikes = []
+    for t in range(steps):
+        state = brain.step(state, inputs[t])
+        spikes.append(state.spikes.clone())
+        readout.filter_spikes(readout_trace, state.spikes)
+        traces = rule.step(traces, state)
+        error = readout(readout_trace) - target[t]
+        gradient += rule.gradient(traces, rule.learning_signal(error))
+
+    def autograd_gradient(mode: str):
+        weights = brain.weights.clone().requires_grad_(True)
+        run = differentiable_run(net, weights, v_initial, inputs, mode=mode)
+        z_bar, loss = torch.zeros(batch, readout.n_inputs), 0.0
+        for t in range(steps):
+            z_bar = readout.kappa * z_bar + run.spikes[t][:, readout.input_neurons]
+            loss = loss + 0.5 * (readout(z_bar) - target[t]).square().sum() / batch
+        loss.backward()
+        return run, weights.grad[proj.synapses]
+
+    run, reference = autograd_gradient("eprop")
+    _, bptt = autograd_gradient("bptt")
+    return rule, torch.stack(spikes), run, gradient, reference, bptt
+
+
+@pytest.mark.parametrize("nmda", [False, True], ids=["ampa-gaba", "with-nmda"])
+def test_eprop_gradient_equals_autograd_of_the_eprop_approximation(nmda, record_property):
+    rule, spikes, run, gradient, reference, bptt = _gradient_check(nmda)
+    assert rule.params.use_nmda == nmda
+    assert torch.equal(run.spikes.detach(), spikes)  # the replay reproduces the simulator's spikes exactly
+    assert 0.01 < spikes.mean() < 0.1  # 10–100 Hz: plenty of spikes and of non-spiking steps
+    scale = reference.abs().max()
+    assert scale > 0 and (reference != 0).sum() > 500
+    max_abs = (gradient - reference).abs().max()
+    assert max_abs <= 1e-5 * scale  # float32 precision
+    assert torch.allclose(gradient, reference, rtol=1e-4, atol=1e-6 * float(scale))
+    cosine = torch.nn.functional.cosine_similarity(gradient, bptt, dim=0)
+    record_property("max_abs_error", float(max_abs))
+    record_property("max_rel_error", float(max_abs / scale))
+    record_property("cosine_with_bptt", float(cosine))
+    print(f"e-prop vs autograd ({'NMDA' if nmda else 'no NMDA'}): max abs err {float(max_abs):.3g}, "
+          f"rel {float(max_abs / scale):.3g}; cosine with BPTT {float(cosine):.4f}")  # fmt: skip
+    assert cosine > 0.5
+    # symmetric feedback: only synapses onto readout neurons get an e-prop gradient; BPTT reaches others too
+    onto_readout = torch.isin(rule.projection.post, rule.readout.input_neurons)
+    assert torch.all(gradient[~onto_readout] == 0) and (bptt[~onto_readout] != 0).any()
+
+
+def test_reference_rejects_background_noise_and_bad_modes(brain10):
+    v = torch.zeros(1, brain10.n_neurons)
+    with pytest.raises(ValueError, match="background"):
+        differentiable_run(brain10.network, brain10.weights, v, torch.zeros(2, 1, brain10.n_neurons))
+    quiet = small_brain(background_eta=0.0)
+    with pytest.raises(ValueError, match="mode"):
+        differentiable_run(quiet.network, quiet.weights, v, torch.zeros(2, 1, quiet.n_neurons), mode="rtrl")
+
+
+# ------------------------------------------------------------------------------------------ decoders
+
+
+def test_leaky_readout_filters_motor_spikes_and_round_trips(brain10):
+    net = brain10.network
+    readout = LeakyReadout(net, 3, tau_ms=20.0, seed=1)
+    expected = net.neurons_with_role("motor", "premotor", excitatory_only=True)
+    assert torch.equal(readout.input_neurons, expected) and readout.n_inputs == 8 * net.n_exc
+    assert readout.kappa == pytest.approx(math.exp(-1.0 / 20.0))
+    trace = readout.init_trace(2)
+    spikes = torch.zeros(2, net.n_neurons)
+    spikes[0, expected[0]] = 1.0
+    readout.filter_spikes(trace, spikes)
+    readout.filter_spikes(trace, torch.zeros(2, net.n_neurons))
+    assert trace[0, 0] == pytest.approx(readout.kappa) and trace[1].abs().sum() == 0
+    y = readout(trace)
+    assert y.shape == (2, 3)
+    assert torch.allclose(y, trace @ readout.weight.T + readout.bias)
+    copy = LeakyReadout(net, 3, seed=99)
+    copy.load_state_dict(readout.state_dict())
+    assert torch.equal(copy(trace), y)
+    with pytest.raises(ValueError, match="shape"):
+        readout(torch.zeros(2, 5))
+    with pytest.raises(ValueError, match="expected spikes"):
+        readout.filter_spikes(trace, torch.zeros(3, net.n_neurons))
+    with pytest.raises(ValueError, match="roles"):
+        LeakyReadout(net, 1, roles=("cerebellum",))
+
+
+@pytest.mark.parametrize("continuous", [False, True], ids=["softmax", "gaussian-tanh"])
+def test_actor_critic_gradients_match_autograd(brain10, continuous):
+    net = brain10.network
+    readout = ActorCriticReadout(net, 3, continuous=continuous, policy_init_std=0.5, seed=2)
+    generator = torch.Generator().manual_seed(0)
+    trace = torch.rand(4, readout.n_inputs, generator=generator)
+    output = readout(trace)
+    actions = readout.sample(output, generator)
+    assert actions.shape == ((4, 3) if continuous else (4,))
+    y = output.policy.clone().requires_grad_(True)
+    log_std = readout.log_std.detach().clone().requires_grad_(True) if continuous else None
+    if continuous:
+        z = (actions - torch.tanh(y)) / log_std.exp()
+        log_prob = (-0.5 * z**2 - log_std - 0.5 * math.log(2 * math.pi)).sum(1)
+        assert torch.allclose(readout.log_prob(output, actions), log_prob.detach(), atol=1e-5)
+        grad_y, grad_log_std = torch.autograd.grad(log_prob.sum(), (y, log_std))
+        assert torch.allclose(readout.score(output, actions), grad_y, atol=1e-5)
+        # log σ is shared by the batch: the per-sample scores sum to the batch gradient
+        assert torch.allclose(readout.log_std_score(output, actions).sum(0), grad_log_std, atol=1e-5)
+        assert torch.allclose(readout.entropy_gradient(output), torch.zeros(4, 3))
+    else:
+        log_prob = torch.log_softmax(y, 1).gather(1, actions[:, None]).sum()
+        assert torch.allclose(readout.score(output, actions), torch.autograd.grad(log_prob, y)[0], atol=1e-6)
+        p = torch.softmax(y, 1)
+        entropy = -(p * torch.log(p)).sum()
+        assert torch.allclose(readout.entropy_gradient(output), torch.autograd.grad(entropy, y)[0], atol=1e-6)
+        assert torch.allclose(readout.log_prob(output, actions), torch.log_softmax(output.policy, 1)[
+            torch.arange(4), actions])  # fmt: skip
+    assert output.value.shape == (4,)
+    assert torch.equal(readout.sample(output, deterministic=True),
+                       torch.tanh(output.policy) if continuous else output.policy.argmax(1))  # fmt: skip
+    with pytest.raises(ValueError, match="actions"):
+        readout.score(output, torch.zeros(5, dtype=torch.long))
+
+
+def test_softmax_sampling_follows_the_policy(brain10):
+    readout = ActorCriticReadout(brain10.network, 2, seed=0)
+    with torch.no_grad():
+        readout.policy_bias.copy_(torch.tensor([0.0, math.log(3.0)]))  # π = (0.25, 0.75)
+    output = readout(readout.init_trace(4000))
+    actions = readout.sample(output, torch.Generator().manual_seed(3))
+    assert abs(actions.float().mean().item() - 0.75) < 0.03
+    state = readout.state_dict()
+    assert {"policy_weight", "policy_bias", "value_weight", "value_bias", "input_neurons"} <= set(state)
+    with pytest.raises(ValueError, match="n_actions"):
+        ActorCriticReadout(brain10.network, 1)
+
+
+# ------------------------------------------------------------------------------------------ rule interface
+
+
+def test_every_rule_follows_the_one_interface(brain10):
+    net, w = brain10.network, brain10.weights
+    proj = select_projection(net, w, [("prefrontal", "premotor")])
+    rules = [
+        EProp(net, proj, LeakyReadout(net, 1)),
+        RewardEProp(net, proj, ActorCriticReadout(net, 2)),
+        RewardModulatedSTDP(net, proj),
+        SynapticScaling(net, incoming_projection(net, w, "premotor")),
+    ]
+    state = brain10.initial_state(2)
+    for rule in rules:
+        assert isinstance(rule, PlasticityRule)
+        traces = rule.init_traces(2)
+        state = brain10.step(state)
+        traces = rule.step(traces, state)
+        with pytest.raises(ValueError, match="spikes"):
+            rule.step(traces, brain10.initial_state(3))
+
+
+def test_package_quick_start_runs_as_written():
+    import encephagen_gym.plasticity as plasticity
+
+    doc = plasticity.__doc__
+    lines = doc[doc.index("runs as written)::") :].splitlines()[1:]
+    code_lines = []
+    for line in lines:
+        if line.strip() and not line.startswith("    "):
+            break  # the end of the indented block
+        code_lines.append(line[4:])
+    code = "\n".join(code_lines)
+    namespace: dict = {}
+    exec(code, namespace)
+    assert namespace["traces"].recurrent.abs().sum() > 0
+    assert namespace["projection"].n_synapses > 0
+
+
+def test_learning_changes_only_the_projection_and_keeps_dale_and_bounds():
+    brain = small_brain()
+    net = brain.network
+    initial = brain.weights.clone()
+    proj = select_projection(net, brain.weights, [("prefrontal", "premotor"), ("premotor", "premotor")])
+    eprop = EProp(net, proj, LeakyReadout(net, 1), feedback="random")
+    reward = RewardEProp(net, proj, ActorCriticReadout(net, 2), learning_rate=1e4, feedback="random")
+    stdp = RewardModulatedSTDP(net, proj, learning_rate=1e3)
+    scaling = SynapticScaling(net, incoming_projection(net, brain.weights, "premotor"), tau_scaling_ms=1.0)
+    batch = 2
+    state = brain.initial_state(batch)
+    traces = [rule.init_traces(batch) for rule in (eprop, reward, stdp, scaling)]
+    drive = brain.input_for_roles("prefrontal", 15.0, batch)
+    for step in range(1, 201):
+        state = brain.step(state, drive)
+        traces = [rule.step(t, state) for rule, t in zip((eprop, reward, stdp, scaling), traces, strict=True)]
+        if step % 20 == 0:
+            signal = eprop.learning_signal(torch.randn(batch, 1))
+            eprop.apply(brain.weights, eprop.weight_update(traces[0], signal, 1e4))
+            out = reward.evaluate(traces[1])
+            traces[1] = reward.record_decision(traces[1], out, out.policy.argmax(1))
+            reward.reinforce(brain.weights, traces[1], torch.tensor([5.0, -5.0]), torch.zeros(batch))
+            stdp.apply(brain.weights, traces[2], torch.tensor([1.0, -2.0]))
+            scaling.apply(brain.weights, traces[3], 20.0)
+    plastic = torch.zeros(net.n_synapses, dtype=torch.bool)
+    plastic[proj.synapses] = True
+    plastic[scaling.projection.synapses] = True
+    assert torch.equal(brain.weights[~plastic], initial[~plastic])
+    changed = brain.weights[plastic]
+    assert not torch.equal(changed, initial[plastic])
+    assert torch.all(changed >= 0)
+    assert torch.all(brain.weights[proj.synapses] <= proj.w_max + 1e-6)
+    assert torch.all(brain.weights[scaling.projection.synapses] <= scaling.projection.w_max + 1e-6)
+    assert torch.isfinite(brain.weights).all()
+
+
+def test_reward_eprop_update_is_delta_times_gamma_filtered_signal_times_eligibility(brain10):
+    brain = small_brain()
+    net = brain.network
+    readout = ActorCriticReadout(net, 2, policy_init_std=0.3, seed=1)
+    proj = select_projection(net, brain.weights, [("prefrontal", "premotor"), ("prefrontal", "motor")],
+                             w_max_mv=100.0)  # fmt: skip
+    rule = RewardEProp(net, proj, readout, gamma=0.5, learning_rate=2.0, readout_learning_rate=0.1,
+                       value_coef=0.5, entropy_coef=0.1, feedback="random")  # fmt: skip
+    batch = 3
+    state, traces = brain.initial_state(batch), rule.init_traces(batch)
+    generator = torch.Generator().manual_seed(0)
+    post = proj.post_local
+    b_pi, b_v = rule.policy_feedback.random, rule.value_feedback.random[:, 0]
+    expected_trace = torch.zeros(proj.n_synapses, batch)
+    for decision in range(2):
+        for _ in range(30):
+            state = brain.step(state, brain.input_for_roles("prefrontal", 15.0, batch))
+            traces = rule.step(traces, state)
+        out = rule.evaluate(traces)
+        actions = readout.sample(out, generator)
+        score = readout.score(out, actions)
+        signal = score @ b_pi.T + 0.5 * b_v  # [B, V]
+        expected_trace = 0.5 * expected_trace + signal[:, post].T * traces.eprop.eligibility
+        entropy_signal = readout.entropy_gradient(out) @ b_pi.T
+        expected_entropy = (entropy_signal[:, post].T * traces.eprop.eligibility).mean(1)
+        z_bar = traces.readout.clone()
+        policy_weight_before = readout.policy_weight.clone()
+        traces = rule.record_decision(traces, out, actions)
+        assert torch.allclose(traces.recurrent, expected_trace, rtol=1e-5, atol=1e-9)
+        td = torch.tensor([1.0, -0.5, 0.25])
+        weights_before = brain.weights[proj.synapses].clone()
+        done = torch.tensor([0.0, 0.0, 1.0]) if decision == 0 else torch.ones(batch)
+        rule.reinforce(brain.weights, traces, td, done)
+        expected_dw = 2.0 * (expected_trace @ td / batch + 0.1 * expected_entropy)
+        assert torch.allclose(
+            brain.weights[proj.synapses] - weights_before, expected_dw, rtol=1e-4, atol=1e-7
+        )
+        if decision == 0:
+            policy_trace = score[:, :, None] * z_bar[:, None, :]
+            entropy_grad = readout.entropy_gradient(out)
+            want = 0.1 * (
+                torch.einsum("b,bkm->km", td, policy_trace) / batch + 0.1 * entropy_grad.T @ z_bar / batch
+            )
+            assert torch.allclose(readout.policy_weight - policy_weight_before, want, atol=1e-6)
+            assert torch.all(traces.recurrent[:, 2] == 0)  # the finished episode's γ-trace was reset
+            expected_trace[:, 2] = 0.0
+    assert RewardEProp.td_error(torch.tensor([1.0]), torch.tensor([0.0]), torch.tensor([0.2]),
+                                torch.tensor([0.4]), 0.5).item() == pytest.approx(1.0)  # fmt: skip
+    assert RewardEProp.td_error(torch.tensor([1.0]), torch.tensor([1.0]), torch.tensor([0.2]),
+                                torch.tensor([0.4]), 0.5).item() == pytest.approx(0.8)  # fmt: skip
+
+
+def test_learning_signals_reject_nan_and_wrong_shapes(brain10):
+    net, w = brain10.network, brain10.weights
+    proj = select_projection(net, w, [("prefrontal", "premotor")])
+    readout = LeakyReadout(net, 2)
+    eprop = EProp(net, proj, readout)
+    traces = eprop.init_traces(2)
+    with pytest.raises(ValueError, match="NaN"):
+        eprop.learning_signal(torch.tensor([[0.0, float("nan")], [0.0, 0.0]]))
+    with pytest.raises(ValueError, match="shape"):
+        eprop.learning_signal(torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="shape"):
+        eprop.gradient(traces, torch.zeros(2, proj.n_post + 1))
+    with pytest.raises(ValueError, match="feedback"):
+        EProp(net, proj, readout, feedback="transpose")
+    ac = ActorCriticReadout(net, 2)
+    rule = RewardEProp(net, proj, ac)
+    rtraces = rule.init_traces(2)
+    with pytest.raises(ValueError, match="NaN"):
+        rule.weight_update(rtraces, torch.tensor([0.0, float("inf")]))
+    with pytest.raises(ValueError, match="shape"):
+        rule.weight_update(rtraces, torch.zeros(3))
+    with pytest.raises(ValueError, match="gamma"):
+        RewardEProp(net, proj, ac, gamma=1.5)
+    with pytest.raises(ValueError, match="ActorCriticReadout"):
+        RewardEProp(net, proj, readout)
+    stdp = RewardModulatedSTDP(net, proj)
+    straces = stdp.init_traces(2)
+    with pytest.raises(ValueError, match="NaN"):
+        stdp.weight_update(straces, torch.tensor([float("nan"), 0.0]))
+    with pytest.raises(ValueError, match="shape"):
+        stdp.weight_update(straces, torch.zeros(2, 1))
+    baseline = RewardBaseline(2)
+    with pytest.raises(ValueError, match="NaN"):
+        baseline.modulator(torch.tensor([float("nan"), 1.0]))
+    scaling = SynapticScaling(net, incoming_projection(net, w, "premotor"))
+    with pytest.raises(ValueError, match="elapsed_ms"):
+        scaling.weight_update(scaling.init_traces(2), w, float("nan"))
+    with pytest.raises(ValueError, match="excitatory"):
+        SynapticScaling(net, incoming_projection(net, w, "premotor", excitatory_only=False))
+
+
+# ------------------------------------------------------------------------------------------ STDP window
+
+
+def test_stdp_window_uses_arrival_times_and_feeds_a_slow_tag(brain10):
+    net, w = brain10.network, brain10.weights
+    proj = select_projection(net, w, [("prefrontal", "premotor")])
+    rule = RewardModulatedSTDP(net, proj, a_plus_mv=1.0, a_minus_mv=2.0, tau_plus_ms=20.0,
+                               tau_minus_ms=10.0, tau_eligibility_ms=500.0)  # fmt: skip
+    k = int(torch.argmax(proj.delay_steps))
+    pre, post, delay = int(proj.pre[k]), int(proj.post[k]), int(proj.delay_steps[k])
+    assert delay > 3
+
+    def run(pre_time: int, post_time: int, steps: int):
+        traces = rule.init_traces(1)
+        for t in range(1, steps + 1):
+            spikes = torch.zeros(1, net.n_neurons)
+            if t == pre_time:
+                spikes[0, pre] = 1.0
+            if t == post_time:
+                spikes[0, post] = 1.0
+            traces = rule.step(traces, spikes)
+        return traces.eligibility[k, 0].item()
+
+    arrival = 10 + delay
+    # post 4 steps after the *arrival*: LTP A₊ e^{−4/20}, then the tag decays with τ_e
+    assert run(10, arrival + 4, arrival + 4) == pytest.approx(math.exp(-4 / 20), rel=1e-5)
+    assert run(10, arrival + 4, arrival + 104) == pytest.approx(math.exp(-4 / 20 - 100 / 500), rel=1e-5)
+    # post after the emission but 3 steps before the arrival: LTD −A₋ e^{−3/10}
+    assert run(10, arrival - 3, arrival) == pytest.approx(-2.0 * math.exp(-3 / 10), rel=1e-5)
+    # same step as the arrival counts as pre-before-post
+    assert run(10, arrival, arrival) == pytest.approx(1.0)
+
+
+# ------------------------------------------------------------------------------------------ learning tests
+# The experiments live in scripts/plasticity_experiments.py (run it for several seeds); here one seed each.
+
+
+def test_supervised_eprop_learns_a_pattern_with_a_fixed_readout(record_property):
+    result = experiments.pattern_generation(seed=0, iterations=120)
+    record_property("pattern", result)
+    print(f"pattern generation: loss {result['loss_first']:.3f} -> {result['loss_last10']:.3f} "
+          f"(zero output {result['loss_zero_output']:.3f})")  # fmt: skip
+    assert result["loss_last10"] < 0.5 * result["loss_first"]
+    assert result["loss_last10"] < 0.6 * result["loss_zero_output"]  # it generates the pattern, not just 0
+
+
+@pytest.mark.parametrize("mode", ["learn", "zero_td", "readout_only"])
+def test_reward_eprop_learns_a_contextual_bandit_only_with_td_error_and_recurrent_learning(
+    mode, record_property
+):
+    result = experiments.contextual_bandit(seed=0, trials=120, steps=80, mode=mode)
+    record_property("bandit", result)
+    print(f"bandit ({mode}): rewarded {result['reward_first50']:.3f} -> {result['reward_last50']:.3f}")
+    if mode == "learn":
+        assert result["reward_last50"] > 0.68  # 800 choices: chance is 0.5 ± 0.018
+        assert result["reward_last50"] > result["reward_first50"] + 0.12
+    else:  # δ = 0: no learning; readout only: the motor readout does not see the context
+        assert result["reward_last50"] < 0.58
+    if mode == "zero_td":
+        assert result["mean_abs_dw_mv"] < 0.05  # only the (tiny) entropy bonus moved the weights
+
+
+def test_reward_eprop_learns_a_continuous_contextual_bandit(record_property):
+    result = experiments.contextual_bandit(seed=0, trials=120, steps=80, continuous=True)
+    record_property("continuous_bandit", result)
+    print(
+        f"continuous bandit: reward {result['reward_first50']:.3f} -> {result['reward_last50']:.3f}, "
+        f"error of the mean action {result['mean_error_first50']:.3f} -> {result['mean_error_last50']:.3f}"
+    )
+    assert result["mean_error_last50"] < 0.25  # 0.5 when the mean action ignores the context
+    assert result["reward_last50"] > result["reward_first50"] + 0.1
+
+
+@pytest.mark.parametrize("contingent", [True, False], ids=["reward-after-pairing", "random-reward"])
+def test_three_factor_stdp_solves_the_distal_reward_problem(contingent, record_property):
+    result = experiments.distal_reward(seed=0, trials=4, contingent=contingent)
+    record_property("distal", result)
+    kind = "contingent" if contingent else "random"
+    print(f"distal reward ({kind}): target Δw {result['dw_target_mv']:.2e} mV, "
+          f"controls {result['dw_controls_mean_mv']:.2e} ± {result['dw_controls_std_mv']:.2e}, "
+          f"z {result['target_z']:.1f}, rank {result['target_rank']}/{result['n_controls']}")  # fmt: skip
+    if contingent:
+        assert result["target_rank"] <= 2 and result["target_z"] > 3.0
+    else:
+        assert abs(result["target_z"]) < 3.0
+
+
+def test_homeostatic_scaling_moves_the_rate_toward_its_target(record_property):
+    up = experiments.homeostasis(15.0)
+    down = experiments.homeostasis(3.0)
+    control = experiments.homeostasis(15.0, scaling=False)
+    record_property("homeostasis", {"up": up, "down": down, "control": control})
+    print(
+        f"homeostasis: no scaling {control['rate_last_hz']:.2f} Hz; target 15: {up['rate_first_hz']:.2f} -> "
+        f"{up['rate_last_hz']:.2f} Hz; target 3: {down['rate_first_hz']:.2f} -> {down['rate_last_hz']:.2f} Hz"
+    )
+    assert abs(control["rate_last_hz"] - control["rate_first_hz"]) < 0.5
+    assert up["rate_last_hz"] > control["rate_last_hz"] + 4.0
+    assert abs(up["rate_last_hz"] - 15.0) < 0.5 * abs(up["rate_first_hz"] - 15.0)
+    assert down["rate_last_hz"] < control["rate_last_hz"] - 0.7  # the background drive sets a floor
+
+
+# ------------------------------------------------------------------------------------------ devices and seeds
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_rules_give_the_same_traces_and_updates_on_cuda():
+    results = {}
+    for device in ("cpu", "cuda"):
+        brain = small_brain(device=device)
+        net = brain.network
+        readout = ActorCriticReadout(net, 2, seed=0)
+        proj = select_projection(net, brain.weights, [("prefrontal", "premotor"), ("prefrontal", "motor")])
+        rules = (RewardEProp(net, proj, readout, seed=0), RewardModulatedSTDP(net, proj),
+                 SynapticScaling(net, incoming_projection(net, brain.weights, "premotor")))  # fmt: skip
+        traces = [rule.init_traces(4) for rule in rules]
+        generator = torch.Generator().manual_seed(0)  # the same synthetic activity on both devices
+        for _ in range(60):
+            spikes = (torch.rand(4, net.n_neurons, generator=generator) < 0.05).float().to(device)
+            voltage = (25.0 * torch.rand(4, net.n_neurons, generator=generator)).to(device)
+            state = type("Activity", (), {"spikes": spikes, "v_pre_reset": voltage})()
+            traces = [rule.step(trace, state) for rule, trace in zip(rules, traces, strict=True)]
+        reward_traces = traces[0]
+        out = rules[0].evaluate(reward_traces)
+        actions = out.policy.argmax(1)
+        rules[0].record_decision(reward_traces, out, actions)
+        delta = torch.tensor([1.0, -1.0, 0.5, 0.0], device=device)
+        results[device] = [
+            reward_traces.eprop.eligibility.cpu(),
+            rules[0].weight_update(reward_traces, delta).cpu(),
+            rules[1].weight_update(traces[1], delta).cpu(),
+            rules[2].weight_update(traces[2], brain.weights, 10.0).cpu(),
+        ]
+    for cpu, cuda in zip(results["cpu"], results["cuda"], strict=True):
+        assert torch.allclose(cpu, cuda, rtol=1e-4, atol=1e-6 * float(cpu.abs().max()) + 1e-12)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_bandit_and_distal_reward_over_more_seeds(seed):
+    learned = experiments.contextual_bandit(seed=seed)
+    control = experiments.contextual_bandit(seed=seed, mode="zero_td")
+    assert learned["reward_last50"] > 0.7 and control["reward_last50"] < 0.58
+    distal = experiments.distal_reward(seed=seed, trials=4)
+    assert distal["target_rank"] <= 2 and distal["target_z"] > 3.0
