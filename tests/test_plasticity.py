@@ -7,7 +7,6 @@ import math
 
 import pytest
 import torch
-from encephagen_gym.scripts import plasticity_experiments as experiments
 
 from encephagen_gym.brain import BrainConfig, SpikingBrain
 from encephagen_gym.brain.decoders import ActorCriticReadout, LeakyReadout
@@ -25,6 +24,7 @@ from encephagen_gym.plasticity import (
 )
 from encephagen_gym.plasticity.delays import history_gather, history_push, init_history
 from encephagen_gym.plasticity.reference import differentiable_run
+from encephagen_gym.scripts import plasticity_experiments as experiments
 
 CPU = "cpu"
 
