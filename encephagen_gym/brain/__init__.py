@@ -21,7 +21,8 @@ the presynaptic type, tract-length delays, exact-integration constants),
 :mod:`~encephagen_gym.brain.simulator` (``BrainState``, ``init_state``, the step function
 ``brain_step(network, weights, state, input_current)``),
 :mod:`~encephagen_gym.brain.readout` (``RegionActivity``), :mod:`~encephagen_gym.brain.module`
-(``SpikingBrain``).
+(``SpikingBrain``), :mod:`~encephagen_gym.brain.decoders` (leaky-integrator readouts: ``LeakyReadout`` for
+regression, ``ActorCriticReadout`` with a softmax or tanh-Gaussian policy and a value unit).
 
 For learning rules: ``brain.weights`` (``[S]``, mV, ≥ 0) may be changed in place between steps (keep it
 ≥ 0 for Dale's law; the sign is ``network.channel``); after each step ``state.spikes`` (``[B, N]`` 0/1),
@@ -37,6 +38,7 @@ CV ≈ 0.75, with rates at dt = 1 ms within 1 % of dt = 0.1 ms.
 """
 
 from encephagen_gym.brain.config import DEFAULT_DT_MS, BrainConfig, resolve_device, substeps_per_env_step
+from encephagen_gym.brain.decoders import ActorCriticReadout, LeakyReadout, readout_neurons
 from encephagen_gym.brain.module import InputSpec, SpikingBrain
 from encephagen_gym.brain.network import EXCITATORY, INHIBITORY, Network, build_network, synapse_propagator
 from encephagen_gym.brain.readout import RegionActivity
@@ -52,9 +54,11 @@ __all__ = [
     "DEFAULT_DT_MS",
     "EXCITATORY",
     "INHIBITORY",
+    "ActorCriticReadout",
     "BrainConfig",
     "BrainState",
     "InputSpec",
+    "LeakyReadout",
     "Network",
     "RegionActivity",
     "SpikingBrain",
@@ -63,6 +67,7 @@ __all__ = [
     "clone_state",
     "init_state",
     "membrane_potential_mv",
+    "readout_neurons",
     "resolve_device",
     "substeps_per_env_step",
     "synapse_propagator",
