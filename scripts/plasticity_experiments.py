@@ -293,12 +293,8 @@ def _print(title: str, rows: list[dict]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description="Learning experiments of the plasticity rules, small brains."
-    )
-    parser.add_argument(
-        "--only", nargs="+", default=["pattern", "bandit", "continuous", "distal", "homeostasis"]
-    )
+    parser = argparse.ArgumentParser(description="Learning experiments of the plasticity rules, small brains.")
+    parser.add_argument("--only", nargs="+", default=["pattern", "bandit", "continuous", "distal", "homeostasis"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
@@ -315,9 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "continuous" in args.only:
         rows = [{"seed": s, "mode": m, **contextual_bandit(s, mode=m, continuous=True)}
                 for s in args.seeds for m in ("learn", "zero_td", "readout_only")]  # fmt: skip
-        _print(
-            "reward-based e-prop, continuous contextual bandit (mean reward; error of the mean action)", rows
-        )
+        _print("reward-based e-prop, continuous contextual bandit (mean reward; error of the mean action)", rows)
     if "distal" in args.only:
         rows = [{"seed": s, "contingent": c, **distal_reward(s, contingent=c)}
                 for s in args.seeds for c in (True, False)]  # fmt: skip

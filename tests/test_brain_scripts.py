@@ -67,9 +67,7 @@ def test_brain_activity_writes_png_and_role_table(tmp_path, capsys):
 
 def test_brain_activity_rejects_unknown_role(tmp_path):
     with pytest.raises(SystemExit, match="unknown role"):
-        brain_activity.main(
-            ["--neurons-per-region", "5", "--stimulus", "cerebellum", "--out", str(tmp_path / "x.png")]
-        )
+        brain_activity.main(["--neurons-per-region", "5", "--stimulus", "cerebellum", "--out", str(tmp_path / "x.png")])
 
 
 @pytest.mark.parametrize("script", ["benchmark_brain.py", "brain_activity.py"])

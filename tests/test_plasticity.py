@@ -101,9 +101,7 @@ def test_weight_updates_keep_dale_bounds_and_leave_other_synapses(brain10):
     net = brain10.network
     weights = brain10.weights.clone()
     before = weights.clone()
-    proj = select_projection(
-        net, weights, [("premotor", "premotor"), ("prefrontal", "premotor")], w_max_mv=5.0
-    )
+    proj = select_projection(net, weights, [("premotor", "premotor"), ("prefrontal", "premotor")], w_max_mv=5.0)
     generator = torch.Generator().manual_seed(0)
     for _ in range(5):
         apply_weight_update(weights, proj, 3.0 * torch.randn(proj.n_synapses, generator=generator))
@@ -406,15 +404,11 @@ def test_reward_eprop_update_is_delta_times_gamma_filtered_signal_times_eligibil
         done = torch.tensor([0.0, 0.0, 1.0]) if decision == 0 else torch.ones(batch)
         rule.reinforce(brain.weights, traces, td, done)
         expected_dw = 2.0 * (expected_trace @ td / batch + 0.1 * expected_entropy)
-        assert torch.allclose(
-            brain.weights[proj.synapses] - weights_before, expected_dw, rtol=1e-4, atol=1e-7
-        )
+        assert torch.allclose(brain.weights[proj.synapses] - weights_before, expected_dw, rtol=1e-4, atol=1e-7)
         if decision == 0:
             policy_trace = score[:, :, None] * z_bar[:, None, :]
             entropy_grad = readout.entropy_gradient(out)
-            want = 0.1 * (
-                torch.einsum("b,bkm->km", td, policy_trace) / batch + 0.1 * entropy_grad.T @ z_bar / batch
-            )
+            want = 0.1 * (torch.einsum("b,bkm->km", td, policy_trace) / batch + 0.1 * entropy_grad.T @ z_bar / batch)
             assert torch.allclose(readout.policy_weight - policy_weight_before, want, atol=1e-6)
             assert torch.all(traces.recurrent[:, 2] == 0)  # the finished episode's γ-trace was reset
             expected_trace[:, 2] = 0.0
@@ -512,9 +506,7 @@ def test_supervised_eprop_learns_a_pattern_with_a_fixed_readout(record_property)
 
 
 @pytest.mark.parametrize("mode", ["learn", "zero_td", "readout_only"])
-def test_reward_eprop_learns_a_contextual_bandit_only_with_td_error_and_recurrent_learning(
-    mode, record_property
-):
+def test_reward_eprop_learns_a_contextual_bandit_only_with_td_error_and_recurrent_learning(mode, record_property):
     result = experiments.contextual_bandit(seed=0, trials=120, steps=80, mode=mode)
     record_property("bandit", result)
     print(f"bandit ({mode}): rewarded {result['reward_first50']:.3f} -> {result['reward_last50']:.3f}")

@@ -140,9 +140,7 @@ class BrainConfig:
         if isinstance(self.neurons_per_region, int) and self.neurons_per_region >= 2:
             n_exc = round(self.excitatory_fraction * self.neurons_per_region)
             if isinstance(self.excitatory_fraction, float | int) and not 1 <= n_exc < self.neurons_per_region:
-                errors.append(
-                    "excitatory_fraction must leave at least one excitatory and one inhibitory neuron"
-                )
+                errors.append("excitatory_fraction must leave at least one excitatory and one inhibitory neuron")
         if not errors and self.v_reset_mv >= self.v_threshold_mv:
             errors.append("v_reset_mv must be below v_threshold_mv")
         if not errors and self.dt_ms > 1.0:
@@ -150,9 +148,7 @@ class BrainConfig:
         if not errors:
             for name in ("refractory_ms", "local_delay_ms"):
                 if not _is_multiple(getattr(self, name), self.dt_ms):
-                    errors.append(
-                        f"{name} ({getattr(self, name)}) must be a whole multiple of dt_ms ({self.dt_ms})"
-                    )
+                    errors.append(f"{name} ({getattr(self, name)}) must be a whole multiple of dt_ms ({self.dt_ms})")
         if not isinstance(self.seed, int) or self.seed < 0:
             errors.append(f"seed must be a non-negative integer, got {self.seed!r}")
         if not isinstance(self.nmda_roles, tuple):

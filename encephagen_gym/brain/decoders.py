@@ -38,9 +38,7 @@ __all__ = [
 DEFAULT_READOUT_ROLES: tuple[str, ...] = ("motor", "premotor")
 
 
-def readout_neurons(
-    network: Network, roles: tuple[str, ...] | str, excitatory_only: bool = True
-) -> torch.Tensor:
+def readout_neurons(network: Network, roles: tuple[str, ...] | str, excitatory_only: bool = True) -> torch.Tensor:
     """Neuron ids (``[M]``, int64) of the regions with the given roles (excitatory ones by default)."""
     roles = (roles,) if isinstance(roles, str) else tuple(roles)
     present = set(network.roles)

@@ -59,11 +59,7 @@ class SpikingBrain(nn.Module):
 
         States made before a move stay where they were: make a new one with :meth:`initial_state`."""
         super()._apply(fn, recurse)
-        moved = {
-            name: fn(value)
-            for name, value in self.network._asdict().items()
-            if isinstance(value, torch.Tensor)
-        }
+        moved = {name: fn(value) for name, value in self.network._asdict().items() if isinstance(value, torch.Tensor)}
         self.network = self.network._replace(device=self.weights.device, **moved)
         return self
 

@@ -28,9 +28,7 @@ def synapse_propagator(tau_syn_ms: float, tau_m_ms: float, dt_ms: float) -> floa
     """
     if math.isclose(tau_syn_ms, tau_m_ms, rel_tol=1e-9):
         return dt_ms / tau_m_ms * math.exp(-dt_ms / tau_m_ms)
-    return (
-        tau_syn_ms / (tau_syn_ms - tau_m_ms) * (math.exp(-dt_ms / tau_syn_ms) - math.exp(-dt_ms / tau_m_ms))
-    )
+    return tau_syn_ms / (tau_syn_ms - tau_m_ms) * (math.exp(-dt_ms / tau_syn_ms) - math.exp(-dt_ms / tau_m_ms))
 
 
 class Network(NamedTuple):
@@ -102,9 +100,7 @@ class Network(NamedTuple):
         """Role of each region (from the connectome's exact-label table)."""
         return self.connectome.roles
 
-    def neurons_of_regions(
-        self, regions: np.ndarray | list[int], excitatory_only: bool = False
-    ) -> torch.Tensor:
+    def neurons_of_regions(self, regions: np.ndarray | list[int], excitatory_only: bool = False) -> torch.Tensor:
         """Neuron ids (int64, on the device) of the given regions, optionally only excitatory ones."""
         n = self.neurons_per_region
         width = self.n_exc if excitatory_only else n
@@ -184,9 +180,7 @@ def build_network(config: BrainConfig) -> tuple[Network, torch.Tensor]:
     tract_mm = _long_range_delays_mm(connectome)
     for source, target in zip(*np.nonzero(off_diag), strict=True):
         w_norm = connectome.weights[source, target] / w_max
-        pre, post = _sample_pairs(
-            rng, n_exc, n, config.long_range_connection_prob * w_norm, exclude_self=False
-        )
+        pre, post = _sample_pairs(rng, n_exc, n, config.long_range_connection_prob * w_norm, exclude_self=False)
         strength = config.global_coupling * config.j_exc_mv * w_norm
         pres.append(pre + source * n)
         posts.append(post + target * n)
@@ -262,15 +256,15 @@ def build_network(config: BrainConfig) -> tuple[Network, torch.Tensor]:
         jump_gaba=-tau_m / config.tau_gaba_ms,
         jump_nmda=tau_m / config.tau_nmda_ms,
         excitatory_gain=tensor(
-            np.stack(
-                [(tau_m / config.tau_ampa_ms) * (1.0 - nmda_share), (tau_m / config.tau_nmda_ms) * nmda_share]
-            )[:, None, :],
+            np.stack([(tau_m / config.tau_ampa_ms) * (1.0 - nmda_share), (tau_m / config.tau_nmda_ms) * nmda_share])[
+                :, None, :
+            ],
             torch.float32,
         ),
         current_decay=tensor(
-            np.array(
-                [math.exp(-dt / t) for t in (config.tau_ampa_ms, config.tau_nmda_ms, config.tau_gaba_ms)]
-            )[:, None, None],
+            np.array([math.exp(-dt / t) for t in (config.tau_ampa_ms, config.tau_nmda_ms, config.tau_gaba_ms)])[
+                :, None, None
+            ],
             torch.float32,
         ),
         v_propagator=tensor(

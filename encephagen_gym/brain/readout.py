@@ -24,9 +24,7 @@ class RegionActivity:
         self.network = network
         self.population = population
         n, n_exc = network.neurons_per_region, network.n_exc
-        self._columns = {"all": slice(0, n), "excitatory": slice(0, n_exc), "inhibitory": slice(n_exc, n)}[
-            population
-        ]
+        self._columns = {"all": slice(0, n), "excitatory": slice(0, n_exc), "inhibitory": slice(n_exc, n)}[population]
         self._neurons_per_region = self._columns.stop - self._columns.start
         self._counts = torch.zeros((batch_size, network.n_regions), device=network.device)
         self._scratch = torch.zeros_like(self._counts)

@@ -18,9 +18,7 @@ from encephagen_gym.plasticity.validation import check_finite, check_shape
 __all__ = ["RewardBaseline", "baseline_modulator"]
 
 
-def baseline_modulator(
-    baseline: torch.Tensor, reward: torch.Tensor, rate: float
-) -> tuple[torch.Tensor, torch.Tensor]:
+def baseline_modulator(baseline: torch.Tensor, reward: torch.Tensor, rate: float) -> tuple[torch.Tensor, torch.Tensor]:
     """``(M, new_baseline)`` with M = r − r̄ and r̄ ← r̄ + rate·(r − r̄); pure (does not modify inputs)."""
     modulator = reward - baseline
     return modulator, baseline + rate * modulator
