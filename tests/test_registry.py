@@ -24,7 +24,8 @@ def env_id(request: pytest.FixtureRequest) -> str:
 
 
 def test_registry_ids_are_registered_and_well_named() -> None:
-    assert len(ENV_IDS) == len(set(ENV_IDS))
+    tasks = ("Conditioning", "PatternRecognition", "WorkingMemory", "Walker2dBalance", "CPGGait", "WormCrawl")
+    assert ENV_IDS == [f"Encephagen-{task}-v0" for task in tasks]
     assert all(env_id.startswith("Encephagen-") and env_id.endswith("-v0") for env_id in ENV_IDS)
     assert all(env_id in gym.registry for env_id in ENV_IDS)
 
