@@ -25,7 +25,7 @@ def env_id(request: pytest.FixtureRequest) -> str:
 
 def test_registry_ids_are_registered_and_well_named() -> None:
     tasks = ("Conditioning", "PatternRecognition", "WorkingMemory", "Walker2dBalance", "CPGGait", "WormCrawl")
-    assert ENV_IDS == [f"Encephagen-{task}-v0" for task in tasks]
+    assert [f"Encephagen-{task}-v0" for task in tasks] == ENV_IDS
     assert all(env_id.startswith("Encephagen-") and env_id.endswith("-v0") for env_id in ENV_IDS)
     assert all(env_id in gym.registry for env_id in ENV_IDS)
 
