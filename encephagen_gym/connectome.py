@@ -387,13 +387,7 @@ def load_connectome(name: str = "tvb96") -> Connectome:
 
     Raises ValueError listing the valid names for anything else.
     """
-    match = _NAME_PATTERN.match(name) if isinstance(name, str) else None
-    if (
-        match is None
-        or match["base"] not in CONNECTOME_NAMES
-        or (match["model"] is not None and match["model"] not in NULL_MODELS)
-    ):
-        raise ValueError(f"unknown connectome {name!r}; valid: {valid_connectome_names()}")
+    check_connectome_name(name)
     return _load_named(name)
 
 

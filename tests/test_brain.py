@@ -26,13 +26,7 @@ from encephagen_gym.connectome import load_connectome
 CPU = "cpu"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: small brains gain nothing from two; a busy 2-core machine loses a lot."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def silent_config(**overrides) -> BrainConfig:

@@ -29,12 +29,7 @@ from encephagen_gym.scripts import plasticity_experiments as experiments
 CPU = "cpu"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 small_brain = experiments.small_brain  # 96 × 10 neurons, long-range probability 0.2 (≈ 11 Hz)
