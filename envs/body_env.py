@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import gymnasium as gym
 import mujoco
 import numpy as np
 from gymnasium.envs.mujoco.mujoco_rendering import MujocoRenderer
+
+from encephagen_gym.envs import layout_from_sizes
 
 DEFAULT_SIZE = 480
 """Default width and height of rendered frames (pixels)."""
@@ -193,6 +196,8 @@ class MujocoBodyEnv(BodyTaskMixin, gym.Env[np.ndarray, np.ndarray]):
         camera: str,
     ) -> None:
         check_render_mode(render_mode, self.metadata["render_modes"])
+        if isinstance(frame_skip, bool) or int(frame_skip) != frame_skip or frame_skip < 1:
+            raise ValueError(f"frame_skip must be a positive integer, got {frame_skip!r}")
         for name, value in (("width", width), ("height", height)):
             if isinstance(value, bool) or int(value) != value or value < 16:
                 raise ValueError(f"{name} must be an integer number of pixels >= 16, got {value!r}")
@@ -204,6 +209,14 @@ class MujocoBodyEnv(BodyTaskMixin, gym.Env[np.ndarray, np.ndarray]):
         self.render_mode = render_mode
         self.metadata = {**type(self).metadata, "render_fps": round(1.0 / self.dt)}
         self.mujoco_renderer = MujocoRenderer(self.model, self.data, None, int(width), int(height), camera_name=camera)
+
+    def _set_spaces(self, modality_sizes: Mapping[str, int], n_actions: int) -> None:
+        """``observation_layout`` and an unbounded float32 observation Box from the modalities' sizes (in
+        order), and a ``Box(-1, 1, (n_actions,))`` action space."""
+        self.observation_layout = layout_from_sizes(modality_sizes)
+        n_obs = sum(modality_sizes.values())
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(n_obs,), dtype=np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(n_actions,), dtype=np.float32)
 
     @property
     def dt(self) -> float:

@@ -10,9 +10,7 @@ from typing import Any, ClassVar
 
 import mujoco
 import numpy as np
-from gymnasium import spaces
 
-from encephagen_gym.envs import layout_from_sizes
 from encephagen_gym.envs.body_env import (
     DEFAULT_SIZE,
     MujocoBodyEnv,
@@ -278,8 +276,6 @@ class CPGGaitEnv(MujocoBodyEnv):
     ) -> None:
         if not isinstance(cpg, bool | np.bool_):
             raise ValueError(f"cpg must be True or False, got {cpg!r}")
-        if isinstance(frame_skip, bool) or int(frame_skip) != frame_skip or frame_skip < 1:
-            raise ValueError(f"frame_skip must be a positive integer, got {frame_skip!r}")
         if cpg_params is not None and not isinstance(cpg_params, MatsuokaParams):
             raise ValueError(f"cpg_params must be a MatsuokaParams, got {cpg_params!r}")
         if mapping is not None and not isinstance(mapping, SpinalMapping):
@@ -296,7 +292,7 @@ class CPGGaitEnv(MujocoBodyEnv):
         xml = resources.files("encephagen_gym.envs").joinpath("assets/cpg_walker.xml").read_text()
         super().__init__(
             xml,
-            frame_skip=int(frame_skip),
+            frame_skip=frame_skip,
             render_mode=render_mode,
             width=width,
             height=height,
@@ -307,10 +303,7 @@ class CPGGaitEnv(MujocoBodyEnv):
         if self.cpg:
             sizes["cpg"] = 8
         sizes["command"] = 1
-        self.observation_layout = layout_from_sizes(sizes)
-        n_obs = sum(sizes.values())
-        self.observation_space = spaces.Box(-np.inf, np.inf, shape=(n_obs,), dtype=np.float32)
-        self.action_space = spaces.Box(-1.0, 1.0, shape=(2 if self.cpg else 4,), dtype=np.float32)
+        self._set_spaces(sizes, n_actions=2 if self.cpg else 4)
 
         m = self.model
         self._gear = m.actuator_gear[:, 0].copy()

@@ -6,9 +6,7 @@ from typing import Any, ClassVar
 
 import mujoco
 import numpy as np
-from gymnasium import spaces
 
-from encephagen_gym.envs import layout_from_sizes
 from encephagen_gym.envs.body_env import (
     DEFAULT_SIZE,
     MujocoBodyEnv,
@@ -184,8 +182,6 @@ class WormCrawlEnv(MujocoBodyEnv):
     ) -> None:
         if isinstance(n_segments, bool) or int(n_segments) != n_segments or n_segments < 3:
             raise ValueError(f"n_segments must be an integer >= 3, got {n_segments!r}")
-        if isinstance(frame_skip, bool) or int(frame_skip) != frame_skip or frame_skip < 1:
-            raise ValueError(f"frame_skip must be a positive integer, got {frame_skip!r}")
         self.n_segments = int(n_segments)
         self.segment_length = check_number("segment_length", segment_length, low=0.06, high=1.0)
         self.drag_tangential = check_number("drag_tangential", drag_tangential, low=0.0, strict_low=True)
@@ -197,7 +193,7 @@ class WormCrawlEnv(MujocoBodyEnv):
         xml = worm_mjcf(self.n_segments, segment_length=self.segment_length, joint_stiffness=joint_stiffness, gear=gear)
         super().__init__(
             xml,
-            frame_skip=int(frame_skip),
+            frame_skip=frame_skip,
             render_mode=render_mode,
             width=width,
             height=height,
@@ -205,9 +201,7 @@ class WormCrawlEnv(MujocoBodyEnv):
         )
         self._init_task(episode_s, self.dt)
         n_joints = self.n_segments - 1
-        self.observation_layout = layout_from_sizes({"proprioception": 2 * n_joints, "vestibular": 5})
-        self.observation_space = spaces.Box(-np.inf, np.inf, shape=(2 * n_joints + 5,), dtype=np.float32)
-        self.action_space = spaces.Box(-1.0, 1.0, shape=(n_joints,), dtype=np.float32)
+        self._set_spaces({"proprioception": 2 * n_joints, "vestibular": 5}, n_actions=n_joints)
         self._segments = slice(1, self.n_segments + 1)  # body ids of seg0..seg{n-1}
         length = self.segment_length
         self._c_t = self.drag_tangential * length  # N·s/m per segment

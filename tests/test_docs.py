@@ -14,4 +14,3 @@ README_BLOCKS = re.findall(r"```python\n(.*?)```", README, flags=re.S)
 @pytest.mark.parametrize("code", README_BLOCKS, ids=[f"readme-{i}" for i in range(len(README_BLOCKS))])
 def test_readme_python_examples_run(code: str) -> None:
     exec(compile(code, "README.md", "exec"), {})
-
