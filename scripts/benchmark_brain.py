@@ -17,6 +17,7 @@ Usage::
 
     python scripts/benchmark_brain.py                     # the full table (a few minutes on 2 cores)
     python scripts/benchmark_brain.py --sizes 20 --batches 1
+    python scripts/benchmark_brain.py --sizes 200 --dts 1 --backends numba --numba-threads 1 2
     python scripts/benchmark_brain.py --sizes 200 --learning off eprop --repeats 5   # learning cost
     python scripts/benchmark_brain.py --dt-check          # default-dt evidence
     encephagen-benchmark-brain --help
@@ -107,13 +108,16 @@ def benchmark_rows(
     repeats: int,
     learning: Sequence[str] = ("off",),
     statistic: str = "median",
+    backend: str = "auto",
 ) -> list[dict[str, float | int | str]]:
     """Time one configuration with each learning mode (timed windows alternate between the modes); one
-    row per mode with the ``statistic`` ("median" or "min") of ``repeats`` windows."""
+    row per mode with the ``statistic`` ("median" or "min") of ``repeats`` windows. ``backend``: the
+    simulator backend (``BrainConfig.backend``)."""
     unknown = [mode for mode in learning if mode not in LEARNING_MODES]
     if unknown or not learning:
         raise ValueError(f"learning modes must be among {LEARNING_MODES}, got {list(learning)}")
-    brain = SpikingBrain(BrainConfig(neurons_per_region=neurons_per_region, dt_ms=dt_ms, device=device))
+    config = BrainConfig(neurons_per_region=neurons_per_region, dt_ms=dt_ms, device=device, backend=backend)
+    brain = SpikingBrain(config)
     dev = brain.device
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
@@ -156,6 +160,8 @@ def benchmark_rows(
         trace_mb = trace_bytes_per_element(learner.rule) / 2**20 if mode == "eprop" else 0.0
         rows.append({
             "device": dev.type,
+            "backend": state.backend,
+            "threads": _threads(state.backend),
             "neurons": f"96x{neurons_per_region}",
             "N": brain.n_neurons,
             "synapses": brain.network.n_synapses,
@@ -174,6 +180,14 @@ def benchmark_rows(
     for row in rows:
         row["vs_off"] = row["wall_per_sim_s"] / off["wall_per_sim_s"] if off else float("nan")
     return rows
+
+
+def _threads(backend: str) -> int:
+    if backend == "numba":
+        import numba
+
+        return numba.get_num_threads()
+    return torch.get_num_threads()
 
 
 def benchmark_row(
@@ -246,6 +260,12 @@ def _print_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> None:
         print(" | ".join(cell.rjust(width) for cell, width in zip(line, widths, strict=True)))
 
 
+def _backends(requested: Sequence[str] | None, device: str) -> list[str]:
+    if device.startswith("cuda"):
+        return ["torch"]
+    return list(requested) if requested else ["numba", "torch"]
+
+
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Benchmark the connectome spiking brain (wall s per simulated s) or compare dt values.",
@@ -268,7 +288,15 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         default=list(LEARNING_MODES),
         help="learning off and/or on (online reward-based e-prop on the default plastic projections)",
     )
+    add(
+        "--backends",
+        nargs="+",
+        choices=["torch", "numba"],
+        default=None,
+        help="simulator backends (default: numba and torch on CPU, torch on CUDA)",
+    )
     add("--threads", type=int, default=1, help="torch intra-op CPU threads")
+    add("--numba-threads", type=int, default=None, help="numba threads (default: all cores)")
     add("--dt-check", action="store_true", help="compare rates across dt instead of timing")
     add("--check-dts", type=float, nargs="+", default=[0.1, 0.25, 0.5, 1.0], help="dts compared")
     add("--check-size", type=int, default=200, help="neurons per region for --dt-check")
@@ -280,8 +308,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``encephagen-benchmark-brain``."""
     args = _parse(argv)
     torch.set_num_threads(args.threads)
+    if args.numba_threads is not None:
+        import numba
+
+        numba.set_num_threads(args.numba_threads)
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
-    print(f"torch {torch.__version__}, CPU threads {torch.get_num_threads()}, devices {devices}")
+    print(f"torch {torch.__version__}, torch CPU threads {torch.get_num_threads()}, devices {devices}")
     if args.dt_check:
         rows = dt_check(args.check_size, args.check_dts, args.check_ms, 200.0, 1, devices[0])
         reference = rows[0]["rate_hz"]
@@ -302,14 +334,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         for size in args.sizes:
             for batch in batches:
                 for dt in args.dts:
-                    measured = benchmark_rows(size, batch, dt, device, args.sim_ms, args.warmup_ms,
-                                              args.repeats, args.learning, args.stat)  # fmt: skip
-                    rows.extend(measured)
-                    for row in measured:
-                        print(f"  measured {row['device']} {row['neurons']} B={batch} dt={dt} "
-                              f"learning {row['learning']}: {row['wall_per_sim_s']:.2f} s/s", file=sys.stderr,
-                              flush=True)  # fmt: skip
-    columns = [("device", "device", ""), ("neurons", "neurons", ""), ("synapses", "synapses", ""),
+                    for backend in _backends(args.backends, device):
+                        measured = benchmark_rows(size, batch, dt, device, args.sim_ms, args.warmup_ms,
+                                                  args.repeats, args.learning, args.stat, backend)  # fmt: skip
+                        rows.extend(measured)
+                        for row in measured:
+                            print(f"  measured {row['device']} {row['backend']} {row['neurons']} B={batch} "
+                                  f"dt={dt} learning {row['learning']}: {row['wall_per_sim_s']:.2f} s/s",
+                                  file=sys.stderr, flush=True)  # fmt: skip
+    columns = [("device", "device", ""), ("backend", "backend", ""), ("threads", "threads", ""),
+               ("neurons", "neurons", ""), ("synapses", "synapses", ""),
                ("batch", "batch", ""), ("dt ms", "dt_ms", ".2f"), ("learning", "learning", ""),
                ("plastic", "plastic", ""), ("wall s/sim s", "wall_per_sim_s", ".3f"),
                ("vs off", "vs_off", ".2f"), ("steps/s", "steps_per_s", ".0f"),

@@ -24,6 +24,7 @@ from encephagen_gym.brain import (
 from encephagen_gym.connectome import load_connectome
 
 CPU = "cpu"
+BACKENDS = ("torch", "numba")  # the CPU backends; every dynamics test runs on both
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -59,6 +60,11 @@ def test_csr_layout_and_sparsity(small_network):
     assert net.n_neurons == 96 * 20
     assert net.n_synapses < 0.05 * net.n_neurons**2  # sparse arrays, never N×N
     assert torch.all(net.pre[1:] >= net.pre[:-1])  # sorted by presynaptic neuron
+    same_row = net.pre[1:] == net.pre[:-1]
+    later = net.delay_steps[1:] - net.delay_steps[:-1]
+    assert torch.all(later[same_row] >= 0)  # within a row, by delay (the order a spike reaches its targets)
+    same_delay = same_row & (later == 0)
+    assert torch.all(net.post[1:][same_delay] > net.post[:-1][same_delay])  # then by target, no duplicates
     assert net.row_ptr[-1] == net.n_synapses
     counts = torch.bincount(net.pre, minlength=net.n_neurons)
     assert torch.equal(counts, net.out_degree)
@@ -122,8 +128,9 @@ def test_synapses_between_roles(small_network):
 # ------------------------------------------------------------------------------------------ golden dynamics
 
 
-def test_membrane_trace_matches_closed_form():
-    brain = SpikingBrain(silent_config())
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_membrane_trace_matches_closed_form(backend):
+    brain = SpikingBrain(silent_config(backend=backend))
     state = brain.initial_state(1)
     state.v.zero_()
     current = torch.zeros(1, brain.n_neurons)
@@ -134,8 +141,9 @@ def test_membrane_trace_matches_closed_form():
     np.testing.assert_allclose(trace, 15.0 * (1 - np.exp(-t / 20.0)), rtol=1e-5, atol=1e-5)
 
 
-def test_first_spike_time_and_refractory_period():
-    brain = SpikingBrain(silent_config())
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_first_spike_time_and_refractory_period(backend):
+    brain = SpikingBrain(silent_config(backend=backend))
     state = brain.initial_state(1)
     state.v.zero_()
     current = torch.zeros(1, brain.n_neurons)
@@ -151,8 +159,9 @@ def test_first_spike_time_and_refractory_period():
     assert spikes[:, 0, 1:].sum() == 0
 
 
-def test_refractory_period_holds_under_huge_drive():
-    brain = SpikingBrain(silent_config(refractory_ms=2.0))
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_refractory_period_holds_under_huge_drive(backend):
+    brain = SpikingBrain(silent_config(refractory_ms=2.0, backend=backend))
     state = brain.initial_state(1)
     current = torch.full((1, brain.n_neurons), 1e4)
     _, spikes = spike_times(brain, state, 500, current)
@@ -160,10 +169,11 @@ def test_refractory_period_holds_under_huge_drive():
     assert torch.all(torch.diff(steps) == 21)  # 20 refractory steps of 0.1 ms, then one step to fire
 
 
-def test_synaptic_current_and_psp_match_closed_form():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_synaptic_current_and_psp_match_closed_form(backend):
     """One excitatory spike into a silent neuron: AMPA current A e^{-t/τs} and
     PSP A τs/(τs−τm)(e^{-t/τs} − e^{-t/τm}) with A = J τm/τs, arriving one local delay after the spike."""
-    cfg = silent_config(local_connection_prob=1.0, nmda_ratio=0.0, j_exc_mv=1.5)
+    cfg = silent_config(local_connection_prob=1.0, nmda_ratio=0.0, j_exc_mv=1.5, backend=backend)
     brain = SpikingBrain(cfg)
     net = brain.network
     state = brain.initial_state(1)
@@ -211,9 +221,9 @@ def _rates_and_cvs(spikes: np.ndarray, dt_ms: float):
     return rates, np.array(cvs)
 
 
-@pytest.fixture(scope="module")
-def spontaneous_run():
-    brain = SpikingBrain(BrainConfig(neurons_per_region=10, device=CPU))
+@pytest.fixture(scope="module", params=BACKENDS)
+def spontaneous_run(request):
+    brain = SpikingBrain(BrainConfig(neurons_per_region=10, device=CPU, backend=request.param))
     state = brain.initial_state(1)
     state = brain.run(state, round(200 / brain.dt_ms))  # transient
     n_steps = round(5000 / brain.dt_ms)
@@ -252,8 +262,10 @@ def test_spontaneous_activity_stays_bounded_for_5_s(spontaneous_run):
     assert abs(first - last) / first < 0.2  # stationary
 
 
-def test_pulse_arrives_after_the_tract_length_delay():
-    cfg = BrainConfig(neurons_per_region=10, long_range_connection_prob=1.0, background_eta=0.0, device=CPU)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_pulse_arrives_after_the_tract_length_delay(backend):
+    cfg = BrainConfig(neurons_per_region=10, long_range_connection_prob=1.0, background_eta=0.0, device=CPU,
+                      backend=backend)  # fmt: skip
     brain = SpikingBrain(cfg)
     con = brain.network.connectome
     source = con.index("RM-V1_R")
@@ -276,13 +288,15 @@ def test_pulse_arrives_after_the_tract_length_delay():
     assert state.step - spike_step == expected
 
 
-def _post_stimulus_excess(nmda_ratio: float) -> float:
+def _post_stimulus_excess(nmda_ratio: float, backend: str) -> float:
     """PFC excitatory rate 25-100 ms after a 200 ms PFC stimulus, minus the pre-stimulus rate (Hz).
 
     Local connection probability 0.5 gives these 20-neuron regions about the local excitatory in-degree of
     the full-size brain (8 vs 16), so that recurrent (NMDA-carrying) input matters."""
     brain = SpikingBrain(
-        BrainConfig(neurons_per_region=20, local_connection_prob=0.5, nmda_ratio=nmda_ratio, device=CPU)
+        BrainConfig(
+            neurons_per_region=20, local_connection_prob=0.5, nmda_ratio=nmda_ratio, device=CPU, backend=backend
+        )
     )
     batch, bin_steps = 4, round(25 / brain.dt_ms)
     pfc = brain.network.neurons_with_role("prefrontal", excitatory_only=True)
@@ -302,9 +316,10 @@ def _post_stimulus_excess(nmda_ratio: float) -> float:
     return late - baseline
 
 
-def test_nmda_prolongs_post_stimulus_activity_in_prefrontal_regions():
-    excess_on = _post_stimulus_excess(3.0)
-    excess_off = _post_stimulus_excess(0.0)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_nmda_prolongs_post_stimulus_activity_in_prefrontal_regions(backend):
+    excess_on = _post_stimulus_excess(3.0, backend)
+    excess_off = _post_stimulus_excess(0.0, backend)
     assert excess_on > 1.0  # still elevated 25-100 ms after the stimulus ended
     assert excess_on > excess_off + 1.0
 
@@ -312,8 +327,9 @@ def test_nmda_prolongs_post_stimulus_activity_in_prefrontal_regions():
 # ------------------------------------------------------------------------------------ batching and seeding
 
 
-def test_batch_elements_with_identical_inputs_and_noise_keys_spike_identically():
-    brain = SpikingBrain(BrainConfig(neurons_per_region=10, device=CPU))
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_batch_elements_with_identical_inputs_and_noise_keys_spike_identically(backend):
+    brain = SpikingBrain(BrainConfig(neurons_per_region=10, device=CPU, backend=backend))
     state = brain.initial_state(3, noise_keys=[11, 22, 11])
     state.v[2] = state.v[0]
     current = torch.zeros(3, brain.n_neurons)
@@ -328,8 +344,9 @@ def test_batch_elements_with_identical_inputs_and_noise_keys_spike_identically()
     assert torch.equal(batched[:, 1], alone[:, 0])  # batching changes nothing for an element
 
 
-def test_same_generator_seed_reproduces_exactly_and_clone_state_snapshots():
-    brain = SpikingBrain(BrainConfig(neurons_per_region=10, device=CPU))
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_same_generator_seed_reproduces_exactly_and_clone_state_snapshots(backend):
+    brain = SpikingBrain(BrainConfig(neurons_per_region=10, device=CPU, backend=backend))
     runs = []
     for _ in range(2):
         state = brain.initial_state(2, generator=torch.Generator().manual_seed(5))
@@ -345,8 +362,9 @@ def test_same_generator_seed_reproduces_exactly_and_clone_state_snapshots():
     assert torch.equal(future_a, future_b)
 
 
-def test_functional_step_equals_module_step():
-    brain = SpikingBrain(BrainConfig(neurons_per_region=10, device=CPU))
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_functional_step_equals_module_step(backend):
+    brain = SpikingBrain(BrainConfig(neurons_per_region=10, device=CPU, backend=backend))
     a = brain.initial_state(2)
     b = clone_state(a)
     for _ in range(200):
@@ -355,12 +373,52 @@ def test_functional_step_equals_module_step():
     assert torch.equal(a.v, b.v) and torch.equal(a.spikes, b.spikes) and a.step == b.step == 200
 
 
-def test_weights_updated_in_place_change_the_dynamics():
-    brain = SpikingBrain(BrainConfig(neurons_per_region=20, local_connection_prob=0.5, device=CPU))
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_weights_updated_in_place_change_the_dynamics(backend):
+    brain = SpikingBrain(BrainConfig(neurons_per_region=20, local_connection_prob=0.5, device=CPU, backend=backend))
     first = spike_times(brain, brain.initial_state(1), 2000)[1].sum()
     brain.weights[brain.network.channel == INHIBITORY] = 0.0  # remove inhibition
     second = spike_times(brain, brain.initial_state(1), 2000)[1].sum()
     assert second > 1.5 * first
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_numba_and_torch_backends_agree_to_float_rounding(batch):
+    """Same network, initial state and noise: voltages agree to float32 rounding, spikes match step by step
+    until chaos amplifies a rounding difference; rates over 2 s agree statistically."""
+    brain = SpikingBrain(BrainConfig(neurons_per_region=20, device=CPU))
+    states = {
+        backend: init_state(brain.network, batch, generator=torch.Generator().manual_seed(7), backend=backend)
+        for backend in BACKENDS
+    }
+    assert states["numba"].backend == "numba" and states["torch"].backend == "torch"
+    current = torch.zeros(batch, brain.n_neurons)
+    current[:, :200] = 8.0
+    for _ in range(50):
+        states = {name: brain.step(state, current) for name, state in states.items()}
+        assert torch.equal(states["numba"].spikes, states["torch"].spikes)
+        for field in ("v", "v_pre_reset", "currents", "arrivals", "refractory"):
+            np.testing.assert_allclose(getattr(states["numba"], field), getattr(states["torch"], field), atol=1e-4)
+    rates = {}
+    for name, state in states.items():
+        _, spikes = spike_times(brain, state, 2000)
+        rates[name] = spikes.mean().item() * 1000.0  # Hz at dt = 1 ms
+    assert 3.0 < rates["torch"] < 20.0
+    assert rates["numba"] == pytest.approx(rates["torch"], rel=0.1)
+
+
+def test_backend_choice_and_errors():
+    from encephagen_gym.brain.config import resolve_backend
+
+    assert SpikingBrain(BrainConfig(neurons_per_region=4, device=CPU)).initial_state(1).backend == "numba"
+    assert resolve_backend("auto", torch.device("cuda")) == "torch"
+    with pytest.raises(ValueError, match="CPU only"):
+        resolve_backend("numba", torch.device("cuda"))
+    with pytest.raises(ValueError, match="backend must be one of"):
+        BrainConfig(backend="jax")
+    brain = SpikingBrain(BrainConfig(neurons_per_region=4, device=CPU))
+    with pytest.raises(ValueError, match="backend must be one of"):
+        init_state(brain.network, 1, backend="fast")
 
 
 # ----------------------------------------------------------------------------------------------- readouts

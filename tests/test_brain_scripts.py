@@ -16,9 +16,21 @@ SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 @pytest.fixture(autouse=True)
 def _restore_threads():
-    threads = torch.get_num_threads()
+    import numba
+
+    threads, numba_threads = torch.get_num_threads(), numba.get_num_threads()
     yield
     torch.set_num_threads(threads)
+    numba.set_num_threads(numba_threads)
+
+
+def _table(out: str) -> list[dict[str, str]]:
+    """The printed table's rows as {column title: cell}."""
+    lines = out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.strip().startswith("device |"))
+    titles = [cell.strip() for cell in lines[header].split("|")]
+    rows = [line for line in lines[header + 2 :] if line.strip().startswith(("cpu |", "cuda |"))]
+    return [dict(zip(titles, (cell.strip() for cell in row.split("|")), strict=True)) for row in rows]
 
 
 def test_benchmark_table(capsys):
@@ -26,22 +38,24 @@ def test_benchmark_table(capsys):
             "--repeats", "1", "--learning", "off"]  # fmt: skip
     assert benchmark_brain.main(argv) == 0
     out = capsys.readouterr().out
-    rows = [line for line in out.splitlines() if line.strip().startswith("cpu |")]
-    assert len(rows) == 2
-    assert "wall s/sim s" in out and "syn events/s" in out and "96x5" in rows[0]
+    rows = _table(out)
+    assert [(row["batch"], row["backend"]) for row in rows] == [
+        ("1", "numba"), ("1", "torch"), ("2", "numba"), ("2", "torch")
+    ]  # fmt: skip
+    assert all(row["neurons"] == "96x5" and float(row["wall s/sim s"]) > 0 for row in rows)
+    assert "syn events/s" in out
 
 
 def test_benchmark_table_with_learning_on_and_off(capsys):
     argv = ["--sizes", "10", "--batches", "2", "--dts", "1.0", "--sim-ms", "20", "--warmup-ms", "5",
-            "--repeats", "2"]  # fmt: skip
+            "--repeats", "2", "--backends", "numba", "--numba-threads", "1"]  # fmt: skip
     assert benchmark_brain.main(argv) == 0
-    out = capsys.readouterr().out
-    lines = [line for line in out.splitlines() if line.strip().startswith("cpu |")]
-    rows = [[cell.strip() for cell in line.split("|")] for line in lines]
-    assert [row[5] for row in rows] == ["off", "eprop"]
-    assert rows[0][6] == "0" and int(rows[1][6]) > 0  # plastic synapses
-    assert float(rows[0][8]) == 1.0 and float(rows[1][8]) > 1.0  # vs off
-    assert float(rows[0][-1]) == 0.0 and float(rows[1][-1]) > 0.0  # trace MB per element
+    rows = _table(capsys.readouterr().out)
+    assert [row["learning"] for row in rows] == ["off", "eprop"]
+    assert all(row["backend"] == "numba" and row["threads"] == "1" for row in rows)
+    assert rows[0]["plastic"] == "0" and int(rows[1]["plastic"]) > 0
+    assert float(rows[0]["vs off"]) == 1.0 and float(rows[1]["vs off"]) > 1.0
+    assert float(rows[0]["trace MB/elem"]) == 0.0 and float(rows[1]["trace MB/elem"]) > 0.0
 
 
 def test_benchmark_dt_check(capsys):

@@ -9,7 +9,10 @@ import torch
 
 from encephagen_gym.connectome import check_connectome_name
 
-__all__ = ["DEFAULT_DT_MS", "BrainConfig", "resolve_device", "substeps_per_env_step"]
+__all__ = ["BACKENDS", "DEFAULT_DT_MS", "BrainConfig", "resolve_backend", "resolve_device", "substeps_per_env_step"]
+
+#: Simulator backends: ``"auto"`` picks ``"numba"`` on CPU (when numba imports) and ``"torch"`` elsewhere.
+BACKENDS = ("auto", "torch", "numba")
 
 #: Default integration step in ms, chosen by measurement (``encephagen-benchmark-brain --dt-check``): with
 #: exact integration the spontaneous rates of the 96×200 brain at 0.25, 0.5 and 1 ms are within 1 % of
@@ -30,6 +33,26 @@ def resolve_device(device: str | torch.device) -> torch.device:
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} requested but CUDA is not available; use 'cpu' or 'auto'")
     return resolved
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    """``"auto"`` → ``"numba"`` on CPU when numba can be imported, else ``"torch"``; ValueError for numba off
+    the CPU or without numba installed."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "torch":
+        return backend
+    if device.type != "cpu":
+        if backend == "numba":
+            raise ValueError(f"backend 'numba' runs on the CPU only, the network is on {device}; use 'torch'")
+        return "torch"
+    try:
+        import numba  # noqa: F401
+    except ImportError as err:
+        if backend == "numba":
+            raise ValueError("backend 'numba' needs the numba package (pip install numba)") from err
+        return "torch"
+    return "numba"
 
 
 def _is_multiple(value: float, step: float) -> bool:
@@ -78,6 +101,11 @@ class BrainConfig:
     ``background_j_mv`` at rate ``background_eta × θ / (background_j_mv × τ_m)``, i.e. a mean drive of
     ``background_eta × θ`` (Brunel 2000's η = ν_ext/ν_thr with ν_thr = θ/(J C_ext τ_m), here written per
     neuron as C_ext ν_ext) and voltage fluctuations of about ``sqrt(background_j_mv × mean / 2)``.
+
+    Simulation: ``device`` (``"auto"``: CUDA when available) and ``backend``: ``"torch"`` (tensor ops, any
+    device), ``"numba"`` (a compiled fused CPU step with presynaptic spike queues, several times faster on
+    CPU; see :mod:`~encephagen_gym.brain.cpu_kernel`) or ``"auto"`` (numba on CPU, torch on CUDA). Both
+    integrate the same model with the same noise; they agree to float32 rounding.
     """
 
     connectome: str = "tvb96"
@@ -106,6 +134,7 @@ class BrainConfig:
     dt_ms: float = DEFAULT_DT_MS
     seed: int = 0
     device: str = "auto"
+    backend: str = "auto"
 
     def __post_init__(self) -> None:
         check_connectome_name(self.connectome)
@@ -151,6 +180,8 @@ class BrainConfig:
                     errors.append(f"{name} ({getattr(self, name)}) must be a whole multiple of dt_ms ({self.dt_ms})")
         if not isinstance(self.seed, int) or self.seed < 0:
             errors.append(f"seed must be a non-negative integer, got {self.seed!r}")
+        if self.backend not in BACKENDS:
+            errors.append(f"backend must be one of {BACKENDS}, got {self.backend!r}")
         if not isinstance(self.nmda_roles, tuple):
             errors.append("nmda_roles must be a tuple of role names")
         if errors:

@@ -36,7 +36,8 @@ class Network(NamedTuple):
 
     Neurons are numbered region by region: region r owns neurons ``[r·n, (r+1)·n)`` with n =
     ``neurons_per_region``, its first ``n_exc`` excitatory. Synapses are sorted by presynaptic neuron
-    (CSR): the outgoing synapses of neuron i are ``row_ptr[i]:row_ptr[i+1]``.
+    (CSR), then by delay, then by postsynaptic neuron: the outgoing synapses of neuron i are
+    ``row_ptr[i]:row_ptr[i+1]``, in the order in which its spike reaches them.
 
     Per-neuron tensors (length N): ``neuron_region`` (int64), ``is_excitatory`` (bool),
     ``nmda_share`` (float32, fraction of excitatory charge carried by NMDA onto that neuron).
@@ -194,7 +195,7 @@ def build_network(config: BrainConfig) -> tuple[Network, torch.Tensor]:
     strength = np.concatenate(strengths).astype(np.float32)
     delay = np.maximum(np.concatenate(delays), 1).astype(np.int64)
     long_range = np.concatenate(long_flags)
-    order = np.lexsort((post, pre))  # CSR: by presynaptic neuron, then postsynaptic
+    order = np.lexsort((post, delay, pre))  # CSR: by presynaptic neuron, then delay, then postsynaptic
     pre, post, strength, delay, long_range = (
         pre[order],
         post[order],

@@ -29,6 +29,11 @@ the cost of one memory copy instead of N random
 draws per step. Batch elements with the same noise key see the same noise, so identical inputs give
 identical spikes.
 
+Backends (``BrainConfig.backend``): ``"torch"`` is the tensor-op step below, on any device; ``"numba"``
+(the default on CPU) runs the same step as one compiled function, with a presynaptic spike queue in place
+of steps (3)–(4)'s ring (:mod:`~encephagen_gym.brain.cpu_kernel`); it is faster and spreads the batch over
+numba's threads. The two agree to float32 rounding (summation order differs), not bit for bit.
+
 Devices: everything stays on the network's device. On CUDA, ``nonzero`` and the size of the spike-event
 list are read back once per step (two scalars; no tensors are copied), and ``scatter_add_`` uses float
 atomics, so bit-exact repetition is guaranteed on the CPU only (enable
@@ -41,6 +46,7 @@ from typing import NamedTuple
 
 import torch
 
+from encephagen_gym.brain.config import resolve_backend
 from encephagen_gym.brain.network import Network
 
 __all__ = ["BrainState", "brain_step", "clone_state", "init_state", "membrane_potential_mv"]
@@ -95,14 +101,22 @@ class BrainState(NamedTuple):
         spikes: ``[B, N]`` float32 in {0, 1}, spikes emitted in the last step.
         arrivals: ``[B, 2, N]`` synaptic input that arrived in the last step per postsynaptic neuron and
             channel (0: excitatory, 1: inhibitory), summed strengths in mV (before the τ_m/τ scaling).
-        ring: ``[2D, B, 2, N]`` delay ring buffer of future arrivals (slot s and s + D both hold time s).
+        ring: ``[2D, B, 2, N]`` delay ring buffer of future arrivals (slot s and s + D both hold time s);
+            torch backend only (empty for numba).
+        spike_queue: ``[B, D, N]`` int32, the neurons that spiked at each of the last D steps (slot
+            step mod D, first ``queue_length`` entries); numba backend only (empty for torch).
+        queue_cursor: ``[B, D, N]`` int32, per queued spike the next of its synapses to deliver, and
+        queue_due: ``[B, D, N]`` int32, that synapse's delay (0 once all are delivered); numba only.
+        queue_length: ``[B, D]`` int32, number of valid entries per spike-queue slot.
         noise_key: ``[B]`` int64, per-element MINSTD state choosing background-noise windows.
         noise_offsets: ``[K, B]`` int64, precomputed window offsets for the current block of K steps.
         step: number of steps taken (Python int; time = step × dt).
         views: precomputed views into the tensors above (internal).
     Constant (shared, derived from the network and the batch size):
         noise_windows: ``[L − N + 1, N]`` view of the Poisson background count bank.
-        syn_ring_offset: ``[S]`` int64, flat ring offset of each synapse's target (delay, channel, post).
+        syn_ring_offset: ``[S]`` int64, flat ring offset of each synapse's target (delay, channel, post);
+            torch backend only.
+        backend: ``"torch"`` or ``"numba"`` (resolved from ``network.config.backend`` by :func:`init_state`).
     """
 
     v: torch.Tensor
@@ -117,7 +131,12 @@ class BrainState(NamedTuple):
     step: int
     noise_windows: torch.Tensor
     syn_ring_offset: torch.Tensor
-    views: _Views
+    views: _Views | _KernelViews
+    spike_queue: torch.Tensor
+    queue_cursor: torch.Tensor
+    queue_due: torch.Tensor
+    queue_length: torch.Tensor
+    backend: str
 
     @property
     def batch_size(self) -> int:
@@ -141,12 +160,21 @@ class BrainState(NamedTuple):
 
     @property
     def ring_depth(self) -> int:
-        """D: number of distinct future time slots in the ring (max delay + 1)."""
-        return self.ring.shape[0] // 2
+        """D: number of delay slots (max delay in steps + 1)."""
+        return self.spike_queue.shape[1] if self.backend == "numba" else self.ring.shape[0] // 2
 
 
 _DYNAMIC_FIELDS = ("v", "v_pre_reset", "currents", "refractory", "spikes", "arrivals", "ring",
-                   "noise_key", "noise_offsets")  # fmt: skip
+                   "noise_key", "noise_offsets", "spike_queue", "queue_cursor", "queue_due",
+                   "queue_length")  # fmt: skip
+
+
+class _KernelViews(NamedTuple):
+    """numpy views of the state's tensors for the numba backend (made once per state)."""
+
+    arrays: tuple
+    bank: object
+    noise_offsets: object
 
 
 def _noise_bank(network: Network, generator: torch.Generator, bank_size: int) -> torch.Tensor:
@@ -185,6 +213,7 @@ def init_state(
     noise_keys: torch.Tensor | list[int] | None = None,
     noise_windows: torch.Tensor | None = None,
     bank_size: int = _DEFAULT_BANK_SIZE,
+    backend: str | None = None,
 ) -> BrainState:
     """A fresh state for ``batch_size`` brains.
 
@@ -213,7 +242,24 @@ def init_state(
     windows = noise_windows if noise_windows is not None else _noise_bank(network, generator, bank_size)
     offsets, keys = _noise_block(keys, windows.shape[0])
     depth = network.max_delay_steps + 1
-    syn_offset = network.delay_steps * (batch_size * 2 * n) + network.ring_target
+    backend = resolve_backend(network.config.backend if backend is None else backend, device)
+    empty_int = torch.zeros(0, dtype=torch.int64, device=device)
+    if backend == "numba":
+        from encephagen_gym.brain import cpu_kernel  # imports numba, only when used
+
+        cpu_kernel.kernel_tables(network)  # checks the network, builds and caches its tables
+        ring = torch.zeros(0, device=device)
+        syn_offset = empty_int
+        # only the first queue_length entries of a slot are ever read: leave the rest unwritten (untouched
+        # pages cost no memory)
+        queue = torch.empty((batch_size, depth, n), dtype=torch.int32, device=device)
+        cursor = torch.empty((batch_size, depth, n), dtype=torch.int32, device=device)
+        due = torch.empty((batch_size, depth, n), dtype=torch.int32, device=device)
+        queue_length = torch.zeros((batch_size, depth), dtype=torch.int32, device=device)
+    else:
+        ring = torch.zeros((2 * depth, batch_size, 2, n), device=device)
+        syn_offset = network.delay_steps * (batch_size * 2 * n) + network.ring_target
+        queue = cursor = due = queue_length = torch.zeros(0, dtype=torch.int32, device=device)
     state = BrainState(
         v=v,
         v_pre_reset=v.clone(),
@@ -221,18 +267,34 @@ def init_state(
         refractory=torch.zeros(shape, device=device),
         spikes=torch.zeros(shape, device=device),
         arrivals=torch.zeros((batch_size, 2, n), device=device),
-        ring=torch.zeros((2 * depth, batch_size, 2, n), device=device),
+        ring=ring,
         noise_key=keys,
         noise_offsets=offsets,
         step=0,
         noise_windows=windows,
         syn_ring_offset=syn_offset,
         views=None,  # type: ignore[arg-type]
+        spike_queue=queue,
+        queue_cursor=cursor,
+        queue_due=due,
+        queue_length=queue_length,
+        backend=backend,
     )
     return _with_views(state)
 
 
 def _with_views(state: BrainState) -> BrainState:
+    if state.backend == "numba":
+        fields = ("v", "v_pre_reset", "currents", "refractory", "spikes", "arrivals", "spike_queue", "queue_cursor",
+                  "queue_due", "queue_length")  # fmt: skip
+        windows = state.noise_windows
+        bank = torch.as_strided(windows, (windows.shape[0] + windows.shape[1] - 1,), (1,))
+        views = _KernelViews(
+            arrays=tuple(getattr(state, name).numpy() for name in fields),
+            bank=bank.numpy(),
+            noise_offsets=state.noise_offsets.numpy(),
+        )
+        return state._replace(views=views)
     views = _make_views(state.currents, state.arrivals, state.ring, state.noise_offsets, state.v,
                         state.v_pre_reset)  # fmt: skip
     return state._replace(views=views)
@@ -266,6 +328,16 @@ def brain_step(
         raise ValueError(f"input_current must have shape {(batch, n)}, got {tuple(input_current.shape)}")
     step = state.step
     views = state.views
+    if state.backend == "numba":
+        block = step % _NOISE_BLOCK
+        if block == 0 and step > 0:
+            _refresh_noise_offsets(state)
+        from encephagen_gym.brain import cpu_kernel
+
+        tables = cpu_kernel.kernel_tables(network)
+        offsets = views.noise_offsets[block]
+        cpu_kernel.fused_step(tables, weights, views.arrays, views.bank, offsets, input_current, step)
+        return state._replace(step=step + 1)
 
     # (1) membrane, in u = V − V_reset: u(t+1) = u(t)·e^{-h/τm} + Σ_x P_x I_x(t)
     #     + (1 − e^{-h/τm})(I_ext + V_rest − V_reset); refractory neurons are held at u = 0 by the gate g
@@ -303,15 +375,19 @@ def brain_step(
     if network.background_rate_hz > 0:
         block = step % _NOISE_BLOCK
         if block == 0 and step > 0:
-            offsets, key = _noise_block(state.noise_key, state.noise_windows.shape[0])
-            state.noise_offsets.copy_(offsets)
-            state.noise_key.copy_(key)
+            _refresh_noise_offsets(state)
         counts = state.noise_windows.index_select(0, views.noise_rows[block])
         views.ampa.add_(counts, alpha=network.background_gain)
 
     # (4) event-driven propagation of the new spikes into the ring
     _propagate(network, weights, state, slot)
     return state._replace(step=step + 1)
+
+
+def _refresh_noise_offsets(state: BrainState) -> None:
+    offsets, key = _noise_block(state.noise_key, state.noise_windows.shape[0])
+    state.noise_offsets.copy_(offsets)
+    state.noise_key.copy_(key)
 
 
 def _propagate(network: Network, weights: torch.Tensor, state: BrainState, slot: int) -> None:

@@ -1,0 +1,241 @@
+"""The ``"numba"`` CPU backend of the simulator: one compiled, fused step per call.
+
+Same model, order of operations and noise as the ``"torch"`` backend
+(:func:`~encephagen_gym.brain.simulator.brain_step`); what differs is how delayed spikes travel.
+Instead of pushing every spike's synapses into a ring of future arrivals (random writes over
+``D × 2N`` floats per brain, which miss the CPU caches), each brain keeps a **spike queue**: the neurons
+that spiked in each of the last D steps (D = max delay + 1), each with a cursor into its CSR row. The
+network sorts every row by delay (:func:`~encephagen_gym.brain.network.build_network`), so a spike
+reaches its targets in row order: each step, every queued spike whose next synapse is due (delay = its
+age) delivers the run of synapses with that delay into the brain's ``[2, N]`` arrivals buffer, which
+stays in cache, and moves its cursor on. Postsynaptic neuron and delay are packed into one 32-bit word
+per synapse, so a visit reads two cache lines (that word and the weight). Same idea as GeNN's
+presynaptic spike queues for axonal delays; it needs no assumption about how delays are distributed.
+
+Batch elements are independent and are spread over numba's threads (``numba.set_num_threads``); the
+sums are taken in a fixed order, so results are reproducible run to run on any thread count. Float
+sums run in a different order than the torch backend's ``scatter_add_``, so the two backends agree to
+float32 rounding (≈1e-5 mV), not bit for bit; spike trains then diverge after a while, as any chaotic
+network's do, with the same statistics (tested).
+
+The first call compiles the kernel (a few seconds; numba caches it on disk). Speed on a 2-core CPU: see
+``scripts/benchmark_brain.py`` (``--backends``); the work is memory-latency bound (one visit per queued
+spike and delay, ~20 000 synaptic events per ms for the full brain), so the batch scales with cores,
+not with SIMD width.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numba
+import numpy as np
+import torch
+
+__all__ = ["KernelTables", "fused_step", "kernel_tables"]
+
+
+class KernelTables(NamedTuple):
+    """Network constants in the layout the kernel reads (numpy arrays).
+
+    The network's CSR rows ``row_ptr[i]:row_ptr[i + 1]`` are sorted by delay, so a spike's cursor moves
+    forward through its row as time goes on; ``synapse[k]`` packs synapse k's postsynaptic neuron (low
+    22 bits) and delay in steps (high 10 bits) into one uint32, so that a visit reads one cache line;
+    the weights are read from the live ``weights`` tensor (learning rules change it in place). ``params`` and
+    ``flags`` hold the step constants (see :func:`_build_tables`).
+    """
+
+    row_ptr: np.ndarray
+    synapse: np.ndarray
+    is_excitatory: np.ndarray
+    gain_ampa: np.ndarray
+    gain_nmda: np.ndarray
+    params: np.ndarray
+    flags: np.ndarray
+    depth: int
+
+
+_POST_BITS = 22
+_POST_MASK = (1 << _POST_BITS) - 1
+_TABLES: dict[int, tuple[object, KernelTables]] = {}
+
+
+def kernel_tables(network) -> KernelTables:
+    """The kernel's view of ``network`` (a CPU :class:`~encephagen_gym.brain.network.Network`), cached."""
+    cached = _TABLES.get(id(network.post))
+    if cached is not None and cached[0] is network.post:
+        return cached[1]
+    tables = _build_tables(network)
+    if len(_TABLES) > 16:
+        _TABLES.clear()
+    _TABLES[id(network.post)] = (network.post, tables)
+    return tables
+
+
+def _build_tables(network) -> KernelTables:
+    n = network.n_neurons
+    if network.n_synapses >= 2**31:
+        raise ValueError("the numba backend supports fewer than 2^31 synapses; use backend='torch'")
+    pre, delay = network.pre.numpy(), network.delay_steps.numpy()
+    if n >= 1 << _POST_BITS or network.max_delay_steps >= 1 << (32 - _POST_BITS):
+        raise ValueError(
+            f"the numba backend supports < {1 << _POST_BITS} neurons and delays < {1 << (32 - _POST_BITS)} steps; "
+            "use backend='torch'"
+        )
+    if np.any((pre[1:] == pre[:-1]) & (delay[1:] < delay[:-1])):
+        raise ValueError("the numba backend needs CSR rows sorted by delay (as build_network makes them)")
+    gains = network.excitatory_gain.reshape(2, n).numpy()
+    decays = network.current_decay.reshape(3).tolist()
+    params = np.array(
+        [
+            network.decay_m,
+            network.prop_ampa,
+            network.prop_gaba,
+            network.prop_nmda,
+            network.leak_drive,
+            1.0 - network.decay_m,
+            network.v_threshold_rel,
+            float(network.refractory_steps),
+            decays[0],
+            decays[1],
+            decays[2],
+            network.jump_gaba,
+            network.background_gain,
+        ],
+        dtype=np.float32,
+    )
+    flags = np.array(
+        [int(network.nmda_active), int(network.leak_drive != 0.0), int(network.background_rate_hz > 0)],
+        dtype=np.int64,
+    )
+    return KernelTables(
+        row_ptr=network.row_ptr.numpy().astype(np.int32),
+        synapse=(network.post.numpy().astype(np.uint32) | (delay.astype(np.uint32) << _POST_BITS)),
+        is_excitatory=network.is_excitatory.numpy().astype(np.uint8),
+        gain_ampa=np.ascontiguousarray(gains[0], dtype=np.float32),
+        gain_nmda=np.ascontiguousarray(gains[1], dtype=np.float32),
+        params=params,
+        flags=flags,
+        depth=network.max_delay_steps + 1,
+    )
+
+
+# Argument order shared by the kernels below and fused_step (state arrays, noise, input, network tables).
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _one_brain(b, step, v, v_pre, cur, refr, spk, arr, queue, cursor, due, qlen, bank, offsets, inp, has_input, w,
+               row_ptr, synapse, is_exc, gain_a, gain_n, params, flags, depth):  # fmt: skip
+    """One step of brain ``b``."""
+    n = v.shape[1]
+    decay_m, prop_ampa, prop_gaba, prop_nmda = params[0], params[1], params[2], params[3]
+    leak, input_gain, theta, refractory_steps = params[4], params[5], params[6], params[7]
+    decay_ampa, decay_nmda, decay_gaba, jump_gaba, background_gain = (
+        params[8], params[9], params[10], params[11], params[12]
+    )  # fmt: skip
+    nmda_active, has_leak, has_background = flags[0], flags[1], flags[2]
+    zero = np.float32(0.0)
+    one = np.float32(1.0)
+
+    # (a) arrivals of this step: a neuron that spiked d steps ago delivers its synapses of delay d. Its row
+    #     is sorted by delay; its queue entry keeps a cursor into the row and the delay found there.
+    exc_in, inh_in = arr[b, 0], arr[b, 1]
+    exc_in[:] = zero
+    inh_in[:] = zero
+    for d in range(1, depth):
+        past = (step - d) % depth
+        slot_due, slot_cursor, slot_queue = due[b, past], cursor[b, past], queue[b, past]
+        for m in range(qlen[b, past]):
+            if slot_due[m] != d:
+                continue
+            i = slot_queue[m]
+            k = slot_cursor[m]
+            end = row_ptr[i + 1]
+            target = exc_in if is_exc[i] else inh_in
+            while k < end:
+                packed = synapse[k]
+                if packed >> _POST_BITS != d:
+                    break
+                target[packed & _POST_MASK] += w[k]
+                k += 1
+            slot_cursor[m] = k
+            slot_due[m] = synapse[k] >> _POST_BITS if k < end else 0
+
+    # (b) membrane, threshold, reset, refractoriness, currents (same order as the torch backend); written
+    #     without data-dependent branches so that the compiler vectorises it
+    v_b, v_pre_b, refr_b, spk_b = v[b], v_pre[b], refr[b], spk[b]
+    ampa_b, nmda_b, gaba_b = cur[0, b], cur[1, b], cur[2, b]
+    inp_b = inp[b] if has_input else v_b
+    noise = bank[offsets[b] : offsets[b] + n]
+    for j in range(n):
+        u = v_b[j] * decay_m
+        u += prop_ampa * ampa_b[j]
+        u += prop_gaba * gaba_b[j]
+        if nmda_active:
+            u += prop_nmda * nmda_b[j]
+        if has_leak:
+            u += leak
+        if has_input:
+            u += input_gain * inp_b[j]
+        u *= max(one - refr_b[j], zero)
+        v_pre_b[j] = u
+        fired = u >= theta
+        spk_b[j] = one if fired else zero
+        v_b[j] = zero if fired else u
+        refr_b[j] = max(refr_b[j] - one, zero) + (refractory_steps if fired else zero)
+        excitatory = exc_in[j]
+        ampa = ampa_b[j] * decay_ampa + gain_a[j] * excitatory
+        if has_background:
+            ampa += background_gain * noise[j]
+        ampa_b[j] = ampa
+        nmda_b[j] = nmda_b[j] * decay_nmda + gain_n[j] * excitatory
+        gaba_b[j] = gaba_b[j] * decay_gaba + jump_gaba * inh_in[j]
+
+    # (c) queue this step's spikes, each with a cursor at the start of its row
+    now = step % depth
+    slot_due, slot_cursor, slot_queue = due[b, now], cursor[b, now], queue[b, now]
+    count = 0
+    for j in range(n):
+        if spk_b[j] != zero:
+            slot_queue[count] = j
+            slot_cursor[count] = row_ptr[j]
+            slot_due[count] = synapse[row_ptr[j]] >> _POST_BITS if row_ptr[j + 1] > row_ptr[j] else 0
+            count += 1
+    qlen[b, now] = count
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _batch_parallel(step, v, v_pre, cur, refr, spk, arr, queue, cursor, due, qlen, bank, offsets, inp, has_input, w,
+                    row_ptr, synapse, is_exc, gain_a, gain_n, params, flags, depth):  # fmt: skip
+    for b in numba.prange(v.shape[0]):
+        _one_brain(b, step, v, v_pre, cur, refr, spk, arr, queue, cursor, due, qlen, bank, offsets, inp, has_input, w,
+                   row_ptr, synapse, is_exc, gain_a, gain_n, params, flags, depth)  # fmt: skip
+
+
+@numba.njit(cache=True, nogil=True)
+def _batch_serial(step, v, v_pre, cur, refr, spk, arr, queue, cursor, due, qlen, bank, offsets, inp, has_input, w,
+                  row_ptr, synapse, is_exc, gain_a, gain_n, params, flags, depth):  # fmt: skip
+    for b in range(v.shape[0]):
+        _one_brain(b, step, v, v_pre, cur, refr, spk, arr, queue, cursor, due, qlen, bank, offsets, inp, has_input, w,
+                   row_ptr, synapse, is_exc, gain_a, gain_n, params, flags, depth)  # fmt: skip
+
+
+def fused_step(
+    tables: KernelTables,
+    weights: torch.Tensor,
+    arrays: tuple[np.ndarray, ...],
+    bank: np.ndarray,
+    offsets: np.ndarray,
+    input_current: torch.Tensor | None,
+    step: int,
+) -> None:
+    """Advance the state whose numpy views are ``arrays`` = (v, v_pre, currents, refractory, spikes,
+    arrivals, spike_queue, queue_cursor, queue_due, queue_length) by one step, in place. ``offsets``:
+    ``[B]`` noise-window offsets of this step into ``bank`` (the Poisson count bank)."""
+    v = arrays[0]
+    if input_current is None:
+        inp, has_input = v, False
+    else:
+        inp, has_input = input_current.detach().to(torch.float32).contiguous().numpy(), True
+    kernel = _batch_parallel if v.shape[0] > 1 and numba.get_num_threads() > 1 else _batch_serial
+    kernel(step, *arrays, bank, offsets, inp, has_input, weights.detach().numpy(), tables.row_ptr, tables.synapse,
+           tables.is_excitatory, tables.gain_ampa, tables.gain_nmda, tables.params,
+           tables.flags, tables.depth)  # fmt: skip
