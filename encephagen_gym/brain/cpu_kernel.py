@@ -12,7 +12,9 @@ stays in cache, and moves its cursor on. Postsynaptic neuron and delay are packe
 per synapse, so a visit reads two cache lines (that word and the weight). Same idea as GeNN's
 presynaptic spike queues for axonal delays; it needs no assumption about how delays are distributed.
 
-Batch elements are independent and are spread over numba's threads (``numba.set_num_threads``); the
+Batch elements are independent and are spread over numba's threads (``numba.set_num_threads``; numba's
+own "workqueue" pool unless ``NUMBA_THREADING_LAYER`` says otherwise, so torch's thread count is left
+alone; a batch of one runs on the calling thread); the
 sums are taken in a fixed order, so results are reproducible run to run on any thread count. Float
 sums run in a different order than the torch backend's ``scatter_add_``, so the two backends agree to
 float32 rounding (≈1e-5 mV), not bit for bit; spike trains then diverge after a while, as any chaotic
@@ -26,6 +28,7 @@ not with SIMD width.
 
 from __future__ import annotations
 
+import os
 from typing import NamedTuple
 
 import numba
@@ -54,6 +57,12 @@ class KernelTables(NamedTuple):
     flags: np.ndarray
     depth: int
 
+
+# numba's own thread pool: its OpenMP layer would share (and reset) torch's OpenMP thread count. The
+# workqueue pool must not be entered from two Python threads at once; set NUMBA_THREADING_LAYER=tbb (with
+# the tbb package) to step brains from several threads.
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "workqueue"
 
 _POST_BITS = 22
 _POST_MASK = (1 << _POST_BITS) - 1
