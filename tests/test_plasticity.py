@@ -557,36 +557,47 @@ def test_homeostatic_scaling_moves_the_rate_toward_its_target(record_property):
 # ------------------------------------------------------------------------------------------ devices and seeds
 
 
+def _rule_results(device: str, backend: str) -> list[torch.Tensor]:
+    """Traces and updates of the three rule families after 60 steps of the same synthetic activity."""
+    brain = small_brain(device=device, backend=backend)
+    net = brain.network
+    readout = ActorCriticReadout(net, 2, seed=0)
+    proj = select_projection(net, brain.weights, [("prefrontal", "premotor"), ("prefrontal", "motor")])
+    rules = (RewardEProp(net, proj, readout, seed=0), RewardModulatedSTDP(net, proj),
+             SynapticScaling(net, incoming_projection(net, brain.weights, "premotor")))  # fmt: skip
+    traces = [rule.init_traces(4) for rule in rules]
+    generator = torch.Generator().manual_seed(0)  # the same synthetic activity on every device
+    for _ in range(60):
+        spikes = (torch.rand(4, net.n_neurons, generator=generator) < 0.05).float().to(device)
+        voltage = (25.0 * torch.rand(4, net.n_neurons, generator=generator)).to(device)
+        state = type("Activity", (), {"spikes": spikes, "v_pre_reset": voltage})()
+        traces = [rule.step(trace, state) for rule, trace in zip(rules, traces, strict=True)]
+    reward_traces = traces[0]
+    out = rules[0].evaluate(reward_traces)
+    actions = out.policy.argmax(1)
+    rules[0].record_decision(reward_traces, out, actions)
+    delta = torch.tensor([1.0, -1.0, 0.5, 0.0], device=device)
+    return [
+        reward_traces.eprop.eligibility.cpu(),
+        rules[0].weight_update(reward_traces, delta).cpu(),
+        rules[1].weight_update(traces[1], delta).cpu(),
+        rules[2].weight_update(traces[2], brain.weights, 10.0).cpu(),
+    ]
+
+
+def _assert_same_results(first: list[torch.Tensor], second: list[torch.Tensor]) -> None:
+    for a, b in zip(first, second, strict=True):
+        assert a.abs().max() > 0
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-6 * float(a.abs().max()) + 1e-12)
+
+
+def test_rules_give_the_same_traces_and_updates_with_numba_and_torch():
+    _assert_same_results(_rule_results("cpu", "numba"), _rule_results("cpu", "torch"))
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_rules_give_the_same_traces_and_updates_on_cuda():
-    results = {}
-    for device in ("cpu", "cuda"):
-        brain = small_brain(device=device)
-        net = brain.network
-        readout = ActorCriticReadout(net, 2, seed=0)
-        proj = select_projection(net, brain.weights, [("prefrontal", "premotor"), ("prefrontal", "motor")])
-        rules = (RewardEProp(net, proj, readout, seed=0), RewardModulatedSTDP(net, proj),
-                 SynapticScaling(net, incoming_projection(net, brain.weights, "premotor")))  # fmt: skip
-        traces = [rule.init_traces(4) for rule in rules]
-        generator = torch.Generator().manual_seed(0)  # the same synthetic activity on both devices
-        for _ in range(60):
-            spikes = (torch.rand(4, net.n_neurons, generator=generator) < 0.05).float().to(device)
-            voltage = (25.0 * torch.rand(4, net.n_neurons, generator=generator)).to(device)
-            state = type("Activity", (), {"spikes": spikes, "v_pre_reset": voltage})()
-            traces = [rule.step(trace, state) for rule, trace in zip(rules, traces, strict=True)]
-        reward_traces = traces[0]
-        out = rules[0].evaluate(reward_traces)
-        actions = out.policy.argmax(1)
-        rules[0].record_decision(reward_traces, out, actions)
-        delta = torch.tensor([1.0, -1.0, 0.5, 0.0], device=device)
-        results[device] = [
-            reward_traces.eprop.eligibility.cpu(),
-            rules[0].weight_update(reward_traces, delta).cpu(),
-            rules[1].weight_update(traces[1], delta).cpu(),
-            rules[2].weight_update(traces[2], brain.weights, 10.0).cpu(),
-        ]
-    for cpu, cuda in zip(results["cpu"], results["cuda"], strict=True):
-        assert torch.allclose(cpu, cuda, rtol=1e-4, atol=1e-6 * float(cpu.abs().max()) + 1e-12)
+    _assert_same_results(_rule_results("cpu", "auto"), _rule_results("cuda", "auto"))
 
 
 @pytest.mark.slow

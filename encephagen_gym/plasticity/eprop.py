@@ -57,6 +57,7 @@ from typing import NamedTuple
 
 import torch
 
+from encephagen_gym.brain.config import resolve_backend
 from encephagen_gym.brain.decoders import LeakyReadout
 from encephagen_gym.brain.network import Network
 from encephagen_gym.brain.simulator import BrainState
@@ -113,7 +114,9 @@ class EpropParams(NamedTuple):
     ``channel_fast`` and ``channel_nmda`` ``[C, U, 1]``, the weights (1 − s_c, s_c) of the AMPA and NMDA
     traces of excitatory neurons (1, 0 for inhibitory ones). ``history_columns`` ``[P]``: the history
     column each synapse reads (channel·U + presynaptic position). Scalars: ``decay_m`` α, ``decay_nmda``,
-    ``propagator_nmda``, ``kappa`` κ, ``threshold_mv`` θ, ``gamma_pd``.
+    ``propagator_nmda``, ``kappa`` κ, ``threshold_mv`` θ, ``gamma_pd``. ``backend``: ``"numba"`` runs the
+    trace step as one compiled CPU pass (:mod:`~encephagen_gym.plasticity.eprop_kernel`), ``"torch"`` as
+    tensor ops; taken from the brain's backend (``BrainConfig.backend``).
     """
 
     projection: PlasticProjection
@@ -132,6 +135,7 @@ class EpropParams(NamedTuple):
     kappa: float
     threshold_mv: float
     gamma_pd: float
+    backend: str = "torch"
 
 
 class EpropTraces(NamedTuple):
@@ -195,6 +199,7 @@ def make_eprop_params(
         kappa=float(kappa),
         threshold_mv=float(network.v_threshold_rel),
         gamma_pd=float(gamma_pd),
+        backend=resolve_backend(network.config.backend, network.device),
     )
 
 
@@ -229,6 +234,11 @@ def eprop_trace_step(
     ē(t) = κ ē(t−1) + ψ_j(t) x_i(t − d)."""
     proj = params.projection
     time = traces.time + 1
+    if params.backend == "numba":
+        from encephagen_gym.plasticity import eprop_kernel  # imports numba, only when used
+
+        eprop_kernel.trace_step(params, traces, spikes, v_pre_reset, time)
+        return traces._replace(time=time)
     z_pre = spikes.index_select(1, proj.pre_neurons).t()  # [U, B]
     traces.membrane.mul_(params.decay_m).addcmul_(traces.current, params.propagator)
     traces.current.mul_(params.decay_current).addcmul_(z_pre, params.jump)

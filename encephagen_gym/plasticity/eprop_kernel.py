@@ -1,0 +1,112 @@
+"""The ``"numba"`` CPU path of :func:`~encephagen_gym.plasticity.eprop.eprop_trace_step`: one compiled pass.
+
+Same equations and order of operations as the torch path (see :mod:`encephagen_gym.plasticity.eprop`):
+presynaptic filter stages, push into the delayed history, pseudo-derivative of the postsynaptic voltage,
+then ē ← κ ē + ψ_post · x_pre(t − d) per synapse, without the ``[P, B]`` temporaries of the gathers. Used
+when the brain's backend is ``"numba"`` (the default on CPU); results agree with the torch path to float32
+rounding.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import torch
+
+__all__ = ["trace_step"]
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _trace_step(spikes, v_pre, pre_neurons, post_neurons, post_local, index, current, membrane, decay_current,
+                jump, propagator, use_nmda, current_nmda, membrane_nmda, nmda_jump, channel_fast, channel_nmda,
+                mixed, buffer, eligibility, scalars, slot, depth, width):  # fmt: skip
+    n_pre, batch = current.shape
+    decay_m, decay_nmda, propagator_nmda = scalars[0], scalars[1], scalars[2]
+    kappa, threshold, gamma_pd = scalars[3], scalars[4], scalars[5]
+    zero = np.float32(0.0)
+
+    # presynaptic filter stages: x ← α x + P a, then a ← β a + J z (and the NMDA path)
+    for u in range(n_pre):
+        neuron = pre_neurons[u]
+        for b in range(batch):
+            z = spikes[b, neuron]
+            membrane[u, b] = membrane[u, b] * decay_m + current[u, b] * propagator[u, 0]
+            current[u, b] = current[u, b] * decay_current[u, 0] + z * jump[u, 0]
+            if use_nmda:
+                membrane_nmda[u, b] = membrane_nmda[u, b] * decay_m + current_nmda[u, b] * propagator_nmda
+                current_nmda[u, b] = current_nmda[u, b] * decay_nmda + z * nmda_jump[u, 0]
+
+    # push x(t) (or its per-channel NMDA mixtures) into both copies of the history slot
+    low, high = slot * width, (slot + depth) * width
+    if use_nmda:
+        for c in range(channel_fast.shape[0]):
+            for u in range(n_pre):
+                row = c * n_pre + u
+                for b in range(batch):
+                    value = channel_fast[c, u, 0] * membrane[u, b] + channel_nmda[c, u, 0] * membrane_nmda[u, b]
+                    mixed[row, b] = value
+                    buffer[low + row, b] = value
+                    buffer[high + row, b] = value
+    else:
+        for u in range(n_pre):
+            for b in range(batch):
+                buffer[low + u, b] = membrane[u, b]
+                buffer[high + u, b] = membrane[u, b]
+
+    # pseudo-derivative ψ = max(0, γ/θ − |u − θ| γ/θ²) of each postsynaptic neuron
+    n_post = post_neurons.shape[0]
+    psi = np.empty((n_post, batch), dtype=np.float32)
+    slope, peak = np.float32(-gamma_pd / (threshold * threshold)), np.float32(gamma_pd / threshold)
+    for v in range(n_post):
+        neuron = post_neurons[v]
+        for b in range(batch):
+            value = abs(v_pre[b, neuron] - threshold) * slope + peak
+            psi[v, b] = value if value > zero else zero
+
+    # ē ← κ ē + ψ_post x_pre(t − d), reading the history window that starts at this slot
+    for p in range(index.shape[0]):
+        row = low + index[p]
+        post = post_local[p]
+        for b in range(batch):
+            eligibility[p, b] = eligibility[p, b] * kappa + psi[post, b] * buffer[row, b]
+
+
+def _array(tensor: torch.Tensor | None) -> np.ndarray:
+    if tensor is None:
+        return np.zeros((1, 1, 1), dtype=np.float32)
+    return tensor.detach().contiguous().numpy()
+
+
+def trace_step(params, traces, spikes: torch.Tensor, v_pre_reset: torch.Tensor, time: int) -> None:
+    """Advance ``traces`` (:class:`~encephagen_gym.plasticity.eprop.EpropTraces`, CPU) in place to ``time``."""
+    proj, history = params.projection, traces.history
+    nmda = params.use_nmda
+    scalars = np.array([params.decay_m, params.decay_nmda, params.propagator_nmda, params.kappa,
+                        params.threshold_mv, params.gamma_pd], dtype=np.float32)  # fmt: skip
+    empty2 = np.zeros((1, 1), dtype=np.float32)
+    _trace_step(
+        spikes.detach().to(torch.float32).contiguous().numpy(),
+        v_pre_reset.detach().to(torch.float32).contiguous().numpy(),
+        proj.pre_neurons.numpy(),
+        proj.post_neurons.numpy(),
+        proj.post_local.numpy(),
+        history.index.numpy(),
+        traces.current.numpy(),
+        traces.membrane.numpy(),
+        params.decay_current.numpy(),
+        params.jump.numpy(),
+        params.propagator.numpy(),
+        nmda,
+        traces.current_nmda.numpy() if nmda else empty2,
+        traces.membrane_nmda.numpy() if nmda else empty2,
+        params.nmda_jump.numpy() if nmda else empty2,
+        _array(params.channel_fast),
+        _array(params.channel_nmda),
+        traces.mixed.numpy() if nmda else empty2,
+        history.buffer.numpy(),
+        traces.eligibility.numpy(),
+        scalars,
+        time % history.depth,
+        history.depth,
+        history.width,
+    )
