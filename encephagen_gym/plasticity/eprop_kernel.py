@@ -64,48 +64,72 @@ def _trace_step(spikes, v_pre, pre_neurons, post_neurons, post_local, index, cur
             psi[v, b] = value if value > zero else zero
 
     # ē ← κ ē + ψ_post x_pre(t − d), reading the history window that starts at this slot
-    for p in range(index.shape[0]):
-        row = low + index[p]
-        post = post_local[p]
-        for b in range(batch):
-            eligibility[p, b] = eligibility[p, b] * kappa + psi[post, b] * buffer[row, b]
+    n_syn = index.shape[0]
+    if batch == 1:  # flat loop: about 2× faster than 2-D indexing with a unit inner loop
+        flat_elig, flat_psi, flat_buffer = eligibility.reshape(n_syn), psi.reshape(n_post), buffer.reshape(-1)
+        for p in range(n_syn):
+            flat_elig[p] = flat_elig[p] * kappa + flat_psi[post_local[p]] * flat_buffer[low + index[p]]
+    else:
+        for p in range(n_syn):
+            row = low + index[p]
+            post = post_local[p]
+            for b in range(batch):
+                eligibility[p, b] = eligibility[p, b] * kappa + psi[post, b] * buffer[row, b]
 
 
-def _array(tensor: torch.Tensor | None) -> np.ndarray:
+def _array(tensor: torch.Tensor | None, dims: int = 2) -> np.ndarray:
     if tensor is None:
-        return np.zeros((1, 1, 1), dtype=np.float32)
+        return np.zeros((1,) * dims, dtype=np.float32)
     return tensor.detach().contiguous().numpy()
 
 
-def trace_step(params, traces, spikes: torch.Tensor, v_pre_reset: torch.Tensor, time: int) -> None:
-    """Advance ``traces`` (:class:`~encephagen_gym.plasticity.eprop.EpropTraces`, CPU) in place to ``time``."""
-    proj, history = params.projection, traces.history
-    nmda = params.use_nmda
+_ARGS: dict[int, tuple[torch.Tensor, tuple]] = {}
+
+
+def _static_args(params, traces) -> tuple:
+    """numpy views of the parameters and traces (made once per traces record: a step replaces the record,
+    not its tensors), with int32 synapse indices to halve the per-synapse memory traffic."""
+    key = id(traces.eligibility)
+    cached = _ARGS.get(key)
+    if cached is not None and cached[0] is traces.eligibility:
+        return cached[1]
+    proj, history, nmda = params.projection, traces.history, params.use_nmda
     scalars = np.array([params.decay_m, params.decay_nmda, params.propagator_nmda, params.kappa,
                         params.threshold_mv, params.gamma_pd], dtype=np.float32)  # fmt: skip
-    empty2 = np.zeros((1, 1), dtype=np.float32)
-    _trace_step(
-        spikes.detach().to(torch.float32).contiguous().numpy(),
-        v_pre_reset.detach().to(torch.float32).contiguous().numpy(),
+    args = (
         proj.pre_neurons.numpy(),
         proj.post_neurons.numpy(),
-        proj.post_local.numpy(),
-        history.index.numpy(),
+        proj.post_local.numpy().astype(np.int32),
+        history.index.numpy().astype(np.int32),
         traces.current.numpy(),
         traces.membrane.numpy(),
         params.decay_current.numpy(),
         params.jump.numpy(),
         params.propagator.numpy(),
         nmda,
-        traces.current_nmda.numpy() if nmda else empty2,
-        traces.membrane_nmda.numpy() if nmda else empty2,
-        params.nmda_jump.numpy() if nmda else empty2,
-        _array(params.channel_fast),
-        _array(params.channel_nmda),
-        traces.mixed.numpy() if nmda else empty2,
+        _array(traces.current_nmda),
+        _array(traces.membrane_nmda),
+        _array(params.nmda_jump),
+        _array(params.channel_fast, 3),
+        _array(params.channel_nmda, 3),
+        _array(traces.mixed),
         history.buffer.numpy(),
         traces.eligibility.numpy(),
         scalars,
+    )
+    if len(_ARGS) >= 8:
+        _ARGS.clear()
+    _ARGS[key] = (traces.eligibility, args)
+    return args
+
+
+def trace_step(params, traces, spikes: torch.Tensor, v_pre_reset: torch.Tensor, time: int) -> None:
+    """Advance ``traces`` (:class:`~encephagen_gym.plasticity.eprop.EpropTraces`, CPU) in place to ``time``."""
+    history = traces.history
+    _trace_step(
+        spikes.detach().to(torch.float32).contiguous().numpy(),
+        v_pre_reset.detach().to(torch.float32).contiguous().numpy(),
+        *_static_args(params, traces),
         time % history.depth,
         history.depth,
         history.width,
