@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import math
+import pickle
 
 import numpy as np
 import pytest
@@ -360,6 +362,18 @@ def test_same_generator_seed_reproduces_exactly_and_clone_state_snapshots(backen
     future_a = spike_times(brain, state, 300)[1]
     future_b = spike_times(brain, snapshot, 300)[1]
     assert torch.equal(future_a, future_b)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_pickled_and_deep_copied_states_continue_identically(backend):
+    brain = SpikingBrain(BrainConfig(neurons_per_region=10, device=CPU, backend=backend))
+    state = brain.run(brain.initial_state(2), 150)
+    copies = [pickle.loads(pickle.dumps(state)), copy.deepcopy(state)]
+    original = spike_times(brain, state, 200)[1]
+    assert original.sum() > 0
+    for other in copies:
+        assert other.backend == backend and other.step == 150
+        assert torch.equal(spike_times(brain, other, 200)[1], original)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -19,7 +19,9 @@ Modules: :mod:`~encephagen_gym.brain.config` (``BrainConfig``, every parameter w
 :mod:`~encephagen_gym.brain.network` (``build_network``: CSR synapses by presynaptic neuron, Dale's law via
 the presynaptic type, tract-length delays, exact-integration constants),
 :mod:`~encephagen_gym.brain.simulator` (``BrainState``, ``init_state``, the step function
-``brain_step(network, weights, state, input_current)``),
+``brain_step(network, weights, state, input_current)``; backend ``"torch"`` on any device),
+:mod:`~encephagen_gym.brain.cpu_kernel` (backend ``"numba"``, the CPU default: the same step compiled, with
+presynaptic spike queues),
 :mod:`~encephagen_gym.brain.readout` (``RegionActivity``), :mod:`~encephagen_gym.brain.module`
 (``SpikingBrain``), :mod:`~encephagen_gym.brain.decoders` (leaky-integrator readouts: ``LeakyReadout`` for
 regression, ``ActorCriticReadout`` with a softmax or tanh-Gaussian policy and a value unit).

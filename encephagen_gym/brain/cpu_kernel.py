@@ -29,6 +29,7 @@ not with SIMD width.
 from __future__ import annotations
 
 import os
+import weakref
 from typing import NamedTuple
 
 import numba
@@ -66,18 +67,19 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
 
 _POST_BITS = 22
 _POST_MASK = (1 << _POST_BITS) - 1
-_TABLES: dict[int, tuple[object, KernelTables]] = {}
+_TABLES: dict[int, tuple[weakref.ref, KernelTables]] = {}
 
 
 def kernel_tables(network) -> KernelTables:
     """The kernel's view of ``network`` (a CPU :class:`~encephagen_gym.brain.network.Network`), cached."""
-    cached = _TABLES.get(id(network.post))
-    if cached is not None and cached[0] is network.post:
+    key = id(network.post)
+    cached = _TABLES.get(key)
+    if cached is not None and cached[0]() is network.post:
         return cached[1]
     tables = _build_tables(network)
-    if len(_TABLES) > 16:
-        _TABLES.clear()
-    _TABLES[id(network.post)] = (network.post, tables)
+    for stale in [k for k, (ref, _) in _TABLES.items() if ref() is None]:
+        del _TABLES[stale]
+    _TABLES[key] = (weakref.ref(network.post), tables)
     return tables
 
 
@@ -121,8 +123,8 @@ def _build_tables(network) -> KernelTables:
         row_ptr=network.row_ptr.numpy().astype(np.int32),
         synapse=(network.post.numpy().astype(np.uint32) | (delay.astype(np.uint32) << _POST_BITS)),
         is_excitatory=network.is_excitatory.numpy().astype(np.uint8),
-        gain_ampa=np.ascontiguousarray(gains[0], dtype=np.float32),
-        gain_nmda=np.ascontiguousarray(gains[1], dtype=np.float32),
+        gain_ampa=np.array(gains[0], dtype=np.float32, copy=True),
+        gain_nmda=np.array(gains[1], dtype=np.float32, copy=True),
         params=params,
         flags=flags,
         depth=network.max_delay_steps + 1,
@@ -151,8 +153,11 @@ def _one_brain(b, step, v, v_pre, cur, refr, spk, arr, queue, cursor, due, qlen,
     inh_in[:] = zero
     for d in range(1, depth):
         past = (step - d) % depth
+        count = qlen[b, past]
+        if count == 0:  # common at small dt: most slots hold no spike
+            continue
         slot_due, slot_cursor, slot_queue = due[b, past], cursor[b, past], queue[b, past]
-        for m in range(qlen[b, past]):
+        for m in range(count):
             if slot_due[m] != d:
                 continue
             i = slot_queue[m]

@@ -158,6 +158,13 @@ class BrainState(NamedTuple):
         """``[B, N]`` GABA current (mV, ≤ 0)."""
         return self.currents[2]
 
+    def __deepcopy__(self, memo: dict) -> BrainState:
+        return clone_state(self)
+
+    def __reduce__(self):
+        # the views (numpy views for the numba backend) must be rebuilt on the unpickled tensors
+        return _rebuild_state, (tuple(getattr(self, name) for name in self._fields if name != "views"),)
+
     @property
     def ring_depth(self) -> int:
         """D: number of delay slots (max delay in steps + 1)."""
@@ -298,6 +305,11 @@ def _with_views(state: BrainState) -> BrainState:
     views = _make_views(state.currents, state.arrivals, state.ring, state.noise_offsets, state.v,
                         state.v_pre_reset)  # fmt: skip
     return state._replace(views=views)
+
+
+def _rebuild_state(fields: tuple) -> BrainState:
+    values = dict(zip((name for name in BrainState._fields if name != "views"), fields, strict=True))
+    return _with_views(BrainState(views=None, **values))
 
 
 def membrane_potential_mv(network: Network, v: torch.Tensor) -> torch.Tensor:

@@ -9,6 +9,8 @@ rounding.
 
 from __future__ import annotations
 
+import weakref
+
 import numba
 import numpy as np
 import torch
@@ -77,59 +79,75 @@ def _trace_step(spikes, v_pre, pre_neurons, post_neurons, post_local, index, cur
                 eligibility[p, b] = eligibility[p, b] * kappa + psi[post, b] * buffer[row, b]
 
 
-def _array(tensor: torch.Tensor | None, dims: int = 2) -> np.ndarray:
+def _copy(tensor: torch.Tensor | None, dims: int = 2, dtype=np.float32) -> np.ndarray:
+    """A numpy copy (no reference to the tensor, so the cache below does not keep it alive)."""
     if tensor is None:
         return np.zeros((1,) * dims, dtype=np.float32)
-    return tensor.detach().contiguous().numpy()
+    return np.array(tensor.detach().cpu().numpy(), dtype=dtype, copy=True)
 
 
-_ARGS: dict[int, tuple[torch.Tensor, tuple]] = {}
+def _view(tensor: torch.Tensor | None) -> np.ndarray:
+    return np.zeros((1, 1), dtype=np.float32) if tensor is None else tensor.numpy()
 
 
-def _static_args(params, traces) -> tuple:
-    """numpy views of the parameters and traces (made once per traces record: a step replaces the record,
-    not its tensors), with int32 synapse indices to halve the per-synapse memory traffic."""
-    key = id(traces.eligibility)
-    cached = _ARGS.get(key)
-    if cached is not None and cached[0] is traces.eligibility:
+_CONSTANTS: dict[int, tuple[weakref.ref, tuple]] = {}
+
+
+def _constants(params, history) -> tuple:
+    """The projection's constants as numpy copies (int32 synapse indices halve the per-synapse memory
+    traffic), made once per projection (they depend only on the network and the projection)."""
+    key = id(params.projection.post_local)
+    cached = _CONSTANTS.get(key)
+    if cached is not None and cached[0]() is params.projection.post_local:
         return cached[1]
-    proj, history, nmda = params.projection, traces.history, params.use_nmda
-    scalars = np.array([params.decay_m, params.decay_nmda, params.propagator_nmda, params.kappa,
-                        params.threshold_mv, params.gamma_pd], dtype=np.float32)  # fmt: skip
-    args = (
-        proj.pre_neurons.numpy(),
-        proj.post_neurons.numpy(),
-        proj.post_local.numpy().astype(np.int32),
-        history.index.numpy().astype(np.int32),
-        traces.current.numpy(),
-        traces.membrane.numpy(),
-        params.decay_current.numpy(),
-        params.jump.numpy(),
-        params.propagator.numpy(),
-        nmda,
-        _array(traces.current_nmda),
-        _array(traces.membrane_nmda),
-        _array(params.nmda_jump),
-        _array(params.channel_fast, 3),
-        _array(params.channel_nmda, 3),
-        _array(traces.mixed),
-        history.buffer.numpy(),
-        traces.eligibility.numpy(),
-        scalars,
+    proj = params.projection
+    constants = (
+        _copy(proj.pre_neurons, dtype=np.int64),
+        _copy(proj.post_neurons, dtype=np.int64),
+        _copy(proj.post_local, dtype=np.int32),
+        _copy(history.index, dtype=np.int32),
+        _copy(params.decay_current),
+        _copy(params.jump),
+        _copy(params.propagator),
+        _copy(params.nmda_jump),
+        _copy(params.channel_fast, 3),
+        _copy(params.channel_nmda, 3),
     )
-    if len(_ARGS) >= 8:
-        _ARGS.clear()
-    _ARGS[key] = (traces.eligibility, args)
-    return args
+    for stale in [k for k, (ref, _) in _CONSTANTS.items() if ref() is None]:
+        del _CONSTANTS[stale]
+    _CONSTANTS[key] = (weakref.ref(proj.post_local), constants)
+    return constants
 
 
 def trace_step(params, traces, spikes: torch.Tensor, v_pre_reset: torch.Tensor, time: int) -> None:
     """Advance ``traces`` (:class:`~encephagen_gym.plasticity.eprop.EpropTraces`, CPU) in place to ``time``."""
     history = traces.history
+    (pre_neurons, post_neurons, post_local, index, decay_current, jump, propagator, nmda_jump, channel_fast,
+     channel_nmda) = _constants(params, history)  # fmt: skip
+    scalars = np.array([params.decay_m, params.decay_nmda, params.propagator_nmda, params.kappa,
+                        params.threshold_mv, params.gamma_pd], dtype=np.float32)  # fmt: skip
     _trace_step(
         spikes.detach().to(torch.float32).contiguous().numpy(),
         v_pre_reset.detach().to(torch.float32).contiguous().numpy(),
-        *_static_args(params, traces),
+        pre_neurons,
+        post_neurons,
+        post_local,
+        index,
+        traces.current.numpy(),
+        traces.membrane.numpy(),
+        decay_current,
+        jump,
+        propagator,
+        params.use_nmda,
+        _view(traces.current_nmda),
+        _view(traces.membrane_nmda),
+        nmda_jump,
+        channel_fast,
+        channel_nmda,
+        _view(traces.mixed),
+        history.buffer.numpy(),
+        traces.eligibility.numpy(),
+        scalars,
         time % history.depth,
         history.depth,
         history.width,
