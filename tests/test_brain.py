@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 import pickle
+import threading
 
 import numpy as np
 import pytest
@@ -374,6 +375,28 @@ def test_pickled_and_deep_copied_states_continue_identically(backend):
     for other in copies:
         assert other.backend == backend and other.step == 150
         assert torch.equal(spike_times(brain, other, 200)[1], original)
+
+
+def test_numba_brains_stepped_from_two_threads_match_sequential_runs():
+    """Batched numba steps from two Python threads at once: no crash, and each result equals its run alone."""
+    brain = SpikingBrain(BrainConfig(neurons_per_region=10, device=CPU, backend="numba"))
+    seeds = (1, 2)
+    alone = [spike_times(brain, brain.initial_state(4, generator=torch.Generator().manual_seed(s)), 400)[1]
+             for s in seeds]  # fmt: skip
+    results = {}
+
+    def work(seed):
+        results[seed] = spike_times(brain, brain.initial_state(4, generator=torch.Generator().manual_seed(seed)), 400)[
+            1
+        ]
+
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in seeds]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for seed, expected in zip(seeds, alone, strict=True):
+        assert torch.equal(results[seed], expected)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

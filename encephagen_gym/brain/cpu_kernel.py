@@ -29,6 +29,7 @@ not with SIMD width.
 from __future__ import annotations
 
 import os
+import threading
 import weakref
 from typing import NamedTuple
 
@@ -60,10 +61,11 @@ class KernelTables(NamedTuple):
 
 
 # numba's own thread pool: its OpenMP layer would share (and reset) torch's OpenMP thread count. The
-# workqueue pool must not be entered from two Python threads at once; set NUMBA_THREADING_LAYER=tbb (with
-# the tbb package) to step brains from several threads.
+# workqueue pool must not be entered from two Python threads at once, so parallel launches take a lock and
+# a thread that finds it taken runs its batch serially instead.
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
+_PARALLEL_LAUNCH = threading.Lock()
 
 _POST_BITS = 22
 _POST_MASK = (1 << _POST_BITS) - 1
@@ -249,7 +251,13 @@ def fused_step(
         inp, has_input = v, False
     else:
         inp, has_input = input_current.detach().to(torch.float32).contiguous().numpy(), True
-    kernel = _batch_parallel if v.shape[0] > 1 and numba.get_num_threads() > 1 else _batch_serial
-    kernel(step, *arrays, bank, offsets, inp, has_input, weights.detach().numpy(), tables.row_ptr, tables.synapse,
-           tables.is_excitatory, tables.gain_ampa, tables.gain_nmda, tables.params,
-           tables.flags, tables.depth)  # fmt: skip
+    args = (step, *arrays, bank, offsets, inp, has_input, weights.detach().numpy(), tables.row_ptr, tables.synapse,
+            tables.is_excitatory, tables.gain_ampa, tables.gain_nmda, tables.params, tables.flags,
+            tables.depth)  # fmt: skip
+    if v.shape[0] > 1 and numba.get_num_threads() > 1 and _PARALLEL_LAUNCH.acquire(blocking=False):
+        try:
+            _batch_parallel(*args)
+        finally:
+            _PARALLEL_LAUNCH.release()
+    else:
+        _batch_serial(*args)
