@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import math
 import pickle
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -397,6 +399,20 @@ def test_numba_brains_stepped_from_two_threads_match_sequential_runs():
         thread.join()
     for seed, expected in zip(seeds, alone, strict=True):
         assert torch.equal(results[seed], expected)
+
+
+def test_numba_threads_leave_torch_thread_count_alone():
+    """numba's OpenMP start-up resets the process-wide OpenMP thread count that torch reads (fresh process)."""
+    script = (
+        "import torch; torch.set_num_threads(1)\n"
+        "from encephagen_gym.brain import BrainConfig, SpikingBrain\n"
+        "brain = SpikingBrain(BrainConfig(neurons_per_region=4, device='cpu', backend='numba'))\n"
+        "brain.run(brain.initial_state(4), 20)\n"
+        "print(torch.get_num_threads())\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-1] == "1"
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -12,9 +12,8 @@ stays in cache, and moves its cursor on. Postsynaptic neuron and delay are packe
 per synapse, so a visit reads two cache lines (that word and the weight). Same idea as GeNN's
 presynaptic spike queues for axonal delays; it needs no assumption about how delays are distributed.
 
-Batch elements are independent and are spread over numba's threads (``numba.set_num_threads``; numba's
-own "workqueue" pool unless ``NUMBA_THREADING_LAYER`` says otherwise, so torch's thread count is left
-alone; a batch of one runs on the calling thread); the
+Batch elements are independent and are spread over numba's threads (``numba.set_num_threads``; torch's
+own thread count is left as it was; a batch of one runs on the calling thread); the
 sums are taken in a fixed order, so results are reproducible run to run on any thread count. Float
 sums run in a different order than the torch backend's ``scatter_add_``, so the two backends agree to
 float32 rounding (≈1e-5 mV), not bit for bit; spike trains then diverge after a while, as any chaotic
@@ -28,7 +27,6 @@ not with SIMD width.
 
 from __future__ import annotations
 
-import os
 import threading
 import weakref
 from typing import NamedTuple
@@ -60,11 +58,11 @@ class KernelTables(NamedTuple):
     depth: int
 
 
-# numba's own thread pool: its OpenMP layer would share (and reset) torch's OpenMP thread count. The
-# workqueue pool must not be entered from two Python threads at once, so parallel launches take a lock and
-# a thread that finds it taken runs its batch serially instead.
-if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER = "workqueue"
+# numba's threading layer is left to numba (OpenMP where available: on a 2-core machine about 3× faster per
+# launch than its "workqueue" pool). Its OpenMP launch resets the process-wide OpenMP thread count, which
+# torch reads too, so fused_step restores torch's count afterwards. The workqueue pool must not be entered
+# from two Python threads at once, so parallel launches take a lock; a thread that finds it taken runs its
+# batch serially instead.
 _PARALLEL_LAUNCH = threading.Lock()
 
 _POST_BITS = 22
@@ -254,6 +252,7 @@ def fused_step(
     args = (step, *arrays, bank, offsets, inp, has_input, weights.detach().numpy(), tables.row_ptr, tables.synapse,
             tables.is_excitatory, tables.gain_ampa, tables.gain_nmda, tables.params, tables.flags,
             tables.depth)  # fmt: skip
+    torch_threads = torch.get_num_threads()
     if v.shape[0] > 1 and numba.get_num_threads() > 1 and _PARALLEL_LAUNCH.acquire(blocking=False):
         try:
             _batch_parallel(*args)
@@ -261,3 +260,5 @@ def fused_step(
             _PARALLEL_LAUNCH.release()
     else:
         _batch_serial(*args)
+    if torch.get_num_threads() != torch_threads:  # numba's OpenMP start-up resets the shared count
+        torch.set_num_threads(torch_threads)
