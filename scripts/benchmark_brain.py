@@ -183,11 +183,14 @@ def benchmark_rows(
 
 
 def _threads(backend: str) -> int:
+    torch_threads = torch.get_num_threads()
     if backend == "numba":
         import numba
 
-        return numba.get_num_threads()
-    return torch.get_num_threads()
+        threads = numba.get_num_threads()  # may start numba's OpenMP pool, which resets torch's count
+        torch.set_num_threads(torch_threads)
+        return threads
+    return torch_threads
 
 
 def benchmark_row(
