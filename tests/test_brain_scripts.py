@@ -43,6 +43,7 @@ def test_benchmark_table(capsys):
         ("1", "numba"), ("1", "torch"), ("2", "numba"), ("2", "torch")
     ]  # fmt: skip
     assert all(row["neurons"] == "96x5" and float(row["wall s/sim s"]) > 0 for row in rows)
+    assert all(row["threads"] == "1" for row in rows if row["backend"] == "torch")  # --threads 1 holds
     assert "syn events/s" in out
 
 
