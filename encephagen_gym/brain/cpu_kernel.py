@@ -43,9 +43,9 @@ class KernelTables(NamedTuple):
 
     The network's CSR rows ``row_ptr[i]:row_ptr[i + 1]`` are sorted by delay, so a spike's cursor moves
     forward through its row as time goes on; ``synapse[k]`` packs synapse k's postsynaptic neuron (low
-    22 bits) and delay in steps (high 10 bits) into one uint32, so that a visit reads one cache line;
-    the weights are read from the live ``weights`` tensor (learning rules change it in place). ``params`` and
-    ``flags`` hold the step constants (see :func:`_build_tables`).
+    22 bits) and delay in steps (high 10 bits) into one uint32, so that a delivery reads one word besides
+    the weight; the weights are read from the live ``weights`` tensor (learning rules change it in
+    place). ``params`` and ``flags`` hold the step constants (see :func:`_build_tables`).
     """
 
     row_ptr: np.ndarray
