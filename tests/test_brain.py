@@ -622,3 +622,21 @@ def test_default_dt_rates_within_15_percent_of_dt_0_1():
         rates[dt] = activity.rates_hz().mean().item()
     reference = rates.pop(0.1)
     assert abs(next(iter(rates.values())) - reference) / reference < 0.15
+
+
+def test_kernel_cache_memoises_per_tensor_without_keeping_it_alive():
+    import gc
+    import weakref
+
+    from encephagen_gym.brain.cpu_kernel import cached_for
+
+    cache, builds = {}, []
+    owner = torch.zeros(3)
+    owner_ref = weakref.ref(owner)
+    assert cached_for(cache, owner, lambda: builds.append(1) or "tables") == "tables"
+    assert cached_for(cache, owner, lambda: builds.append(1) or "again") == "tables" and len(builds) == 1
+    del owner
+    gc.collect()
+    assert owner_ref() is None  # the cache did not keep the network alive
+    other = torch.zeros(2)
+    assert cached_for(cache, other, lambda: "new") == "new" and len(cache) == 1  # the stale entry is dropped

@@ -29,13 +29,16 @@ from __future__ import annotations
 
 import threading
 import weakref
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple, TypeVar
 
 import numba
 import numpy as np
 import torch
 
-__all__ = ["KernelTables", "fused_step", "kernel_tables"]
+__all__ = ["KernelTables", "cached_for", "fused_step", "kernel_tables"]
+
+T = TypeVar("T")
 
 
 class KernelTables(NamedTuple):
@@ -70,17 +73,22 @@ _POST_MASK = (1 << _POST_BITS) - 1
 _TABLES: dict[int, tuple[weakref.ref, KernelTables]] = {}
 
 
+def cached_for(cache: dict, owner: torch.Tensor, build: Callable[[], T]) -> T:
+    """``build()``, memoised in ``cache`` for as long as the tensor ``owner`` lives (the cached value must
+    not reference ``owner``, or it would never be freed: keep numpy copies, not views)."""
+    cached = cache.get(id(owner))
+    if cached is not None and cached[0]() is owner:
+        return cached[1]
+    value = build()
+    for stale in [key for key, (ref, _) in cache.items() if ref() is None]:
+        del cache[stale]
+    cache[id(owner)] = (weakref.ref(owner), value)
+    return value
+
+
 def kernel_tables(network) -> KernelTables:
     """The kernel's view of ``network`` (a CPU :class:`~encephagen_gym.brain.network.Network`), cached."""
-    key = id(network.post)
-    cached = _TABLES.get(key)
-    if cached is not None and cached[0]() is network.post:
-        return cached[1]
-    tables = _build_tables(network)
-    for stale in [k for k, (ref, _) in _TABLES.items() if ref() is None]:
-        del _TABLES[stale]
-    _TABLES[key] = (weakref.ref(network.post), tables)
-    return tables
+    return cached_for(_TABLES, network.post, lambda: _build_tables(network))
 
 
 def _build_tables(network) -> KernelTables:

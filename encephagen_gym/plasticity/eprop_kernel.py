@@ -9,11 +9,11 @@ rounding.
 
 from __future__ import annotations
 
-import weakref
-
 import numba
 import numpy as np
 import torch
+
+from encephagen_gym.brain.cpu_kernel import cached_for
 
 __all__ = ["trace_step"]
 
@@ -90,18 +90,14 @@ def _view(tensor: torch.Tensor | None) -> np.ndarray:
     return np.zeros((1, 1), dtype=np.float32) if tensor is None else tensor.numpy()
 
 
-_CONSTANTS: dict[int, tuple[weakref.ref, tuple]] = {}
+_CONSTANTS: dict = {}
 
 
 def _constants(params, history) -> tuple:
     """The projection's constants as numpy copies (int32 synapse indices halve the per-synapse memory
     traffic), made once per projection (they depend only on the network and the projection)."""
-    key = id(params.projection.post_local)
-    cached = _CONSTANTS.get(key)
-    if cached is not None and cached[0]() is params.projection.post_local:
-        return cached[1]
     proj = params.projection
-    constants = (
+    return cached_for(_CONSTANTS, proj.post_local, lambda: (
         _copy(proj.pre_neurons, dtype=np.int64),
         _copy(proj.post_neurons, dtype=np.int64),
         _copy(proj.post_local, dtype=np.int32),
@@ -112,11 +108,7 @@ def _constants(params, history) -> tuple:
         _copy(params.nmda_jump),
         _copy(params.channel_fast, 3),
         _copy(params.channel_nmda, 3),
-    )
-    for stale in [k for k, (ref, _) in _CONSTANTS.items() if ref() is None]:
-        del _CONSTANTS[stale]
-    _CONSTANTS[key] = (weakref.ref(proj.post_local), constants)
-    return constants
+    ))  # fmt: skip
 
 
 def trace_step(params, traces, spikes: torch.Tensor, v_pre_reset: torch.Tensor, time: int) -> None:
