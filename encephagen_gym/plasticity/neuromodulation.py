@@ -15,7 +15,7 @@ import torch
 
 from encephagen_gym.plasticity.validation import check_finite, check_shape
 
-__all__ = ["RewardBaseline", "baseline_modulator"]
+__all__ = ["RewardBaseline", "TDErrorScaler", "baseline_modulator"]
 
 
 def baseline_modulator(baseline: torch.Tensor, reward: torch.Tensor, rate: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -42,3 +42,39 @@ class RewardBaseline:
         reward = reward.to(self.baseline.dtype)
         modulator, self.baseline = baseline_modulator(self.baseline, reward, self.rate)
         return modulator
+
+
+class TDErrorScaler:
+    """The third factor of actor and recurrent updates: the TD error divided by its running RMS.
+
+    M = clip(δ / √(v̂ + ε), −``clip``, ``clip``) with v̂ a bias-corrected running mean of δ² over the batch
+    (time constant ``tau_updates`` calls, as Adam corrects its moment estimates). The sign and relative size
+    of δ are kept while its scale — set by the task's reward units and by how well the critic already
+    predicts — is removed, so that one learning rate serves every task. ``scale(δ)`` returns M and then
+    updates v̂ with the batch (no host read)."""
+
+    def __init__(self, tau_updates: float = 1000.0, clip: float = 5.0, eps: float = 1e-8,
+                 device: torch.device | str = "cpu") -> None:  # fmt: skip
+        if not (isinstance(tau_updates, int | float) and math.isfinite(tau_updates) and tau_updates >= 1):
+            raise ValueError(f"tau_updates must be a number >= 1, got {tau_updates!r}")
+        if not (isinstance(clip, int | float) and clip > 0):
+            raise ValueError(f"clip must be a positive number, got {clip!r}")
+        self.decay = math.exp(-1.0 / tau_updates)
+        self.clip = float(clip)
+        self.eps = float(eps)
+        self.mean_square = torch.zeros((), device=device)
+        self.updates = 0
+
+    def scale(self, td_error: torch.Tensor) -> torch.Tensor:
+        """M ``[B]`` for TD errors ``[B]`` (including this batch in the running RMS)."""
+        self.mean_square.mul_(self.decay).add_(td_error.detach().square().mean(), alpha=1.0 - self.decay)
+        self.updates += 1
+        variance = self.mean_square / (1.0 - self.decay**self.updates)
+        return (td_error / (variance + self.eps).sqrt()).clamp(-self.clip, self.clip)
+
+    def state_dict(self) -> dict[str, object]:
+        return {"mean_square": self.mean_square.clone(), "updates": self.updates}
+
+    def load_state_dict(self, state: dict[str, object]) -> None:
+        self.mean_square.copy_(state["mean_square"])
+        self.updates = int(state["updates"])
