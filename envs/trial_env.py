@@ -94,6 +94,8 @@ class TrialEnv(gym.Env[np.ndarray, np.int64]):
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 25}
     reward_term_names: ClassVar[tuple[str, ...]] = ()
+    withhold_action: ClassVar[int] = 0
+    """The action that means "do nothing" (withhold, fixate, no choice): agents may make it their default."""
 
     def __init__(
         self,

@@ -149,8 +149,8 @@ class ObservationEncoder(nn.Module):
         modality_roles: overrides of :data:`MODALITY_ROLES` (modality → roles, or alternatives).
         modality_codes: overrides of :data:`MODALITY_CODES`.
 
-    Call :meth:`forward` (``encoder(obs)``) for the current; in training mode it first updates the running
-    statistics of the signed modalities (``encoder.train(False)`` freezes them).
+    Call :meth:`forward` (``encoder(obs)``) for the current; ``encoder(obs, update_statistics=True)`` first
+    updates the running statistics of the signed modalities (while training).
     """
 
     def __init__(
@@ -265,14 +265,23 @@ class ObservationEncoder(nn.Module):
             parts.append(coded.reshape(observation.shape[0], -1))
         return torch.cat(parts, dim=1)
 
-    def forward(self, observation: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-        """Input current ``[B, N]`` (mV) for observations ``[B, D]`` (float, on the encoder's device)."""
+    def forward(
+        self,
+        observation: torch.Tensor,
+        update_statistics: bool = False,
+        out: torch.Tensor | None = None,
+        check_finite: bool = True,
+    ) -> torch.Tensor:
+        """Input current ``[B, N]`` (mV) for observations ``[B, D]``. ``update_statistics`` first folds the
+        batch into the running mean/std of the signed modalities (do it while training). ``out``: a ``[B, N]``
+        tensor to write into. ``check_finite`` rejects NaN/inf (one device→host read: callers that checked
+        the observation on the host pass False)."""
         if observation.dim() != 2 or observation.shape[1] != self.observation_size:
             raise ValueError(f"observation must have shape [B, {self.observation_size}], got {list(observation.shape)}")
         observation = observation.to(device=self.target_neurons.device, dtype=torch.float32)
-        if not bool(torch.isfinite(observation).all()):
+        if check_finite and not bool(torch.isfinite(observation).all()):
             raise ValueError("observation contains NaN or infinite values")
-        if self.training and self.signed_columns.numel():
+        if update_statistics and self.signed_columns.numel():
             self.standardiser.update(observation.index_select(1, self.signed_columns))
         coded = self.code(observation)
         drive = coded.index_select(1, self.target_pool).mul_(self.target_gain)
