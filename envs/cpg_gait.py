@@ -11,13 +11,8 @@ from typing import Any, ClassVar
 import mujoco
 import numpy as np
 
-from encephagen_gym.envs.body_env import (
-    DEFAULT_SIZE,
-    MujocoBodyEnv,
-    available_render_modes,
-    check_number,
-    check_range,
-)
+from encephagen_gym.envs.body_env import DEFAULT_SIZE, MujocoBodyEnv, available_render_modes
+from encephagen_gym.envs.checks import check_number, check_range
 from encephagen_gym.envs.cpg import MatsuokaParams, MatsuokaState, matsuoka_decay, matsuoka_step
 
 LEGS = ("rear", "front")
@@ -418,9 +413,8 @@ class CPGGaitEnv(MujocoBodyEnv):
             mujoco.mj_step(m, d, nstep=self.frame_skip)
         self._speed = self._speed_decay * self._speed + (1.0 - self._speed_decay) * float(d.qvel[0])
         step = self.elapsed_steps
-        if step < self.episode_steps:  # (stepping on after the episode's end is not recorded)
-            self._hips[step] = d.qpos[[3, 5]]
-            self._errors[step] = abs(self._speed - self._target)
+        self._hips[step] = d.qpos[[3, 5]]
+        self._errors[step] = abs(self._speed - self._target)
         height, pitch = d.qpos[1] + m.body_pos[1, 2], d.qpos[2]
         self._fell = bool(height < self.fall_height or abs(pitch) > self.fall_pitch)
         terms = {
@@ -442,6 +436,13 @@ class CPGGaitEnv(MujocoBodyEnv):
             "target_speed": self._target,
             "fell": float(self._fell),
         }
+
+    def _frame_status(self) -> list[str]:
+        return [
+            f"t = {self.elapsed_steps * self.dt:.2f} s",
+            f"distance {float(self.data.qpos[0]) - self._x0:+.2f} m",
+            f"speed {self._speed:.2f} m/s (target {self._target:.2f})",
+        ]
 
     def make_reference_policy(self) -> SpeedTrackingDrive | SpinalTorquePolicy:
         """``cpg=True``: :class:`SpeedTrackingDrive`; ``cpg=False``: :class:`SpinalTorquePolicy`."""

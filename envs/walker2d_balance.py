@@ -11,12 +11,13 @@ from gymnasium.envs.mujoco.walker2d_v5 import DEFAULT_CAMERA_CONFIG, Walker2dEnv
 
 from encephagen_gym.envs.body_env import (
     DEFAULT_SIZE,
+    MAX_EPISODE_S,
     BodyTaskMixin,
     available_render_modes,
-    check_number,
-    check_range,
+    check_frame_size,
     check_render_mode,
 )
+from encephagen_gym.envs.checks import check_number, check_range
 
 _JOINTS = slice(3, 9)  # qpos/qvel indices of thigh, leg, foot, thigh_left, leg_left, foot_left
 
@@ -101,6 +102,9 @@ class Walker2dBalanceEnv(BodyTaskMixin, Walker2dEnv):
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": available_render_modes(), "render_fps": 125}
+    max_push_force: ClassVar[float] = 1000.0
+    """Largest accepted push (N): a 1000 N push fells the walker within 0.2 s and the simulation stays stable;
+    far larger ones (10⁸ N) drive MuJoCo's velocities past its limits (``calibrate_bodies.py stability``)."""
 
     def __init__(
         self,
@@ -119,12 +123,12 @@ class Walker2dBalanceEnv(BodyTaskMixin, Walker2dEnv):
         check_render_mode(render_mode, self.metadata["render_modes"])
         if np.ndim(push_force) == 0:
             push_force = (push_force, push_force)  # type: ignore[assignment]
-        self.push_force = check_range("push_force", push_force, low=0.0)
-        self.push_interval_s = check_range("push_interval_s", push_interval_s, positive=True)
-        self.push_duration_s = check_number("push_duration_s", push_duration_s, low=0.0)
+        self.push_force = check_range("push_force", push_force, low=0.0, high=self.max_push_force)
+        self.push_interval_s = check_range("push_interval_s", push_interval_s, positive=True, high=MAX_EPISODE_S)
+        self.push_duration_s = check_number("push_duration_s", push_duration_s, low=0.0, high=MAX_EPISODE_S)
         ctrl_cost_weight = check_number("ctrl_cost_weight", ctrl_cost_weight, low=0.0)
         healthy_reward = check_number("healthy_reward", healthy_reward, low=0.0)
-        reset_noise_scale = check_number("reset_noise_scale", reset_noise_scale, low=0.0)
+        reset_noise_scale = check_number("reset_noise_scale", reset_noise_scale, low=0.0, high=0.1)
         Walker2dEnv.__init__(
             self,
             frame_skip=4,
@@ -136,8 +140,8 @@ class Walker2dBalanceEnv(BodyTaskMixin, Walker2dEnv):
             reset_noise_scale=reset_noise_scale,
             render_mode=render_mode,
             camera_name="track",  # Walker2d's own camera, following the centre of mass
-            width=int(width),
-            height=int(height),
+            width=check_frame_size("width", width),
+            height=check_frame_size("height", height),
         )
         self.metadata = {**type(self).metadata, "render_fps": round(1.0 / self.dt)}
         self._init_task(episode_s, self.dt)
@@ -151,6 +155,7 @@ class Walker2dBalanceEnv(BodyTaskMixin, Walker2dEnv):
         self._push = 0.0
         self._n_pushes = 0
         self._upright_steps = 0
+        self._x0 = 0.0
 
     # -------------------------------------------------------------------------------------------- gym API
     def _get_obs(self) -> np.ndarray:
@@ -167,6 +172,7 @@ class Walker2dBalanceEnv(BodyTaskMixin, Walker2dEnv):
         self._push = 0.0
         self._n_pushes = 0
         self._upright_steps = 0
+        self._x0 = float(self.data.qpos[0])
         return obs, {"push_force": 0.0, "time_s": 0.0, "x_position": float(self.data.qpos[0])}
 
     def _draw_interval_steps(self) -> int:
@@ -199,6 +205,14 @@ class Walker2dBalanceEnv(BodyTaskMixin, Walker2dEnv):
             "fell": float(terminated),
             "n_pushes": float(self._n_pushes),
         }
+
+    def _frame_status(self) -> list[str]:
+        push = self._push if self.elapsed_steps - 1 < self._push_until_step and self.elapsed_steps else 0.0
+        return [
+            f"t = {self.elapsed_steps * self.dt:.2f} s",
+            f"distance {float(self.data.qpos[0]) - self._x0:+.2f} m",
+            f"push {push:+.0f} N" if push else "push none",
+        ]
 
     def make_reference_policy(self) -> Walker2dPostureController:
         """The scripted PD posture controller used to calibrate the task (see its docstring)."""

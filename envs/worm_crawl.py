@@ -7,12 +7,8 @@ from typing import Any, ClassVar
 import mujoco
 import numpy as np
 
-from encephagen_gym.envs.body_env import (
-    DEFAULT_SIZE,
-    MujocoBodyEnv,
-    available_render_modes,
-    check_number,
-)
+from encephagen_gym.envs.body_env import DEFAULT_SIZE, MujocoBodyEnv, available_render_modes
+from encephagen_gym.envs.checks import check_integer, check_number
 
 
 def worm_mjcf(
@@ -162,6 +158,17 @@ class WormCrawlEnv(MujocoBodyEnv):
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": available_render_modes(), "render_fps": 50}
+    LIMITS: ClassVar[dict[str, tuple[float, float]]] = {
+        "n_segments": (3, 20),
+        "segment_length": (0.1, 1.0),
+        "drag_tangential": (1.0, 30.0),
+        "drag_ratio": (1.0, 20.0),
+        "joint_stiffness": (0.0, 20.0),
+        "gear": (0.0, 2.0),
+    }
+    """Accepted range of each physical argument (both ends included, except ``gear > 0``): the box in which
+    the simulation was measured stable (``python scripts/calibrate_bodies.py stability``). A subclass may widen
+    it to study the model outside; unstable episodes then end with ``info["physics_unstable"]``."""
 
     def __init__(
         self,
@@ -180,14 +187,17 @@ class WormCrawlEnv(MujocoBodyEnv):
         width: int = DEFAULT_SIZE,
         height: int = DEFAULT_SIZE,
     ) -> None:
-        if isinstance(n_segments, bool) or int(n_segments) != n_segments or n_segments < 3:
-            raise ValueError(f"n_segments must be an integer >= 3, got {n_segments!r}")
-        self.n_segments = int(n_segments)
-        self.segment_length = check_number("segment_length", segment_length, low=0.06, high=1.0)
-        self.drag_tangential = check_number("drag_tangential", drag_tangential, low=0.0, strict_low=True)
-        self.drag_ratio = check_number("drag_ratio", drag_ratio, low=1.0)
-        joint_stiffness = check_number("joint_stiffness", joint_stiffness, low=0.0)
-        gear = check_number("gear", gear, low=0.0, strict_low=True)
+        def limited(name: str, value: Any) -> float:
+            low, high = self.LIMITS[name]
+            return check_number(name, value, low=low, high=high, strict_low=name == "gear")
+
+        low, high = self.LIMITS["n_segments"]
+        self.n_segments = check_integer("n_segments", n_segments, low=int(low), high=int(high))
+        self.segment_length = limited("segment_length", segment_length)
+        self.drag_tangential = limited("drag_tangential", drag_tangential)
+        self.drag_ratio = limited("drag_ratio", drag_ratio)
+        joint_stiffness = limited("joint_stiffness", joint_stiffness)
+        gear = limited("gear", gear)
         self.ctrl_cost_weight = check_number("ctrl_cost_weight", ctrl_cost_weight, low=0.0)
         self.reset_noise_scale = check_number("reset_noise_scale", reset_noise_scale, low=0.0, high=0.5)
         xml = worm_mjcf(self.n_segments, segment_length=self.segment_length, joint_stiffness=joint_stiffness, gear=gear)
@@ -299,6 +309,12 @@ class WormCrawlEnv(MujocoBodyEnv):
             "lateral_distance_m": float(displacement @ (-h[1], h[0])),
             "mean_forward_speed": forward / (self.elapsed_steps * self.dt),
         }
+
+    def _frame_status(self) -> list[str]:
+        return [
+            f"t = {self.elapsed_steps * self.dt:.2f} s",
+            f"distance {float((self._com - self._com0) @ self._heading0):+.2f} m (forward)",
+        ]
 
     def make_reference_policy(self) -> TravellingWavePolicy:
         """The open-loop travelling wave with its default frequency, amplitude and wavelength."""

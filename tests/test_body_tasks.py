@@ -78,7 +78,13 @@ def test_walker_pushes_follow_their_options() -> None:
     assert all(np.count_nonzero(forces[o : o + 15]) == 10 for o in onsets[:-1])  # 0.08 s = 10 steps
     quiet = Walker2dBalanceEnv(push_force=0.0)
     quiet.reset(seed=0)
-    assert all(quiet.step(np.zeros(6))[4]["push_force"] == 0.0 for _ in range(150))
+    quiet_forces = []
+    for _ in range(150):
+        _, _, terminated, _, info = quiet.step(np.zeros(6))
+        quiet_forces.append(info["push_force"])
+        if terminated:  # zero action falls within about a second
+            break
+    assert len(quiet_forces) > 50 and not any(quiet_forces)
 
 
 # ----------------------------------------------------------------------------------------- CPG gait

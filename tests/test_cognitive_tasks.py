@@ -13,7 +13,7 @@ from encephagen_gym.envs.conditioning import ConditioningEnv
 from encephagen_gym.envs.pattern_recognition import PatternRecognitionEnv
 from encephagen_gym.envs.stimuli import digits_split_indices
 from encephagen_gym.envs.trial_env import TrialEnv
-from encephagen_gym.envs.working_memory import WorkingMemoryEnv
+from encephagen_gym.envs.working_memory import DELAY_BINS_MS, WorkingMemoryEnv
 
 N_TRIALS = 200
 
@@ -116,20 +116,21 @@ def period_runs(env: TrialEnv, seed: int = 0, n_steps: int = 400) -> list[tuple[
     return [(t, p, len(list(g))) for (t, p), g in itertools.groupby(labels)]
 
 
-@pytest.mark.parametrize("dt", [10.0, 5.0])
-def test_trial_timing_matches_configured_periods(dt: float) -> None:
-    env = PatternRecognitionEnv(dt=dt, fixation_ms=100, stimulus_ms=300, decision_ms=100)
+@pytest.mark.parametrize("step_ms", [10.0, 5.0])
+def test_trial_timing_matches_configured_periods(step_ms: float) -> None:
+    env = PatternRecognitionEnv(step_ms=step_ms, fixation_ms=100, stimulus_ms=300, decision_ms=100)
+    assert env.step_ms == step_ms and env.dt == step_ms / 1000.0  # dt in seconds, Gymnasium's meaning
     expected = {"fixation": 100, "stimulus": 300, "decision": 100}
     runs = period_runs(env)
     assert [p for _, p, _ in runs[:3]] == ["fixation", "stimulus", "decision"]
     for _, period, steps in runs[:-1]:  # the last run may be cut by n_steps
-        assert steps * dt == expected[period]
+        assert steps * step_ms == expected[period]
 
 
 def test_sampled_delays_stay_in_range_and_vary() -> None:
     env = WorkingMemoryEnv(delay_ms=(500, 2000))
     runs = period_runs(env, n_steps=3000)
-    delays = [steps * env.dt for _, period, steps in runs[:-1] if period == "delay"]
+    delays = [steps * env.step_ms for _, period, steps in runs[:-1] if period == "delay"]
     assert len(delays) >= 8
     assert all(500 <= d <= 2000 for d in delays)
     assert len(set(delays)) > len(delays) // 2
@@ -231,16 +232,39 @@ def test_episode_is_a_block_of_trials(n_trials: int) -> None:
         env.step(0)
 
 
-def test_working_memory_metrics_binned_by_delay() -> None:
-    env = WorkingMemoryEnv(delay_ms=(500, 2000), delay_bins=3)
-    env.reset(seed=0)
-    policy = env.make_reference_policy()
-    obs, _ = env.reset(seed=0)
+def _block_metrics(env: TrialEnv, policy: Any = None, seed: int = 0) -> dict[str, float]:
+    obs, _ = env.reset(seed=seed)
     terminated = False
     while not terminated:
-        obs, _, terminated, _, info = env.step(policy(obs))
-    keys = [k for k in info["metrics"] if k.startswith("accuracy_delay_")]
-    assert keys == ["accuracy_delay_500_1000ms", "accuracy_delay_1000_1500ms", "accuracy_delay_1500_2000ms"]
+        obs, _, terminated, _, info = env.step(0 if policy is None else policy(obs))
+    return info["metrics"]
+
+
+@pytest.mark.parametrize("delay_ms", [(500, 2000), (100, 300), 2500, (0, 4000)])
+def test_working_memory_metric_keys_do_not_depend_on_arguments(delay_ms) -> None:
+    """Fixed delay bins: the same keys whatever ``delay_ms``, so tables over runs line up."""
+    env = WorkingMemoryEnv(delay_ms=delay_ms, trials_per_episode=30)
+    metrics = _block_metrics(env, env.make_reference_policy())
+    keys = [k for k in metrics if k.startswith("accuracy_delay_")]
+    assert keys == [key for key, _, _ in DELAY_BINS_MS]
+    assert keys == ["accuracy_delay_0_500ms", "accuracy_delay_500_1000ms", "accuracy_delay_1000_1500ms",
+                    "accuracy_delay_1500_2000ms", "accuracy_delay_over_2000ms"]  # fmt: skip
+    low, high = (delay_ms, delay_ms) if np.ndim(delay_ms) == 0 else delay_ms
+    for key, lo, hi in DELAY_BINS_MS:  # a bin holds trials (reference: accuracy 1) iff the delays reach it
+        reachable = lo <= high and hi > low and not (lo == 2000 and high <= 2000)
+        assert (metrics[key] == 1.0) if reachable else np.isnan(metrics[key]), (key, metrics[key])
+
+
+def test_working_memory_delay_bins_edges() -> None:
+    env = WorkingMemoryEnv()
+    outcomes = [{"delay_ms": d, "correct": c, "outcome": "x", "reward": 0.0}
+                for d, c in ((499.0, 1), (500.0, 0), (1999.0, 1), (2000.0, 1), (2010.0, 0))]  # fmt: skip
+    metrics = env._episode_metrics(outcomes)
+    assert metrics["accuracy_delay_0_500ms"] == 1.0
+    assert metrics["accuracy_delay_500_1000ms"] == 0.0
+    assert np.isnan(metrics["accuracy_delay_1000_1500ms"])
+    assert metrics["accuracy_delay_1500_2000ms"] == 1.0  # 1999 and 2000
+    assert metrics["accuracy_delay_over_2000ms"] == 0.0
 
 
 def test_task_definition_is_fixed_by_task_seed_not_episode_seed() -> None:
@@ -288,7 +312,8 @@ def test_digits_splits_are_disjoint_and_stratified() -> None:
         (lambda: ConditioningEnv(n_stimuli=1), "n_stimuli"),
         (lambda: ConditioningEnv(reversal_after=-1), "reversal_after"),
         (lambda: ConditioningEnv(iti_ms=float("nan")), "iti"),
-        (lambda: ConditioningEnv(dt=0), "dt"),
+        (lambda: ConditioningEnv(step_ms=0), "step_ms"),
+        (lambda: ConditioningEnv(step_ms="10"), "step_ms"),
         (lambda: ConditioningEnv(trials_per_episode=0), "trials_per_episode"),
         (lambda: ConditioningEnv(render_mode="human"), "render_mode"),
     ],
