@@ -56,6 +56,18 @@ _BAD_STATE = (
 )
 
 
+BODY_RENDER_MODES = ["human", "rgb_array"]
+"""Render modes of the body tasks' classes. Each instance's ``metadata["render_modes"]`` lists those available
+on this machine (:func:`available_render_modes`), so Gymnasium's checks test only those; the class lists both,
+so that ``gym.make(..., render_mode="human")`` reaches the env, which explains what a window needs, instead of
+Gymnasium wrapping an offscreen env in its pygame ``HumanRendering``."""
+
+
+def body_metadata(class_metadata: dict[str, Any], dt: float) -> dict[str, Any]:
+    """An instance's metadata: the render modes available here and ``render_fps`` = 1 / ``dt`` (real time)."""
+    return {**class_metadata, "render_modes": available_render_modes(), "render_fps": round(1.0 / dt)}
+
+
 def available_render_modes() -> list[str]:
     """``["rgb_array"]``, plus ``"human"`` (a MuJoCo/GLFW window) when a window can be opened: MuJoCo's GL
     backend is GLFW (``MUJOCO_GL`` unset or ``glfw``) and, on Linux, a display is set. Headless machines
@@ -269,7 +281,7 @@ class MujocoBodyEnv(BodyTaskMixin, gym.Env[np.ndarray, np.ndarray]):
     step, so ``dt = timestep * frame_skip`` seconds of body time. Frames come from the model's camera ``camera``
     (a tracking camera defined in the MJCF)."""
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": available_render_modes(), "render_fps": 50}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": BODY_RENDER_MODES, "render_fps": 50}
 
     def __init__(
         self,
@@ -281,7 +293,7 @@ class MujocoBodyEnv(BodyTaskMixin, gym.Env[np.ndarray, np.ndarray]):
         height: int,
         camera: str,
     ) -> None:
-        check_render_mode(render_mode, self.metadata["render_modes"])
+        check_render_mode(render_mode, available_render_modes())
         frame_skip = check_integer("frame_skip", frame_skip, low=1, high=100)
         width, height = check_frame_size("width", width), check_frame_size("height", height)
         self.model = mujoco.MjModel.from_xml_string(xml)
@@ -290,7 +302,7 @@ class MujocoBodyEnv(BodyTaskMixin, gym.Env[np.ndarray, np.ndarray]):
         self.data = mujoco.MjData(self.model)
         self.frame_skip = int(frame_skip)
         self.render_mode = render_mode
-        self.metadata = {**type(self).metadata, "render_fps": round(1.0 / self.dt)}
+        self.metadata = body_metadata(type(self).metadata, self.dt)
         self.mujoco_renderer = MujocoRenderer(self.model, self.data, None, int(width), int(height), camera_name=camera)
 
     def _set_spaces(self, modality_sizes: Mapping[str, int], n_actions: int) -> None:

@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 import mujoco
 import numpy as np
 
-from encephagen_gym.envs.body_env import DEFAULT_SIZE, MujocoBodyEnv, available_render_modes
+from encephagen_gym.envs.body_env import BODY_RENDER_MODES, DEFAULT_SIZE, MujocoBodyEnv
 from encephagen_gym.envs.checks import check_integer, check_number
 
 
@@ -128,36 +128,49 @@ class WormCrawlEnv(MujocoBodyEnv):
     noise of ±``reset_noise_scale`` rad (default 0.02).
 
     ## Episode End
-    No termination. Truncation after ``episode_s`` seconds of body time (default 10 s = 500 steps of 20 ms;
-    registered with ``max_episode_steps=500``).
+    No termination, except after unstable physics (``info["physics_unstable"]``; see
+    :mod:`encephagen_gym.envs.body_env`). Truncation after ``episode_s`` seconds of body time (default 10 s =
+    500 steps of 20 ms), by the env itself (no ``TimeLimit`` wrapper is registered). A step after the end
+    raises ``RuntimeError`` until ``reset``.
 
     ## Info
-    ``reward_terms``; ``time_s`` (s); ``com_forward_m`` (centre-of-mass displacement along the initial
-    heading so far, m). On the final step ``metrics``: ``forward_distance_m`` (that displacement at the end of
-    the episode, m), ``lateral_distance_m`` (to the left of the initial heading, m), ``mean_forward_speed``
-    (m/s).
+    ``reward_terms``; ``physics_unstable`` (bool); ``time_s`` (s); ``com_forward_m`` (centre-of-mass
+    displacement along the initial heading so far, m). On the final step ``metrics``: ``forward_distance_m``
+    (that displacement at the end of the episode, m), ``lateral_distance_m`` (to the left of the initial
+    heading, m), ``mean_forward_speed`` (m/s) and ``physics_unstable`` (1.0 or 0.0; after unstable physics the
+    other metrics are NaN).
 
     ## Arguments
-    | argument | default | meaning |
-    |---|---|---|
-    | ``n_segments`` | 8 | number of segments (≥ 3); the action has ``n_segments − 1`` entries |
-    | ``segment_length`` | 0.1 | segment length (m) |
-    | ``drag_tangential`` | 10.0 | tangential drag coefficient per unit length ``c_t`` (N·s/m²) |
-    | ``drag_ratio`` | 10.0 | normal-to-tangential drag ratio ``c_n/c_t`` (≥ 1) |
-    | ``joint_stiffness`` | 0.5 | passive bending stiffness (N·m/rad) |
-    | ``gear`` | 1.0 | motor torque per unit action (N·m) |
-    | ``ctrl_cost_weight`` | 0.005 | weight of the control cost |
-    | ``episode_s`` | 10.0 | episode length in body time (s) |
-    | ``frame_skip`` | 4 | physics steps (5 ms) per env step |
-    | ``reset_noise_scale`` | 0.02 | initial bending noise (rad) |
-    | ``render_mode`` | None | ``"rgb_array"`` or ``"human"`` (top-down camera following the worm) |
-    | ``width``, ``height`` | 480 | rendered frame size (pixels) |
+    | argument | default | accepted | meaning |
+    |---|---|---|---|
+    | ``n_segments`` | 8 | 3–20 | number of segments; the action has ``n_segments − 1`` entries |
+    | ``segment_length`` | 0.1 | [0.1, 1] | segment length (m) |
+    | ``drag_tangential`` | 10.0 | [1, 30] | tangential drag coefficient per unit length ``c_t`` (N·s/m²) |
+    | ``drag_ratio`` | 10.0 | [1, 20] | normal-to-tangential drag ratio ``c_n/c_t`` |
+    | ``joint_stiffness`` | 0.5 | [0, 20] | passive bending stiffness (N·m/rad) |
+    | ``gear`` | 1.0 | (0, 2] | motor torque per unit action (N·m) |
+    | ``ctrl_cost_weight`` | 0.005 | ≥ 0 | weight of the control cost |
+    | ``episode_s`` | 10.0 | (0, 3600] | episode length in body time (s) |
+    | ``frame_skip`` | 4 | 1–100 | physics steps (5 ms) per env step |
+    | ``reset_noise_scale`` | 0.02 | [0, 0.5] | initial bending noise (rad) |
+    | ``render_mode`` | None | None, ``"rgb_array"``, ``"human"`` | top-down camera following the worm |
+    | ``width``, ``height`` | 480 | 16–4096 | rendered frame size (pixels) |
+
+    ``dt`` = ``frame_skip`` × 5 ms, in seconds (0.02 by default); ``step_ms`` is the same in ms.
+
+    The physical ranges (:attr:`LIMITS`) are where the simulation was measured stable: every corner of the box,
+    with gear at its maximum, ran 10 s episodes under random, bang-bang and zigzag torques and a 3 Hz wave
+    without a MuJoCo warning, the centre of mass never faster than 1.4 m/s (``python
+    scripts/calibrate_bodies.py stability``). Outside it the simulation blew up: ``gear`` ≥ 15 (MuJoCo reset
+    the worm after its centre of mass reached thousands of m/s), ``drag_tangential`` × ``drag_ratio`` ≥ 1000
+    (the drag, applied explicitly each 5 ms physics step, exceeds its stability limit ``c_n·L·Δt/m < 2``), and
+    light 6 cm segments with little drag at gear 2.
 
     ## Version History
     * v0: initial version.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": available_render_modes(), "render_fps": 50}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": BODY_RENDER_MODES, "render_fps": 50}
     LIMITS: ClassVar[dict[str, tuple[float, float]]] = {
         "n_segments": (3, 20),
         "segment_length": (0.1, 1.0),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 from typing import Any
 
 import gymnasium as gym
@@ -11,8 +13,8 @@ import pytest
 
 from encephagen_gym.envs.conditioning import ConditioningEnv
 from encephagen_gym.envs.pattern_recognition import PatternRecognitionEnv
-from encephagen_gym.envs.stimuli import digits_split_indices
-from encephagen_gym.envs.trial_env import TrialEnv
+from encephagen_gym.envs.stimuli import binary_prototypes, digits_split_indices, shift
+from encephagen_gym.envs.trial_env import MAX_IMAGES, TrialEnv
 from encephagen_gym.envs.working_memory import DELAY_BINS_MS, WorkingMemoryEnv
 
 N_TRIALS = 200
@@ -328,3 +330,119 @@ def test_options_pass_through_gymnasium_make() -> None:
     assert env.action_space.n == 4
     with pytest.raises(ValueError, match="n_classes"):
         gym.make("Encephagen-PatternRecognition-v0", n_classes=0)
+
+
+# --------------------------------------------------------------------------------- hardening (issue 13)
+def _slow_prototypes(n_images: int, task_seed: int, min_distance: int = 14) -> np.ndarray:
+    """The definition of ``binary_prototypes``, written the slow and obvious way."""
+    rng = np.random.default_rng(task_seed)
+    images: list[np.ndarray] = []
+    while len(images) < n_images:
+        candidate = np.zeros(64, dtype=np.float32)
+        candidate[rng.choice(64, size=19, replace=False)] = 1.0
+        candidate = candidate.reshape(8, 8)
+        far = all(
+            np.abs(candidate - shift(other, dy, dx)).sum() >= min_distance
+            for other in images
+            for dy in (-1, 0, 1)
+            for dx in (-1, 0, 1)
+        )
+        if far:
+            images.append(candidate)
+    return np.stack(images)
+
+
+def test_fast_prototypes_are_the_same_images() -> None:
+    for n, seed in ((2, 0), (12, 3), (40, 7)):
+        np.testing.assert_array_equal(binary_prototypes(n, seed), _slow_prototypes(n, seed))
+
+
+def test_many_stimuli_build_and_more_than_the_cap_is_refused() -> None:
+    env = ConditioningEnv(n_stimuli=MAX_IMAGES)  # was 63 s; now about a second (printed, not asserted)
+    assert env.stimuli.shape == (MAX_IMAGES, 8, 8)
+    assert len({image.tobytes() for image in env.stimuli}) == MAX_IMAGES
+    with pytest.raises(ValueError, match="n_stimuli"):
+        ConditioningEnv(n_stimuli=MAX_IMAGES + 1)
+    with pytest.raises(ValueError, match="n_classes"):
+        PatternRecognitionEnv(n_classes=MAX_IMAGES + 1)
+
+
+def test_conditioning_nan_metrics_are_documented_and_happen_as_documented() -> None:
+    assert "NaN" in ConditioningEnv.__doc__ and "np.nanmean" in ConditioningEnv.__doc__
+    seen = set()
+    for seed in range(6):
+        metrics = _block_metrics(ConditioningEnv(trials_per_episode=1), seed=seed)
+        cs_plus_block = np.isfinite(metrics["hit_rate"])
+        assert np.isnan(metrics["false_alarm_rate"]) == cs_plus_block  # one trial: one of the two rates is NaN
+        assert np.isnan(metrics["discrimination"])
+        assert np.isfinite(metrics["accuracy"])
+        seen.add(bool(cs_plus_block))
+    assert seen == {True, False}
+
+
+def test_bad_argument_types_get_clear_errors() -> None:
+    for make, name in (
+        (lambda: ConditioningEnv(n_stimuli="abc"), "n_stimuli"),
+        (lambda: ConditioningEnv(cs_plus=("x",)), "cs_plus"),
+        (lambda: ConditioningEnv(reversal_after="soon"), "reversal_after"),
+        (lambda: ConditioningEnv(false_alarm_penalty="big"), "false_alarm_penalty"),
+        (lambda: ConditioningEnv(task_seed=-1), "task_seed"),
+        (lambda: ConditioningEnv(cs_ms="long"), "cs"),
+        (lambda: WorkingMemoryEnv(match_prob="half"), "match_prob"),
+        (lambda: PatternRecognitionEnv(jitter=1.5), "jitter"),
+        (lambda: PatternRecognitionEnv(step_ms=float("inf")), "step_ms"),
+        (lambda: WorkingMemoryEnv(delay_ms=(0, 1e9)), "delay"),
+    ):
+        with pytest.raises(ValueError, match=name):
+            make()
+
+
+def _frame_after(env: TrialEnv, steps: int, action: int = 0) -> np.ndarray:
+    env.reset(seed=0)
+    for _ in range(steps):
+        env.step(action)
+    return env.render()
+
+
+def test_cognitive_frames_are_labelled() -> None:
+    """The header (task, trial, period, time in the trial), the channel labels, the period legend and the
+    footer (last action and reward) are drawn: text pixels in those bands, changing when their content does."""
+    env = PatternRecognitionEnv(render_mode="rgb_array")
+    first, later = _frame_after(env, 0), _frame_after(env, 5)  # both in fixation: only the times differ
+    assert first.shape == later.shape and first.shape[1] >= 520
+    header = slice(0, 30)
+    assert (first[header] < 100).any()  # dark text in the header band
+    assert not np.array_equal(first[header], later[header])  # "0 ms" vs "50 ms into the trial"
+    footer = slice(first.shape[0] - 40, first.shape[0])
+    env.reset(seed=0)
+    while env.period != "decision":
+        env.step(0)
+    before = env.render()
+    env.step(env.trial.gt)  # a correct choice: reward +1, the trial ends
+    after = env.render()
+    assert not np.array_equal(before[footer], after[footer])  # "last step: action … reward +1.00 …"
+    assert env.action_meaning(0) == "fixate" and env.action_meaning(3) == "class 2"
+    assert ConditioningEnv().action_meaning(1) == "respond"
+    assert WorkingMemoryEnv().action_meaning(2) == "non-match"
+    assert WorkingMemoryEnv(mode="recall").action_meaning(1) == "image 0"
+
+
+def test_frame_legend_wraps_to_fit() -> None:
+    env = WorkingMemoryEnv(render_mode="rgb_array")  # five periods: the legend needs two rows
+    frame = _frame_after(env, 3)
+    assert frame.shape[1] == 520  # nothing drawn past the right edge: the frame did not have to grow
+    assert (frame[:, -16:] == 255).all()  # right margin stays blank
+
+
+def test_envs_import_and_run_without_matplotlib() -> None:
+    code = (
+        "import sys\n"
+        "sys.modules['matplotlib'] = None  # importing it now fails\n"
+        "from encephagen_gym.envs.conditioning import ConditioningEnv\n"
+        "from encephagen_gym.envs.worm_crawl import WormCrawlEnv\n"
+        "env = ConditioningEnv(); env.reset(seed=0); env.step(0)\n"
+        "worm = WormCrawlEnv(); worm.reset(seed=0); worm.step(worm.action_space.sample())\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "ok"
