@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import re
 
+import gymnasium as gym
+import numpy as np
 import pytest
 from PIL import Image
 
 from encephagen_gym.scripts import benchmark_envs, calibrate_bodies, record_video, score_references
+from encephagen_gym.stats import format_mean_ci, mean_ci
 
 
 def _usage_error(main, argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
@@ -45,13 +48,21 @@ def test_record_video_refuses_unknown_formats_and_bad_env_options(capsys) -> Non
 
 
 def test_score_references_prints_student_t_intervals(capsys) -> None:
-    score_references.main(["--episodes", "2", "--ids", "Encephagen-PatternRecognition-v0"])
+    env_id = "Encephagen-Conditioning-v0"
+    score_references.main(["--episodes", "2", "--ids", env_id])
     out = capsys.readouterr().out
     assert "nan" not in out.lower()
     rows = {line.split("|")[1].strip(): line.split("|")[2].strip() for line in out.splitlines() if "|" in line}
-    for policy in ("reference", "random", "zero", "guess"):
+    for policy in ("reference", "random", "zero"):
         assert re.fullmatch(r"-?\d+\.\d\d( ± \d+\.\d\d)?", rows[policy]), rows[policy]
-    assert not rows["zero"].startswith("-0.00")  # zero action earns 0: printed "0.00", not "-0.00 ± 0.00"
+    assert rows["zero"] == "0.00"  # zero action earns 0 in every episode: no "-0.00 ± 0.00"
+    env = gym.make(env_id)  # the random row again, by hand: its CI is the t-interval (2 episodes: t = 12.7)
+    returns = []
+    for episode in range(2):
+        env.action_space.seed(episode)
+        returns.append(score_references.run_episode(env, lambda obs: env.action_space.sample(), 10_000 + episode)[0])
+    assert returns[0] != returns[1] and rows["random"] == format_mean_ci(*mean_ci(returns))
+    assert mean_ci(returns)[1] > 6 * np.std(returns, ddof=1) / np.sqrt(2)  # far wider than 1.96 · SE
 
 
 @pytest.mark.parametrize(
