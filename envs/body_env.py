@@ -120,8 +120,7 @@ class BodyTaskMixin:
 
     def _init_task(self, episode_s: float, dt: float) -> None:
         self.episode_s = check_number("episode_s", episode_s, low=0.0, high=MAX_EPISODE_S, strict_low=True)
-        self.episode_steps = max(1, round(self.episode_s / dt))
-        """Steps in a full episode: the env truncates itself after this many (``episode_s`` / ``dt``)."""
+        self.episode_steps = max(1, round(self.episode_s / dt))  # the env truncates itself after this many
         self._steps: int | None = None  # None until reset(); then env steps taken in this episode
         self._episode_over = False
         self._warning_counts = self.data.warning.number  # a live view of MuJoCo's warning counters

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
+from stable_baselines3.common.env_util import make_vec_env
 
 from tests.helpers import ENV_IDS, rollout
 
@@ -215,6 +216,9 @@ def test_step_ms_is_the_one_clock_and_dt_is_in_seconds(env_id: str) -> None:
     vec = gym.make_vec(env_id, num_envs=2, vectorization_mode="sync")
     assert list(vec.get_attr("step_ms")) == [task.step_ms] * 2
     vec.close()
+    sb3_vec = make_vec_env(env_id, n_envs=2, seed=0)  # what the brain agent reads (through Monitor)
+    assert sb3_vec.get_attr("step_ms") == [task.step_ms] * 2
+    sb3_vec.close()
 
 
 def test_every_env_owns_its_episode_length_and_reports_metrics(env_id: str) -> None:
