@@ -26,6 +26,7 @@ import math
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -121,23 +122,36 @@ def record(
     return frames, {**info, "return": total, "steps": steps}
 
 
-def write_video(out: Path, frames: list[np.ndarray], frame_ms: float) -> None:
-    """Write ``frames`` to ``out`` (.gif or .mp4) atomically: a temporary file beside it, then a rename."""
+def write_atomically(out: Path, write: Callable[[str], None]) -> None:
+    """Call ``write(path)`` on a temporary file beside ``out`` (same suffix, so imageio picks the format), then
+    rename it to ``out``: a crash never leaves a half-written file under the final name."""
     out.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{out.stem}-", suffix=out.suffix, dir=out.parent)
     os.close(handle)
     try:
-        if out.suffix.lower() == ".mp4":
-            try:
-                imageio.mimwrite(temporary, frames, fps=1000.0 / frame_ms, macro_block_size=1)
-            except (ImportError, ValueError) as error:
-                raise SystemExit(f"MP4 output needs imageio-ffmpeg (pip install imageio-ffmpeg): {error}") from error
-        else:
-            imageio.mimwrite(temporary, frames, duration=frame_ms, loop=0)
+        write(temporary)
         os.replace(temporary, out)
     finally:
         if os.path.exists(temporary):
             os.remove(temporary)
+
+
+def write_video(out: Path, frames: list[np.ndarray], frame_ms: float) -> None:
+    """Write ``frames`` to ``out`` (.gif or .mp4), each shown ``frame_ms`` ms, atomically."""
+    if out.suffix.lower() == ".mp4":
+
+        def write(path: str) -> None:
+            try:
+                imageio.mimwrite(path, frames, fps=1000.0 / frame_ms, macro_block_size=1)
+            except (ImportError, ValueError) as error:
+                raise SystemExit(f"MP4 output needs imageio-ffmpeg (pip install imageio-ffmpeg): {error}") from error
+
+    else:
+
+        def write(path: str) -> None:
+            imageio.mimwrite(path, frames, duration=frame_ms, loop=0)
+
+    write_atomically(out, write)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -175,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.frames_dir is not None:
         args.frames_dir.mkdir(parents=True, exist_ok=True)
         for i, frame in enumerate(frames):
-            imageio.imwrite(args.frames_dir / f"frame_{i:04d}.png", frame)
+            write_atomically(args.frames_dir / f"frame_{i:04d}.png", lambda path, f=frame: imageio.imwrite(path, f))
     speed = 1000.0 * dt * every / frame_ms
     metrics = {k: round(v, 4) for k, v in info.get("metrics", {}).items()}
     print(
