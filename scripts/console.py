@@ -183,8 +183,8 @@ class BrainConsole(cmd.Cmd):
 
         The US is a current into the amygdala during the pattern's last part; the rule is reward-modulated STDP
         (three-factor rule: STDP tags on the visual -> amygdala synapses, turned into weight changes by a dopamine
-        pulse at each US). Prints the weight change of that plastic projection, split into synapses from the pattern's cells and
-        from the others."""
+        pulse at each US). Prints the weight change of that plastic projection, split into synapses from the
+        pattern's cells and from the others."""
         words = _words(arg, "teach PATTERN [N]", 1, 2)
         pairings = _integer(words[1], "N (pairings)", 1, MAX_PAIRINGS) if len(words) == 2 else 10
         return self._show(f"teach {words[0]} × {pairings}", self.lab.teach, words[0], pairings)
@@ -262,22 +262,23 @@ class BrainConsole(cmd.Cmd):
         return False
 
     def _status_live(self, seconds: float | None) -> dict[str, Any]:
-        started, brain_s, windows, slept = time.perf_counter(), 0.0, 0, 0.0
+        started, brain_ms, windows, slept = time.perf_counter(), 0.0, 0, 0.0
+        total_ms = None if seconds is None else seconds * 1000.0
         try:
             with self.view.live() as update:
-                while seconds is None or brain_s < seconds - 1e-9:
-                    window = LIVE_WINDOW_MS if seconds is None else min(LIVE_WINDOW_MS, (seconds - brain_s) * 1000)
+                while total_ms is None or brain_ms < total_ms - 1e-6:
+                    window = LIVE_WINDOW_MS if total_ms is None else min(LIVE_WINDOW_MS, total_ms - brain_ms)
                     result = self.lab.status(window)
-                    brain_s += window / 1000
+                    brain_ms += window
                     windows += 1
-                    update(result)
-                    ahead = brain_s - (time.perf_counter() - started)
+                    update({**result, "live_window": windows})
+                    ahead = brain_ms / 1000.0 - (time.perf_counter() - started)
                     if ahead > 0:  # faster than real time: wait for the clock
                         time.sleep(ahead)
                         slept += ahead
         except KeyboardInterrupt:
             pass
-        return {"command": "status", "live": True, "brain_s": brain_s, "windows": windows,
+        return {"command": "status", "live": True, "brain_s": brain_ms / 1000.0, "windows": windows,
                 "wall_s": time.perf_counter() - started, "paced_s": slept}  # fmt: skip
 
     def do_raster(self, arg: str) -> bool:

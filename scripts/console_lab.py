@@ -9,16 +9,17 @@ already been quiet long enough), ``baseline`` (no input, measured), ``stimulus``
 **Responses.** For each copy, a role's response is its mean rate per neuron in the stimulus window minus its rate
 in the preceding baseline window (Hz); the table gives the mean over the copies with a 95 % Student-t interval
 (:mod:`encephagen_gym.stats`). A role's **latency** is the onset of the rise of its copy-averaged rate after
-stimulus onset, found by the cumulative-sum method (:func:`onset_latencies`; noise level from the baseline window
-in bins of ``latency_bin_ms``), with a 95 % bootstrap interval over the copies (a latency
-is not a mean, so no t-interval); none when the rate does not rise detectably within the stimulus window. Next to
-it the table gives the shortest synaptic delay from the driven neurons into each role: the earliest a response
-could arrive through the wiring.
+stimulus onset (:func:`onset_latencies`: detected by a cumulative sum against the baseline's noise in bins of
+``latency_bin_ms``, placed by the maximum-likelihood change point of a step in the mean), with a 95 % bootstrap
+interval over the copies (a latency is not a mean, so no t-interval); none when the rate does not rise detectably
+within the stimulus window. Next to it the table gives the shortest synaptic delay from the driven neurons into each
+role: the earliest a response could arrive through the wiring.
 
 **Teaching** is reward-modulated STDP (Izhikevich 2007; Frémaux & Gerstner 2016) from the plasticity package's
-functional layer on the visual → amygdala synapses: the pattern (CS) is shown for the stimulus window, the US
-(a current into the amygdala) is added during its last ``us_ms``, and at US offset a dopamine pulse M = 1 turns
-the synaptic tags into weight changes, Δw = η · mean over copies of M · e. **Test** measures the amygdala response
+functional layer on the visual → amygdala synapses onto excitatory cells: the pattern (CS) is shown for the
+stimulus window, the US (a current into the amygdala's excitatory cells) is added during its last ``us_ms``, and
+at US offset a dopamine pulse M = 1 turns the synaptic tags into weight changes, Δw = η · mean over copies of
+M · e. **Test** measures the amygdala response
 to every taught and untaught pattern twice from the same state and the same noise: with the current weights and
 with the weights the brain was built with; the change (now − naive) of the taught patterns against that of the
 untaught ones is judged with a two-sided permutation test over presentations.
@@ -40,7 +41,7 @@ import torch
 
 from encephagen_gym.brain import BrainConfig, SpikingBrain, brain_step, clone_state, init_state
 from encephagen_gym.brain.figures import ActivityRecord, plot_activity, raster_sample
-from encephagen_gym.plasticity import apply_weight_update, select_projection
+from encephagen_gym.plasticity import apply_weight_update, projection_from_synapses, select_projection
 from encephagen_gym.plasticity.stdp import (
     StdpConfig,
     init_stdp_traces,
@@ -177,7 +178,7 @@ class Lab:
         self._projection = None
         self._projection_error: str | None = None
         try:
-            self._projection = select_projection(self.network, self.brain.weights, PLASTIC_PAIRS, skip_empty=True)
+            self._projection = _plastic_projection(self.network, self.brain.weights)
         except ValueError as err:
             self._projection_error = str(err)
         self._new_state(self.noise_seed)
@@ -324,8 +325,9 @@ class Lab:
     def _window_info(self) -> dict[str, Any]:
         p = self.protocol
         return {"repeats": self.repeats, "baseline_ms": p.baseline_ms, "stimulus_ms": p.stimulus_ms,
-                "amplitude_mv": p.amplitude_mv, "latency_rule": f"onset of the cumulative excess over baseline once it "
-                f"exceeds {LATENCY_SD:g} SD (noise from {p.latency_bin_ms:g} ms baseline bins)"}  # fmt: skip
+                "amplitude_mv": p.amplitude_mv,
+                "latency_rule": f"change point of the rate, when its cumulative excess over baseline exceeds "
+                f"{LATENCY_SD:g} SD (noise from {p.latency_bin_ms:g} ms baseline bins)"}  # fmt: skip
 
     # ------------------------------------------------------------------------------------------ commands
 
@@ -368,7 +370,7 @@ class Lab:
         pairs = ", ".join(f"{a} -> {b}" for a, b in PLASTIC_PAIRS)
         n = self._projection.n_synapses if self._projection is not None else 0
         return (f"reward-modulated STDP (three-factor: STDP tags x dopamine; Izhikevich 2007) on the {n} {pairs} "
-                "synapses; dopamine pulse M = 1 at each US offset")  # fmt: skip
+                "synapses onto excitatory cells; dopamine pulse M = 1 at each US offset")  # fmt: skip
 
     def teach(self, pattern: str, pairings: int) -> dict[str, Any]:
         """Pair ``pattern`` (CS) with the US (amygdala input) ``pairings`` times under reward-modulated STDP."""
@@ -622,29 +624,40 @@ class Lab:
         return {"command": "seed", "noise_seed": seed, "wiring_seed": self.config.seed}
 
 
-def onset_latencies(baseline: np.ndarray, evoked: np.ndarray, bin_steps: int) -> np.ndarray:
-    """Onset (in steps after stimulus onset; NaN when none is found) of a rise of the rate ``evoked`` ``[K, Te]``
-    (Hz per step from stimulus onset) above ``baseline`` ``[K, Tb]`` (Hz per step before it), for K series at
-    once, by the cumulative-sum method (Ellaway 1978).
+def _plastic_projection(network, weights: torch.Tensor):
+    """The synapses ``teach`` changes: those of :data:`PLASTIC_PAIRS` onto *excitatory* cells (the CS → principal
+    cell synapses of conditioning; potentiating the feedforward synapses onto inhibitory cells would work against
+    the response)."""
+    pairs = select_projection(network, weights, PLASTIC_PAIRS, skip_empty=True)
+    onto_excitatory = network.is_excitatory.index_select(0, pairs.post)
+    if not bool(onto_excitatory.any()):
+        raise ValueError(f"no {PLASTIC_PAIRS} synapses onto excitatory cells in this network")
+    return projection_from_synapses(network, weights, pairs.synapses[onto_excitatory], pairs=pairs.pairs)
 
-    C(t) = Σ_{s<t} (evoked(s) − mean baseline) is a random walk until the response starts and then climbs. Its
-    noise is taken from the baseline: bins of ``bin_steps`` steps have a rate SD σ, so C(t) has SD about
-    σ · √(t · bin_steps). A rise is found at the first t ≥ one bin where C(t) exceeds ``LATENCY_SD`` times that
-    SD; the onset is where C was lowest up to then (the turn of the walk)."""
+
+def onset_latencies(baseline: np.ndarray, evoked: np.ndarray, bin_steps: int) -> np.ndarray:
+    """Onset (in steps after stimulus onset; NaN when no rise is found) of a rise of the rate ``evoked``
+    ``[K, Te]`` (Hz per step from stimulus onset) above ``baseline`` ``[K, Tb]`` (Hz per step before it), for K
+    series at once.
+
+    Detection, by the cumulative sum (Ellaway 1978): C(t) = Σ_{s<t} (evoked(s) − mean baseline) is a random walk
+    until a response starts and then climbs. Its noise comes from the baseline: bins of ``bin_steps`` steps have
+    a rate SD σ, so C(t) has SD about σ · √(t · bin_steps). A rise is found when C(t) exceeds ``LATENCY_SD``
+    times that SD at some t ≥ one bin. Onset, for a found rise: the change point L of a step in the mean from the
+    baseline level, by maximum likelihood under Gaussian noise: L maximises S_L² / (Te − L) with
+    S_L = Σ_{t≥L} (evoked(t) − mean baseline) > 0."""
     baseline, evoked = np.atleast_2d(baseline), np.atleast_2d(evoked)
     n_bins = baseline.shape[1] // bin_steps
     if n_bins < 2:
         raise ValueError("the baseline window must hold at least two latency bins")
     bins = baseline[:, : n_bins * bin_steps].reshape(baseline.shape[0], n_bins, bin_steps).mean(axis=2)
     sigma = np.maximum(bins.std(axis=1, ddof=1), 1e-9)
-    cumulative = np.cumsum(evoked - baseline.mean(axis=1, keepdims=True), axis=1)
+    excess = evoked - baseline.mean(axis=1, keepdims=True)
     t = np.arange(1, evoked.shape[1] + 1)
-    crossed = (cumulative > LATENCY_SD * sigma[:, None] * np.sqrt(t * bin_steps)) & (t >= bin_steps)
-    found = crossed.any(axis=1)
-    first = crossed.argmax(axis=1)
-    walk = np.concatenate([np.zeros((evoked.shape[0], 1)), cumulative], axis=1)  # C before the first step is 0
-    walk[np.arange(walk.shape[1])[None, :] > first[:, None] + 1] = np.inf  # only up to the crossing
-    return np.where(found, np.argmin(walk, axis=1).astype(float), np.nan)
+    crossed = (np.cumsum(excess, axis=1) > LATENCY_SD * sigma[:, None] * np.sqrt(t * bin_steps)) & (t >= bin_steps)
+    after = np.cumsum(excess[:, ::-1], axis=1)[:, ::-1]  # S_L
+    score = np.where(after > 0, after**2 / (evoked.shape[1] - np.arange(evoked.shape[1])), 0.0)
+    return np.where(crossed.any(axis=1), np.argmax(score, axis=1).astype(float), np.nan)
 
 
 def _permutation_p(x: np.ndarray, y: np.ndarray, seed: int, n_resamples: int = 9999) -> float:
