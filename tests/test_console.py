@@ -110,6 +110,10 @@ def test_look_raises_visual_rates_with_the_shortest_latency(session):
     assert visual["min_delay_ms"] == 0.0  # driven directly
     others = [e["latency_ms"] for role, e in look["roles"].items() if role != "visual" and e["latency_ms"] is not None]
     assert all(latency >= visual["latency_ms"] for latency in others)
+    # visual latency shorter than prefrontal: at 10 neurons per region no rise reaches prefrontal cortex in the
+    # window (None); the full-brain test below measures the prefrontal latency itself
+    prefrontal = look["roles"]["prefrontal"]["latency_ms"]
+    assert prefrontal is None or prefrontal > visual["latency_ms"]
     assert look["driven_neurons"] == int(pattern_image("A").sum())  # one visual cell per pixel at 10/region
     assert look["roles"]["prefrontal"]["min_delay_ms"] > look["roles"]["visual"]["min_delay_ms"]
 
@@ -207,17 +211,35 @@ def test_load_refuses_a_file_from_another_brain(session, tmp_path, option, value
     assert status == 1
 
 
-def test_commands_from_stdin_in_rich_view(tmp_path):
-    lines = "look B\nbogus\nstatus --once\nquit\n"
-    result = subprocess.run(
-        [sys.executable, str(SCRIPTS / "console.py"), *[a for a in SMALL if a != "--json"]],
-        input=lines, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert result.returncode == 1
-    out = result.stdout
-    assert "brain> look B" in out and "response Hz" in out and "latency ms" in out
-    assert "error: unknown command 'bogus'" in out
-    assert "spontaneous activity" in out and "bye" in out
+def test_commands_from_stdin_in_rich_view(monkeypatch):
+    monkeypatch.setattr(sys, "stdin", io.StringIO("look B\nbogus\nstatus --once\nquit\n"))  # a pipe, not a terminal
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        status = console.main([a for a in SMALL if a != "--json"])
+    text = out.getvalue()
+    assert status == 1  # one command failed
+    assert "brain> look B" in text and "response Hz" in text and "latency ms" in text and "visual" in text
+    assert "error: unknown command 'bogus'" in text
+    assert "spontaneous activity" in text and text.rstrip().endswith("bye")
+
+
+def test_console_runs_as_a_file():
+    result = subprocess.run([sys.executable, str(SCRIPTS / "console.py"), "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "--script" in result.stdout and "--repeats" in result.stdout
+
+
+@pytest.mark.slow
+def test_signal_reaches_prefrontal_cortex_after_visual_cortex_on_the_full_brain(tmp_path):
+    """On the 96×200 brain (the small ones have too few long-range synapses to carry a response) the visual
+    response starts within a few ms and the prefrontal one later, not before its first synaptic arrival."""
+    status, results = run_console(tmp_path, ["look A"], "--neurons-per-region", "200", "--repeats", "10",
+                                  "--rest-ms", "300", "--baseline-ms", "200", "--stimulus-ms", "200")  # fmt: skip
+    (look,) = _by_command(results, "look")
+    visual, prefrontal = look["roles"]["visual"], look["roles"]["prefrontal"]
+    assert status == 0 and visual["latency_ms"] <= 5.0
+    assert prefrontal["response_hz"][0] - prefrontal["response_hz"][1] > 0  # prefrontal responds
+    assert prefrontal["latency_ms"] is not None and prefrontal["latency_ms"] > visual["latency_ms"]
+    assert prefrontal["latency_ms"] >= prefrontal["min_delay_ms"] - 5.0
 
 
 # ------------------------------------------------------------------------------------------- encodings
