@@ -86,7 +86,10 @@ class Protocol:
     ``amplitude_mv`` (30 mV) makes the driven cells fire at about 90 Hz on the 96×200 brain, a strong sensory
     response; at 12 mV (about 35 Hz) the response of roles beyond the stimulated one was too small (≈ 0.6 Hz in
     prefrontal cortex, 3 copies) for a stable latency. ``us_amplitude_mv`` (20 mV) drives the amygdala's excitatory
-    cells during the US. ``learning_rate`` η of reward-modulated STDP (see ``teach``)."""
+    cells during the US. ``learning_rate`` η of reward-modulated STDP (see ``teach``); measured on the 96×200 brain
+    (6 copies, pattern A): 15 pairings at η = 20 raised the weights of the synapses from the pattern's cells by 55 %
+    and of the others by 8 %; 20 pairings at η = 100 drove both towards the bound (+355 %, +231 %), so that
+    teaching sensitised the amygdala to every pattern. η = 50 lies between."""
 
     rest_ms: float = 300.0
     baseline_ms: float = 200.0
@@ -97,7 +100,7 @@ class Protocol:
     latency_bin_ms: float = 5.0
     memory_bin_ms: float = 100.0
     status_ms: float = 500.0
-    learning_rate: float = 1.0
+    learning_rate: float = 50.0
     raster_per_region: int = 10
     raster_bin_ms: float = 10.0
 
@@ -462,11 +465,11 @@ class Lab:
         difference = float(taught_changes.mean() - untaught_changes.mean())
         p_value = _permutation_p(taught_changes, untaught_changes, seed=self.noise_seed)
         beyond = p_value < ALPHA
+        direction = "more" if difference > 0 else "less"
         if beyond:
-            verdict = (
-                f"beyond the noise: the {US_ROLE} response to the taught pattern(s) changed by "
-                f"{difference:+.2f} Hz more than to the untaught ones (permutation p = {p_value:.3g} < {ALPHA})"
-            )
+            verdict = (f"beyond the noise: the {US_ROLE} response to the taught pattern(s) changed by "
+                       f"{abs(difference):.2f} Hz {direction} than to the untaught ones (permutation p = {p_value:.3g} "
+                       f"< {ALPHA})")  # fmt: skip
         else:
             verdict = (f"NOT beyond the noise: teaching did not change the {US_ROLE} response to the taught "
                        f"pattern(s) measurably more than to the untaught ones (difference {difference:+.2f} Hz, "

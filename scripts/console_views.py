@@ -146,8 +146,8 @@ class RichView:
             self.console.print(result)
         else:
             render(result)
-        if "wall_s" in result and result["command"] not in ("status", "start"):
-            self.console.print(Text(f"({result['wall_s']:.1f} s)", style="dim"))
+        if "wall_s" in result and not result.get("live"):
+            self.console.print(Text(f"({result['wall_s']:.1f} s wall)", style="dim"))
 
     # ------------------------------------------------------------------------------------- results
 

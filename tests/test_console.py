@@ -98,6 +98,15 @@ def test_every_command_answers_in_order(session):
     assert commands[1 : 1 + len(expected)] == expected
     assert commands[-2:] == ["help", "quit"]  # nothing after quit
     assert session["status"] == 1  # some scripted commands failed on purpose
+    (help_result,) = _by_command(session["results"], "help")
+    assert help_result["text"].startswith("look PATTERN:") and "latency" in help_result["text"]
+
+
+def test_tab_completion():
+    prompt = console.BrainConsole(lab=None, view=console.JsonView())
+    assert prompt.completenames("te") == ["teach", "test"]
+    assert prompt.complete_touch("l", "touch l", 6, 7) == ["left"]
+    assert prompt.complete_look("", "look ", 5, 5)[:6] == ["A", "B", "C", "D", "E", "0"]
 
 
 def test_look_raises_visual_rates_with_the_shortest_latency(session):
