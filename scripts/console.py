@@ -402,7 +402,13 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--repeats", type=int, default=10, help="copies of the brain (fresh noise each) per measurement, >= 2")
     add("--script", type=Path, default=None, help="run the commands in this file (one per line) and exit")
     add("--json", action="store_true", help="print each result as one JSON object per line")
-    add("--threads", type=int, default=None, help="CPU threads for torch and numba (default: torch 1, numba all)")
+    add(
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU threads for torch and numba; more helps on an idle multi-core CPU, but on a busy one numba's "
+        "parallel step was measured 2-200x slower with 2 threads than with 1",
+    )
     add("--history", type=Path, default=DEFAULT_HISTORY, help="readline history file of the interactive prompt")
     protocol = parser.add_argument_group("protocol (times in ms, currents in mV)")
     defaults = Protocol()
@@ -424,7 +430,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error(f"--script {str(args.script)!r}: no such file")
     if args.repeats < 2:
         parser.error(f"--repeats must be >= 2 (a confidence interval needs two copies), got {args.repeats}")
-    if args.threads is not None and args.threads < 1:
+    if args.threads < 1:
         parser.error(f"--threads must be >= 1, got {args.threads}")
     names = ("rest_ms", "baseline_ms", "stimulus_ms", "amplitude_mv", "us_amplitude_mv", "us_ms", "learning_rate",
              "latency_bin_ms", "status_ms")  # fmt: skip
@@ -437,15 +443,13 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def _set_threads(threads: int | None) -> None:
-    torch.set_num_threads(threads or 1)
-    if threads is not None:
-        try:
-            import numba
-
-            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-        except ImportError:
-            pass
+def _set_threads(threads: int) -> None:
+    torch.set_num_threads(threads)
+    try:
+        import numba
+    except ImportError:
+        return
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
