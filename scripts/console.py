@@ -121,12 +121,14 @@ class BrainConsole(cmd.Cmd):
         raise ConsoleError(f"unknown command {command!r}; commands: {', '.join(COMMANDS)} (help COMMAND for details)")
 
     def _run(self, label: str, work, *args: Any) -> dict[str, Any]:
+        started = time.perf_counter()
         with self.view.progress(label) as callback:
             self.lab.progress = callback
             try:
-                return work(*args)
+                result = work(*args)
             finally:
                 self.lab.progress = None
+        return {**result, "wall_s": result.get("wall_s", time.perf_counter() - started)}
 
     def _show(self, label: str, work, *args: Any) -> bool:
         self.view.show(self._run(label, work, *args))

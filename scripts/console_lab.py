@@ -269,8 +269,9 @@ class Lab:
             boots = onset_latencies(base[j][resample].mean(1), evoked[j][resample].mean(1), bin_steps)
             found = boots[np.isfinite(boots)]
             interval = None
-            if math.isfinite(point) and found.size >= 0.5 * boots.size:
-                interval = [float(v * self.dt_ms) for v in np.percentile(found, [2.5, 97.5])]
+            if math.isfinite(point) and found.size >= 0.5 * boots.size:  # whole steps: no interpolation
+                low, high = np.quantile(found, 0.025, method="lower"), np.quantile(found, 0.975, method="higher")
+                interval = [float(low * self.dt_ms), float(high * self.dt_ms)]
             out[role] = {
                 "latency_ms": float(point * self.dt_ms) if math.isfinite(point) else None,
                 "latency_interval_ms": interval,
@@ -325,7 +326,10 @@ class Lab:
         self.last = recording
         table, _ = self._responses(recording)
         for role, delay in self._min_delays(current).items():
+            latency = table[role]["latency_ms"]
             table[role]["min_delay_ms"] = delay
+            # a rise before any synaptic path could deliver the stimulus is not caused by it
+            table[role]["latency_before_arrival"] = latency is not None and (delay is None or latency < delay)
         driven = int((current > 0).sum())
         return {"command": kind, **extra, "stimulus": label, "driven_neurons": driven, **self._window_info(),
                 "roles": table, "wall_s": time.perf_counter() - started}  # fmt: skip
@@ -474,7 +478,8 @@ class Lab:
             verdict = (f"NOT beyond the noise: teaching did not change the {US_ROLE} response to the taught "
                        f"pattern(s) measurably more than to the untaught ones (difference {difference:+.2f} Hz, "
                        f"permutation p = {p_value:.3g} >= {ALPHA})")  # fmt: skip
-        return {"command": "test", "role": US_ROLE, "rule": self.rule_description(), **self._window_info(),
+        return {"command": "test", "role": US_ROLE, "taught_change_hz": _ci(taught_changes),
+                "untaught_change_hz": _ci(untaught_changes), "rule": self.rule_description(), **self._window_info(),
                 "patterns": rows, "taught": taught, "untaught": untaught,
                 "difference_hz": difference, "n_taught": int(taught_changes.size),
                 "n_untaught": int(untaught_changes.size), "permutation_p": p_value, "beyond_noise": beyond,

@@ -63,14 +63,15 @@ def bar(value: float | None, scale: float, width: int = BAR_WIDTH) -> Text:
 
 def _latency(entry: dict[str, Any]) -> tuple[str, str]:
     """(latency, its 95 % bootstrap interval) as text; ``?`` marks a latency found in fewer than half of the
-    bootstrap resamples."""
+    bootstrap resamples, ``!`` one earlier than any synaptic path from the driven cells (not stimulus-locked)."""
     latency = entry.get("latency_ms")
     if latency is None:
         return "—", ""
     interval = entry.get("latency_interval_ms")
+    mark = "!" if entry.get("latency_before_arrival") else ""
     if interval is None:
-        return f"{latency:g}?", ""
-    return f"{latency:g}", f"{interval[0]:g}–{interval[1]:g}"
+        return f"{latency:g}?{mark}", ""
+    return f"{latency:g}{mark}", f"{interval[0]:g}–{interval[1]:g}"
 
 
 def _delay(entry: dict[str, Any]) -> str:
@@ -167,7 +168,7 @@ class RichView:
         self._responses(r, f"sound {r['hz']:g} Hz: tonotopic drive of {r['driven_neurons']} auditory E cells")
 
     def _show_touch(self, r: dict[str, Any]) -> None:
-        self._responses(r, f"touch {r['side']}: {r['driven_neurons']} contralateral somatosensory E cells")
+        self._responses(r, f"touch {r['side']}: {r['driven_neurons']} somatosensory E cells (opposite hemisphere)")
 
     def _responses(self, r: dict[str, Any], what: str) -> None:
         roles = r["roles"]
@@ -192,8 +193,9 @@ class RichView:
         self.console.print(table)
         self.console.print(Text(
             "response = stimulus − baseline rate per copy (bold: 95 % CI excludes 0). Latency: "
-            f"{r['latency_rule']}; ? = found in fewer than half of the bootstrap resamples. 1st arrival: shortest "
-            "synaptic delay from the driven cells.", style="dim"))  # fmt: skip
+            f"{r['latency_rule']}; ? = found in fewer than half of the bootstrap resamples; ! = before the 1st "
+            "arrival, the shortest synaptic delay from the driven cells, so not caused by the stimulus.",
+            style="dim"))  # fmt: skip
 
     def _show_teach(self, r: dict[str, Any]) -> None:
         c, proj = r["change"], r["projection"]
@@ -227,12 +229,10 @@ class RichView:
                           bar(p["change_hz"][0], scale), _ci(p["visual_now_hz"]))  # fmt: skip
         self.console.print(table)
         style = "bold green" if r["beyond_noise"] else "bold yellow"
-        self.console.print(
-            Text(
-                f"taught − untaught change: {r['difference_hz']:+.2f} Hz; permutation p = "
-                f"{r['permutation_p']:.3g} ({r['n_taught']} vs {r['n_untaught']} presentations)"
-            )
-        )
+        self.console.print(Text(f"change with teaching: taught {_ci(r['taught_change_hz'])} Hz, untaught "
+                                f"{_ci(r['untaught_change_hz'])} Hz (the untaught change is generalisation); "
+                                f"difference {r['difference_hz']:+.2f} Hz, permutation p = {r['permutation_p']:.3g} "
+                                f"({r['n_taught']} vs {r['n_untaught']} presentations)"))  # fmt: skip
         self.console.print(Text(r["verdict"], style=style))
 
     def _show_memory(self, r: dict[str, Any]) -> None:

@@ -123,6 +123,11 @@ def test_look_raises_visual_rates_with_the_shortest_latency(session):
     # window (None); the full-brain test below measures the prefrontal latency itself
     prefrontal = look["roles"]["prefrontal"]["latency_ms"]
     assert prefrontal is None or prefrontal > visual["latency_ms"]
+    for entry in look["roles"].values():  # rises earlier than any synaptic path are flagged as not stimulus-locked
+        early = entry["latency_ms"] is not None and (
+            entry["min_delay_ms"] is None or entry["latency_ms"] < entry["min_delay_ms"]
+        )
+        assert entry["latency_before_arrival"] == early
     assert look["driven_neurons"] == int(pattern_image("A").sum())  # one visual cell per pixel at 10/region
     assert look["roles"]["prefrontal"]["min_delay_ms"] > look["roles"]["visual"]["min_delay_ms"]
 
@@ -154,6 +159,7 @@ def test_test_reports_a_permutation_p_value_and_a_plain_verdict(session):
     assert 0.0 < test["permutation_p"] <= 1.0
     assert test["taught"] == ["A"] and test["untaught"] == ["B", "C", "D", "E"]
     assert test["n_taught"] == 4 and test["n_untaught"] == 16  # presentations = patterns × copies
+    assert test["difference_hz"] == pytest.approx(test["taught_change_hz"][0] - test["untaught_change_hz"][0])
     assert [row["pattern"] for row in test["patterns"]] == ["A", "B", "C", "D", "E"]
     assert test["verdict"].startswith("beyond the noise" if test["beyond_noise"] else "NOT beyond the noise")
     assert (test["permutation_p"] < 0.05) == test["beyond_noise"]

@@ -155,7 +155,9 @@ def plot_activity(
         for edge in (start, stop):
             ax_heat.axvline(edge, color="white", ls="--", lw=1.0)
         legend.append(plt.Rectangle((0, 0), 1, 1, color="gold", alpha=0.4, label=stimulus_label))
-    ax_raster.legend(handles=legend, loc="upper right", fontsize=8, framealpha=0.9)
+    ax_raster.legend(
+        handles=legend, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=len(legend), fontsize=8, frameon=False
+    )  # above the raster, off the spikes
     fig.suptitle(title, fontsize=10)
     fig.savefig(path, dpi=110)
     plt.close(fig)
