@@ -89,7 +89,9 @@ class Protocol:
     cells during the US. ``learning_rate`` η of reward-modulated STDP (see ``teach``); measured on the 96×200 brain
     (6 copies, pattern A): 15 pairings at η = 20 raised the weights of the synapses from the pattern's cells by 55 %
     and of the others by 8 %; 20 pairings at η = 100 drove both towards the bound (+355 %, +231 %), so that
-    teaching sensitised the amygdala to every pattern. η = 50 lies between."""
+    teaching sensitised the amygdala to every pattern. At η = 50 (10 copies, ``teach A 20``): +417 % and +231 %;
+    the amygdala response to A rose by 2.36 ± 0.24 Hz and to the untaught prototypes by 1.75 ± 0.15 Hz
+    (permutation p = 0.0004 for the difference): mostly generalisation, with a pattern-specific part."""
 
     rest_ms: float = 300.0
     baseline_ms: float = 200.0
