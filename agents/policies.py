@@ -34,8 +34,10 @@ from encephagen_gym.brain import BrainConfig, BrainState, SpikingBrain, brain_st
 from encephagen_gym.brain.config import resolve_device
 from encephagen_gym.brain.decoders import ActorCriticOutput, ActorCriticReadout
 from encephagen_gym.brain.encoders import ObservationEncoder
+from encephagen_gym.brain.routing import AGENT_PATHWAYS
+from encephagen_gym.connectome import check_connectome_name, load_connectome
 
-__all__ = ["DEFAULT_ACTION_ROLES", "ConnectomePolicy", "ConnectomeState", "check_spaces"]
+__all__ = ["DEFAULT_ACTION_ROLES", "ConnectomePolicy", "ConnectomeState", "agent_brain_config", "check_spaces"]
 
 #: The regions the readout reads by default: where actions are made (primary motor, premotor, basal ganglia),
 #: not the sensory regions the encoder drives nor the association regions that hold memory (reading those is
@@ -77,6 +79,17 @@ def check_spaces(observation_space: spaces.Space, action_space: spaces.Space) ->
         )
 
 
+def agent_brain_config(**fields: Any) -> BrainConfig:
+    """The agent's default brain: :class:`~encephagen_gym.brain.BrainConfig` with the routing pathways of
+    :data:`~encephagen_gym.brain.routing.AGENT_PATHWAYS` (those whose roles the connectome has), then
+    ``fields`` on top."""
+    connectome = fields.get("connectome", BrainConfig.connectome)
+    check_connectome_name(connectome)
+    present = set(load_connectome(connectome).roles)
+    pathways = tuple(pair for pair in AGENT_PATHWAYS if set(pair) <= present)
+    return BrainConfig(**{"pathways": pathways, **fields})
+
+
 def _brain_config(brain: BrainConfig | None, fields: Mapping[str, Any], device: torch.device) -> BrainConfig:
     unknown = sorted(set(fields) - _BRAIN_FIELDS)
     if unknown:
@@ -85,8 +98,9 @@ def _brain_config(brain: BrainConfig | None, fields: Mapping[str, Any], device: 
         )
     if brain is not None and not isinstance(brain, BrainConfig):
         raise ValueError(f"brain must be a BrainConfig, got {type(brain).__name__}")
-    config = brain or BrainConfig()
-    return dataclasses.replace(config, **dict(fields), device=str(device))
+    if brain is None:
+        return agent_brain_config(**dict(fields), device=str(device))
+    return dataclasses.replace(brain, **dict(fields), device=str(device))
 
 
 class ConnectomePolicy(BasePolicy):
@@ -95,9 +109,11 @@ class ConnectomePolicy(BasePolicy):
     Args:
         observation_space, action_space: a flat ``Box`` observation; a ``Discrete`` or flat ``Box`` action.
         lr_schedule: unused (learning is local; SB3 passes its schedule to every policy).
-        brain: a whole :class:`~encephagen_gym.brain.BrainConfig`; any of its fields may also be given
-            directly (``neurons_per_region=20``, ``connectome="tvb96:rewired:3"``, ``backend=...``) and
-            override it.
+        brain: a whole :class:`~encephagen_gym.brain.BrainConfig` (used as given); without it the brain is
+            :func:`agent_brain_config` (the plain brain plus the routing pathways of
+            :mod:`encephagen_gym.brain.routing`). Any BrainConfig field may also be given directly
+            (``neurons_per_region=20``, ``connectome="tvb96:rewired:3"``, ``backend=...``, ``pathways=()``)
+            and overrides either.
         step_ms: duration of one environment step in ms (the env's ``step_ms``); the brain runs
             ``step_ms / dt_ms`` steps per decision (ValueError if that is not a whole number).
         observation_layout: modality → ``(start, stop)`` of the observation (the env's
@@ -105,6 +121,8 @@ class ConnectomePolicy(BasePolicy):
             sensory regions.
         readout_roles: region roles whose excitatory neurons feed the readout (default: the action regions).
         readout_tau_ms: time constant of the readout's leaky integration (ms).
+        standardise_readout: the readout reads each input centred and scaled by running statistics, updated
+            while learning (see :class:`~encephagen_gym.brain.decoders.ActorCriticReadout`).
         input_gain_mv, signed_code, modality_roles: the encoder's options
             (:class:`~encephagen_gym.brain.encoders.ObservationEncoder`).
         withhold_action: the action that means "do nothing" (Discrete only), or None.
@@ -131,6 +149,7 @@ class ConnectomePolicy(BasePolicy):
         observation_layout: Mapping[str, tuple[int, int]] | None = None,
         readout_roles: Sequence[str] = DEFAULT_ACTION_ROLES,
         readout_tau_ms: float = 20.0,
+        standardise_readout: bool = True,
         input_gain_mv: float | Mapping[str, float] = 15.0,
         signed_code: str = "push_pull",
         modality_roles: Mapping[str, Sequence[str]] | None = None,
@@ -164,7 +183,8 @@ class ConnectomePolicy(BasePolicy):
         self._constructor = dict(
             brain=config, step_ms=self.step_ms,
             observation_layout=None if observation_layout is None else dict(observation_layout),
-            readout_roles=tuple(readout_roles), readout_tau_ms=readout_tau_ms, input_gain_mv=input_gain_mv,
+            readout_roles=tuple(readout_roles), readout_tau_ms=readout_tau_ms,
+            standardise_readout=standardise_readout, input_gain_mv=input_gain_mv,
             signed_code=signed_code, modality_roles=modality_roles, withhold_action=withhold_action,
             initial_go_rate_hz=initial_go_rate_hz, log_std_init=log_std_init, policy_init_std=policy_init_std,
             update_statistics_in_predict=update_statistics_in_predict, seed=seed,
@@ -191,7 +211,7 @@ class ConnectomePolicy(BasePolicy):
         n_actions = int(action_space.shape[0]) if self.continuous else int(action_space.n)
         self.readout = ActorCriticReadout(
             network, n_actions, continuous=self.continuous, roles=tuple(present), tau_ms=readout_tau_ms,
-            policy_init_std=policy_init_std, log_std_init=log_std_init, seed=seed,
+            policy_init_std=policy_init_std, log_std_init=log_std_init, seed=seed, standardise=standardise_readout,
         )  # fmt: skip
         self.withhold_action = None
         if withhold_action is not None and not self.continuous:
@@ -263,6 +283,8 @@ class ConnectomePolicy(BasePolicy):
             if on_substep is not None:
                 on_substep(brain_state)
         state.brain = brain_state
+        if update_statistics and self.readout.standardise:
+            self.readout.update_statistics(trace)
         return self.readout(trace)
 
     def sample(

@@ -35,15 +35,17 @@ __all__ = ["CONDITIONS", "CueBanditEnv", "bandit_run", "main"]
 class CueBanditEnv(gym.Env[np.ndarray, np.int64]):
     """A two-armed contextual bandit with a visible cue, in brain time.
 
-    Each step lasts ``step_ms`` ms; a cue (one of ``n_cues``, one-hot on the ``cue`` channels, in [0, 1])
-    is on for the whole step and the action chosen at its end is rewarded 1 if it equals the cue, else 0.
-    The cue of the next step is drawn uniformly. Episodes last ``episode_steps`` steps (terminated).
+    Each step lasts ``step_ms`` ms (default 100: long enough for the cue to reach the action regions through
+    conduction delays and membranes; at 20 ms nothing was learned, the decision came before the cue arrived); a cue
+    (one of ``n_cues``, one-hot on the ``cue`` channels, in [0, 1]) is on for the whole step and the action chosen
+    at its end is rewarded 1 if it equals the cue, else 0. The cue of the next step is drawn uniformly. Episodes
+    last ``episode_steps`` steps (terminated).
     ``info["metrics"]["accuracy"]`` at the end. Chance: 1 / ``n_cues``.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
 
-    def __init__(self, n_cues: int = 2, step_ms: float = 50.0, episode_steps: int = 20) -> None:
+    def __init__(self, n_cues: int = 2, step_ms: float = 100.0, episode_steps: int = 20) -> None:
         self.n_cues = int(n_cues)
         self.step_ms = float(step_ms)
         self.episode_steps = int(episode_steps)

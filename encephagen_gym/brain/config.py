@@ -102,6 +102,16 @@ class BrainConfig:
     ``background_eta × θ`` (Brunel 2000's η = ν_ext/ν_thr with ν_thr = θ/(J C_ext τ_m), here written per
     neuron as C_ext ν_ext) and voltage fluctuations of about ``sqrt(background_j_mv × mean / 2)``.
 
+    Pathways (off by default): ``pathways`` lists ``(source_role, target_role)`` pairs. Every excitatory neuron of
+    every region t of a listed target role receives ``pathway_in_degree`` more excitatory synapses of strength
+    ``pathway_j_mv`` in all, from excitatory neurons of the regions s ≠ t of the source roles paired with that
+    target role that project to t in the connectome, s drawn with probability ∝ w[s, t] (a target region no such
+    region reaches gets none), delays as for long-range synapses. Their number per neuron does not depend on
+    ``neurons_per_region``, so a small brain has the same pathway capacity as the full one; they follow the
+    connectome's edges, so a null model changes them as it changes everything else. They are what a learning rule
+    can strengthen to carry information from where it enters to where decisions are read (issue 10); the plain brain
+    has none.
+
     Simulation: ``device`` (``"auto"``: CUDA when available) and ``backend``: ``"torch"`` (tensor ops, any
     device), ``"numba"`` (a compiled fused CPU step with presynaptic spike queues, several times faster on
     CPU; see :mod:`~encephagen_gym.brain.cpu_kernel`) or ``"auto"`` (numba on CPU, torch on CUDA). Both
@@ -131,6 +141,9 @@ class BrainConfig:
     background_j_mv: float = 3.0
     conduction_velocity_mm_per_ms: float = 3.5
     local_delay_ms: float = 1.0
+    pathways: tuple[tuple[str, str], ...] = ()
+    pathway_in_degree: int = 20
+    pathway_j_mv: float = 0.2
     dt_ms: float = DEFAULT_DT_MS
     seed: int = 0
     device: str = "auto"
@@ -184,6 +197,18 @@ class BrainConfig:
             errors.append(f"backend must be one of {BACKENDS}, got {self.backend!r}")
         if not isinstance(self.nmda_roles, tuple):
             errors.append("nmda_roles must be a tuple of role names")
+        if not isinstance(self.pathways, tuple) or not all(
+            isinstance(pair, tuple) and len(pair) == 2 and all(isinstance(role, str) for role in pair)
+            for pair in self.pathways
+        ):
+            errors.append(f"pathways must be a tuple of (source_role, target_role) pairs, got {self.pathways!r}")
+        if (
+            isinstance(self.pathway_in_degree, bool)
+            or not isinstance(self.pathway_in_degree, int)
+            or not (0 <= self.pathway_in_degree <= 10_000)
+        ):
+            errors.append(f"pathway_in_degree must be an integer in [0, 10000], got {self.pathway_in_degree!r}")
+        non_negative("pathway_j_mv")
         if errors:
             raise ValueError("invalid BrainConfig: " + "; ".join(errors))
 

@@ -160,6 +160,12 @@ class ActorCriticReadout(_ReadoutInput):
     (zero),
     ``log_std`` ``[K]`` (continuous only, ``log_std_init``).
 
+    ``standardise=True`` makes the weights read each input centred and scaled, (z̄ − μ)/σ, with μ, σ running
+    statistics kept as buffers (:meth:`update_statistics`, call it while learning). All inputs then have the
+    same scale, and the large activity common to every state (the background firing that dominates z̄) no
+    longer dominates the readout's gradient, which is what makes a linear readout of spiking activity learn
+    at the pace its information allows (a local rule's steps are normalised by the input's energy).
+
     The gradient helpers (:meth:`score`, :meth:`entropy_gradient`, :meth:`log_std_score`) give the
     derivatives with respect to ``y`` that reward-based e-prop turns into learning signals.
     """
@@ -175,8 +181,17 @@ class ActorCriticReadout(_ReadoutInput):
         policy_init_std: float | None = None,
         log_std_init: float = -0.5,
         seed: int = 0,
+        standardise: bool = False,
+        statistics_tau: float = 1000.0,
     ) -> None:
         super().__init__(network, roles, tau_ms, excitatory_only)
+        if not (isinstance(statistics_tau, int | float) and math.isfinite(statistics_tau) and statistics_tau >= 1):
+            raise ValueError(f"statistics_tau must be a number >= 1 (updates), got {statistics_tau!r}")
+        self.standardise = bool(standardise)
+        self.statistics_tau = float(statistics_tau)
+        self.register_buffer("input_mean", torch.zeros(self.n_inputs, device=network.device))
+        self.register_buffer("input_var", torch.ones(self.n_inputs, device=network.device))
+        self.register_buffer("statistics_count", torch.zeros((), device=network.device))
         if not isinstance(n_actions, int) or n_actions < (1 if continuous else 2):
             raise ValueError(f"n_actions must be an integer >= {1 if continuous else 2}, got {n_actions!r}")
         self.continuous = bool(continuous)
@@ -195,11 +210,36 @@ class ActorCriticReadout(_ReadoutInput):
         """K: number of discrete actions, or of continuous action dimensions."""
         return int(self.policy_weight.shape[0])
 
+    def features(self, trace: torch.Tensor) -> torch.Tensor:
+        """What the readout's weights multiply: the readout trace z̄ ``[B, M]``, or with ``standardise`` each
+        input centred and scaled by its running mean and standard deviation, (z̄ − μ)/σ."""
+        self._check_trace(trace)
+        if not self.standardise:
+            return trace
+        return (trace - self.input_mean) * torch.rsqrt(self.input_var + 1e-6)
+
+    @torch.no_grad()
+    def update_statistics(self, trace: torch.Tensor) -> None:
+        """Fold the batch ``[B, M]`` into the running mean and variance of each input (an average over all
+        updates so far, then an exponential one over the last ``statistics_tau``). No host read."""
+        self._check_trace(trace)
+        self.statistics_count.add_(1.0)
+        rate = torch.clamp(1.0 / self.statistics_count, min=1.0 / self.statistics_tau)
+        batch_mean = trace.mean(dim=0)
+        delta = batch_mean - self.input_mean
+        self.input_mean.add_(rate * delta)
+        batch_var = (trace - self.input_mean).square().mean(dim=0)
+        first = (self.statistics_count == 1).to(trace.dtype)
+        self.input_var.copy_(first * batch_var + (1.0 - first) * torch.lerp(self.input_var, batch_var, rate))
+
     def forward(self, trace: torch.Tensor) -> ActorCriticOutput:
         """Policy outputs ``[B, K]`` and values ``[B]`` from the readout trace ``[B, M]``."""
-        self._check_trace(trace)
-        policy = torch.addmm(self.policy_bias, trace, self.policy_weight.t())
-        value = trace @ self.value_weight + self.value_bias
+        return self.output_from_features(self.features(trace))
+
+    def output_from_features(self, features: torch.Tensor) -> ActorCriticOutput:
+        """Policy outputs and values from :meth:`features` already computed."""
+        policy = torch.addmm(self.policy_bias, features, self.policy_weight.t())
+        value = features @ self.value_weight + self.value_bias
         return ActorCriticOutput(policy=policy, value=value)
 
     # ------------------------------------------------------------------------------------ distributions

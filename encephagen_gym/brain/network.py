@@ -156,6 +156,10 @@ def build_network(config: BrainConfig) -> tuple[Network, torch.Tensor]:
     if missing:
         roles = sorted(set(connectome.roles))
         raise ValueError(f"nmda_roles {missing} do not exist in {config.connectome}; roles: {roles}")
+    missing = sorted({role for pair in config.pathways for role in pair} - set(connectome.roles))
+    if missing:
+        roles = sorted(set(connectome.roles))
+        raise ValueError(f"pathway roles {missing} do not exist in {config.connectome}; roles: {roles}")
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, 0x5EED]))
     n_regions, n = connectome.n_regions, config.neurons_per_region
     n_exc = config.n_excitatory_per_region
@@ -189,6 +193,26 @@ def build_network(config: BrainConfig) -> tuple[Network, torch.Tensor]:
         delay = max(1, round(tract_mm[source, target] / config.conduction_velocity_mm_per_ms / dt))
         delays.append(np.full(len(pre), delay))
         long_flags.append(np.ones(len(pre), dtype=bool))
+
+    # Pathways: a fixed number of inputs per excitatory target neuron along the connectome's edges (see
+    # BrainConfig); drawn after everything else, so a config without pathways wires exactly as before.
+    sources_of: dict[str, list[str]] = {}
+    for source_role, target_role in config.pathways:
+        sources_of.setdefault(target_role, []).append(source_role)
+    for target_role, source_roles in sources_of.items():
+        sources = connectome.regions_with_role(*source_roles)
+        for target in connectome.regions_with_role(target_role):
+            weight = np.where(sources == target, 0.0, connectome.weights[sources, target]).astype(np.float64)
+            if config.pathway_in_degree == 0 or weight.sum() <= 0:
+                continue
+            count = n_exc * config.pathway_in_degree
+            source = rng.choice(sources, size=count, p=weight / weight.sum())
+            pres.append(source * n + rng.integers(n_exc, size=count))
+            posts.append(np.repeat(target * n + np.arange(n_exc), config.pathway_in_degree))
+            strengths.append(np.full(count, config.pathway_j_mv))
+            delay = np.round(tract_mm[source, target] / config.conduction_velocity_mm_per_ms / dt)
+            delays.append(np.maximum(delay, 1).astype(np.int64))
+            long_flags.append(np.ones(count, dtype=bool))
 
     pre = np.concatenate(pres).astype(np.int64)
     post = np.concatenate(posts).astype(np.int64)

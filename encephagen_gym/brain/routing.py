@@ -1,0 +1,35 @@
+"""Routing: which region roles take the input, which hold it, and which decide — and the pathways between them.
+
+A brain that acts in a task must carry what the encoder puts into the sensory regions to the regions its
+readout reads (the action regions), across the task's delays. The plain connectome brain does not: at
+96 × 20 neurons a motor neuron receives on average 0.3 long-range synapses from any one region, and issue 10's
+probe found stimulus identity decodable in visual cortex but at chance in motor and premotor cortex. The
+agent's brain therefore adds *pathways* (``BrainConfig.pathways``): a fixed number of excitatory inputs per
+neuron, along the connectome's edges, from the input roles to the association roles and from both to the
+action roles — the synapses that learning strengthens (they are the agent's default plastic projection).
+
+| group | roles | why |
+|---|---|---|
+| input | visual, auditory, somatosensory, thalamus, amygdala | driven by the encoder (senses, cues, the US) |
+| association | prefrontal, temporal, parietal | can hold information across a delay |
+| action | premotor, motor, basal_ganglia | read by the actor-critic readout |
+
+Defaults (``pathway_in_degree`` 20, ``pathway_j_mv`` 0.2 mV) were measured so that the spontaneous rates of
+the target roles rise by at most 15 % (96 × 20, 2 s, 4 brains: association 8.0–8.2 → 9.1–9.4 Hz, action
+7.5–7.9 → 8.6–9.2 Hz; at 0.5 mV they rose by 40 %).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+__all__ = ["ACTION_ROLES", "AGENT_PATHWAYS", "ASSOCIATION_ROLES", "INPUT_ROLES"]
+
+INPUT_ROLES: tuple[str, ...] = ("visual", "auditory", "somatosensory", "thalamus", "amygdala")
+ASSOCIATION_ROLES: tuple[str, ...] = ("prefrontal", "temporal", "parietal")
+ACTION_ROLES: tuple[str, ...] = ("premotor", "motor", "basal_ganglia")
+
+#: The pathways of the agent's brain: input → association, and input and association → action.
+AGENT_PATHWAYS: tuple[tuple[str, str], ...] = tuple(itertools.product(INPUT_ROLES, ASSOCIATION_ROLES)) + tuple(
+    itertools.product(INPUT_ROLES + ASSOCIATION_ROLES, ACTION_ROLES)
+)
