@@ -210,6 +210,122 @@ def test_synaptic_current_and_psp_match_closed_form(backend):
     assert net.prop_ampa == pytest.approx(synapse_propagator(tau_s, tau_m, dt))
 
 
+# ------------------------------------------------------------------------------- adaptive threshold (ALIF)
+
+
+def _single_neuron_reference(current_mv: float, n_steps: int, cfg: BrainConfig, adaptive: bool):
+    """float64 replay of one isolated neuron's discrete dynamics (see the simulator docstring): spikes and the
+    adaptation a(t) in force at each step."""
+    alpha = math.exp(-cfg.dt_ms / cfg.tau_m_ms)
+    rho = float(np.float32(math.exp(-cfg.dt_ms / cfg.tau_adaptation_ms)))  # the simulator's float32 ρ
+    beta = cfg.adaptation_mv if adaptive else 0.0
+    theta, refractory_steps = cfg.v_threshold_mv, round(cfg.refractory_ms / cfg.dt_ms)
+    u = a = refractory = 0.0
+    z = 0
+    spikes, adaptation = np.zeros(n_steps, dtype=bool), np.zeros(n_steps)
+    for t in range(n_steps):
+        u = (alpha * u + (1 - alpha) * current_mv) * max(1.0 - refractory, 0.0)
+        a = rho * a + (z if adaptive else 0)
+        z = int(u >= theta + beta * a)
+        u = 0.0 if z else u
+        refractory = max(refractory - 1, 0) + refractory_steps * z
+        spikes[t], adaptation[t] = bool(z), a
+    return spikes, adaptation
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_alif_threshold_rises_by_beta_per_spike_and_decays_with_tau_a(backend):
+    """An isolated temporal-cortex (ALIF) neuron and an amygdala (LIF) neuron under the same constant drive:
+    the ALIF threshold jumps by β per spike and decays with τ_a, so its inter-spike intervals lengthen
+    (spike-frequency adaptation) while the LIF neuron fires regularly."""
+    from encephagen_gym.brain import threshold_mv
+
+    cfg = silent_config(alif_roles=("temporal",), alif_fraction=1.0, tau_adaptation_ms=200.0, adaptation_mv=2.0,
+                        backend=backend)  # fmt: skip
+    brain = SpikingBrain(cfg)
+    net = brain.network
+    alif, lif = 0, 4  # the excitatory neurons of region 0 (temporal) and region 2 (amygdala)
+    assert net.is_adaptive[alif] and not net.is_adaptive[lif] and net.roles[2] == "amygdala"
+    state = brain.initial_state(1)
+    state.v.zero_()
+    current = torch.zeros(1, brain.n_neurons)
+    current[0, [alif, lif]] = 30.0
+    n_steps = 8000  # 800 ms
+    spikes, adaptation, thresholds = [], [], []
+
+    def record(i, s):
+        spikes.append(s.spikes[0, [alif, lif]].clone())
+        adaptation.append(s.adaptation[0, [alif, lif]].clone())
+        thresholds.append(threshold_mv(net, s)[0, [alif, lif]].clone())
+
+    brain.run(state, n_steps, current, on_step=record)
+    spikes, adaptation = torch.stack(spikes).numpy(), torch.stack(adaptation).numpy()
+    thresholds = torch.stack(thresholds).numpy()
+    for column, adaptive in ((0, True), (1, False)):
+        want_spikes, want_a = _single_neuron_reference(30.0, n_steps, cfg, adaptive)
+        np.testing.assert_array_equal(spikes[:, column] > 0, want_spikes)
+        np.testing.assert_allclose(adaptation[:, column], want_a, rtol=1e-5, atol=1e-6)
+    assert np.all(adaptation[:, 1] == 0) and np.all(thresholds[:, 1] == cfg.v_threshold_mv)
+    np.testing.assert_allclose(thresholds[:, 0], cfg.v_threshold_mv + cfg.adaptation_mv * adaptation[:, 0], rtol=1e-6)
+    rho = math.exp(-cfg.dt_ms / cfg.tau_adaptation_ms)
+    fired = np.flatnonzero(spikes[:, 0])
+    # one step after each spike the threshold is β higher than the decayed value: a(t+1) − ρ a(t) = 1
+    np.testing.assert_allclose(adaptation[fired + 1, 0] - rho * adaptation[fired, 0], 1.0, rtol=1e-5)
+    quiet = np.setdiff1d(np.arange(1, n_steps), fired + 1)
+    np.testing.assert_allclose(adaptation[quiet, 0], rho * adaptation[quiet - 1, 0], rtol=1e-5, atol=1e-7)
+    isi_alif, isi_lif = np.diff(fired), np.diff(np.flatnonzero(spikes[:, 1]))
+    assert np.all(np.diff(isi_alif) >= -1) and isi_alif[-1] > 1.5 * isi_alif[0]  # adaptation
+    assert isi_lif.max() - isi_lif.min() <= 1 and isi_lif[0] < isi_alif[-1]
+    assert fired[0] == np.flatnonzero(spikes[:, 1])[0]  # same first spike: no adaptation before it
+
+
+def test_alif_neurons_are_a_seeded_share_of_excitatory_neurons_and_leave_the_wiring_alone():
+    base = BrainConfig(neurons_per_region=20, device=CPU)
+    roles = ("prefrontal", "parietal", "temporal")
+    net, weights = build_network(base)
+    alif_net, alif_weights = build_network(BrainConfig(neurons_per_region=20, device=CPU, alif_roles=roles,
+                                                       alif_fraction=0.4))  # fmt: skip
+    assert not net.alif_active and not net.is_adaptive.any() and alif_net.alif_active
+    assert torch.equal(net.pre, alif_net.pre) and torch.equal(net.post, alif_net.post)
+    assert torch.equal(weights, alif_weights)
+    per_region = alif_net.is_adaptive.view(96, 20)
+    in_roles = torch.tensor([role in roles for role in alif_net.roles])
+    assert torch.all(per_region[in_roles].sum(1) == round(0.4 * 16))
+    assert not per_region[~in_roles].any() and not per_region[:, 16:].any()  # excitatory neurons only
+    assert torch.equal(alif_net.adaptation_mv, alif_net.is_adaptive * 2.0)
+    reseeded, _ = build_network(BrainConfig(neurons_per_region=20, device=CPU, alif_roles=roles, seed=1))
+    assert not torch.equal(reseeded.is_adaptive, alif_net.is_adaptive)
+    again, _ = build_network(BrainConfig(neurons_per_region=20, device=CPU, alif_roles=roles))
+    assert torch.equal(again.is_adaptive, alif_net.is_adaptive)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (dict(alif_roles=("cerebellum",)), "valid roles: .*prefrontal"),
+        (dict(alif_roles="prefrontal"), "tuple of role names"),
+        (dict(alif_fraction=1.5), "alif_fraction"),
+        (dict(tau_adaptation_ms=0.0), "tau_adaptation_ms"),
+        (dict(adaptation_mv=-1.0), "adaptation_mv"),
+        (dict(connectome="tvb76", alif_roles=("thalamus",)), "not roles of tvb76"),
+    ],
+)
+def test_bad_alif_settings_raise(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        BrainConfig(**overrides)
+
+
+def test_alif_off_keeps_adaptation_zero_and_alif_on_changes_only_adaptive_neurons():
+    roles = ("prefrontal", "parietal", "temporal")
+    off = SpikingBrain(BrainConfig(neurons_per_region=10, device=CPU))
+    state = off.run(off.initial_state(2), 200)
+    assert not state.adaptation.any()
+    on = SpikingBrain(BrainConfig(neurons_per_region=10, device=CPU, alif_roles=roles, adaptation_mv=3.0))
+    state = on.run(on.initial_state(2), 200)
+    adaptive = on.network.is_adaptive
+    assert (state.adaptation[:, adaptive] > 0).float().mean() > 0.5 and not state.adaptation[:, ~adaptive].any()
+
+
 # ------------------------------------------------------------------------------------- network statistics
 
 
@@ -367,15 +483,19 @@ def test_same_generator_seed_reproduces_exactly_and_clone_state_snapshots(backen
     assert torch.equal(future_a, future_b)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_pickled_and_deep_copied_states_continue_identically(backend):
-    brain = SpikingBrain(BrainConfig(neurons_per_region=10, device=CPU, backend=backend))
-    state = brain.run(brain.initial_state(2), 150)
-    copies = [pickle.loads(pickle.dumps(state)), copy.deepcopy(state)]
+@pytest.mark.parametrize(("backend", "alif", "batch"), [("torch", False, 2), ("numba", False, 2), ("torch", True, 1),
+                                                       ("numba", True, 1)])  # fmt: skip
+def test_pickled_and_deep_copied_states_continue_identically(backend, alif, batch):
+    brain = SpikingBrain(BrainConfig(neurons_per_region=10, device=CPU, backend=backend,
+                                     **(ALIF_TEST if alif else {})))  # fmt: skip
+    state = brain.run(brain.initial_state(batch), 150)
+    copies = [pickle.loads(pickle.dumps(state)), copy.deepcopy(state), clone_state(state)]
+    adaptation = state.adaptation.clone()
     original = spike_times(brain, state, 200)[1]
     assert original.sum() > 0
     for other in copies:
         assert other.backend == backend and other.step == 150
+        assert torch.equal(other.adaptation, adaptation) and bool(adaptation.any()) == alif
         assert torch.equal(spike_times(brain, other, 200)[1], original)
 
 
@@ -435,11 +555,16 @@ def test_weights_updated_in_place_change_the_dynamics(backend):
     assert second > 1.5 * first
 
 
-@pytest.mark.parametrize("batch", [1, 3])
-def test_numba_and_torch_backends_agree_to_float_rounding(batch):
+#: ALIF in the association cortices, with a strong, fast adaptation so that it acts within short tests.
+ALIF_TEST = dict(alif_roles=("prefrontal", "parietal", "temporal"), alif_fraction=0.4, tau_adaptation_ms=300.0,
+                 adaptation_mv=3.0)  # fmt: skip
+
+
+@pytest.mark.parametrize(("batch", "alif"), [(1, False), (3, False), (1, True)], ids=["b1", "b3", "b1-alif"])
+def test_numba_and_torch_backends_agree_to_float_rounding(batch, alif):
     """Same network, initial state and noise: voltages agree to float32 rounding, spikes match step by step
     until chaos amplifies a rounding difference; rates over 2 s agree statistically."""
-    brain = SpikingBrain(BrainConfig(neurons_per_region=20, device=CPU))
+    brain = SpikingBrain(BrainConfig(neurons_per_region=20, device=CPU, **(ALIF_TEST if alif else {})))
     states = {
         backend: init_state(brain.network, batch, generator=torch.Generator().manual_seed(7), backend=backend)
         for backend in BACKENDS
@@ -450,7 +575,7 @@ def test_numba_and_torch_backends_agree_to_float_rounding(batch):
     for _ in range(50):
         states = {name: brain.step(state, current) for name, state in states.items()}
         assert torch.equal(states["numba"].spikes, states["torch"].spikes)
-        for field in ("v", "v_pre_reset", "currents", "arrivals", "refractory"):
+        for field in ("v", "v_pre_reset", "currents", "arrivals", "refractory", "adaptation"):
             np.testing.assert_allclose(getattr(states["numba"], field), getattr(states["torch"], field), atol=1e-4)
     rates = {}
     for name, state in states.items():

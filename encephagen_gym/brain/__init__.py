@@ -50,6 +50,7 @@ from encephagen_gym.brain.simulator import (
     clone_state,
     init_state,
     membrane_potential_mv,
+    threshold_mv,
 )
 
 __all__ = [
@@ -73,4 +74,5 @@ __all__ = [
     "resolve_device",
     "substeps_per_env_step",
     "synapse_propagator",
+    "threshold_mv",
 ]

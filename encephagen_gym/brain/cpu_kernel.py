@@ -48,7 +48,8 @@ class KernelTables(NamedTuple):
     forward through its row as time goes on; ``synapse[k]`` packs synapse k's postsynaptic neuron (low
     22 bits) and delay in steps (high 10 bits) into one uint32, so that a delivery reads one word besides
     the weight; the weights are read from the live ``weights`` tensor (learning rules change it in
-    place). ``params`` and ``flags`` hold the step constants (see :func:`_build_tables`).
+    place). ``adaptation_mv``/``adaptation_jump``: β_j and the per-spike jump of a_j (ALIF neurons).
+    ``params`` and ``flags`` hold the step constants (see :func:`_build_tables`).
     """
 
     row_ptr: np.ndarray
@@ -56,6 +57,8 @@ class KernelTables(NamedTuple):
     is_excitatory: np.ndarray
     gain_ampa: np.ndarray
     gain_nmda: np.ndarray
+    adaptation_mv: np.ndarray
+    adaptation_jump: np.ndarray
     params: np.ndarray
     flags: np.ndarray
     depth: int
@@ -120,19 +123,23 @@ def _build_tables(network) -> KernelTables:
             decays[2],
             network.jump_gaba,
             network.background_gain,
+            network.decay_adaptation,
         ],
         dtype=np.float32,
     )
     flags = np.array(
-        [int(network.nmda_active), int(network.leak_drive != 0.0), int(network.background_rate_hz > 0)],
+        [int(network.nmda_active), int(network.leak_drive != 0.0), int(network.background_rate_hz > 0),
+         int(network.alif_active)],
         dtype=np.int64,
-    )
+    )  # fmt: skip
     return KernelTables(
         row_ptr=network.row_ptr.numpy().astype(np.int32),
         synapse=(network.post.numpy().astype(np.uint32) | (delay.astype(np.uint32) << _POST_BITS)),
         is_excitatory=network.is_excitatory.numpy().astype(np.uint8),
         gain_ampa=np.array(gains[0], dtype=np.float32, copy=True),
         gain_nmda=np.array(gains[1], dtype=np.float32, copy=True),
+        adaptation_mv=np.array(network.adaptation_mv.numpy(), dtype=np.float32, copy=True),
+        adaptation_jump=np.array(network.adaptation_jump.numpy(), dtype=np.float32, copy=True),
         params=params,
         flags=flags,
         depth=network.max_delay_steps + 1,
@@ -141,16 +148,16 @@ def _build_tables(network) -> KernelTables:
 
 # Argument order shared by the kernels below and fused_step (state arrays, noise, input, network tables).
 @numba.njit(cache=True, nogil=True, boundscheck=False)
-def _one_brain(b, step, v, v_pre, cur, refr, spk, arr, queue, cursor, due, qlen, bank, offsets, inp, has_input, w,
-               row_ptr, synapse, is_exc, gain_a, gain_n, params, flags, depth):  # fmt: skip
+def _one_brain(b, step, v, v_pre, cur, refr, spk, arr, queue, cursor, due, qlen, adapt, bank, offsets, inp, has_input,
+               w, row_ptr, synapse, is_exc, gain_a, gain_n, beta, jump, params, flags, depth):  # fmt: skip
     """One step of brain ``b``."""
     n = v.shape[1]
     decay_m, prop_ampa, prop_gaba, prop_nmda = params[0], params[1], params[2], params[3]
     leak, input_gain, theta, refractory_steps = params[4], params[5], params[6], params[7]
-    decay_ampa, decay_nmda, decay_gaba, jump_gaba, background_gain = (
-        params[8], params[9], params[10], params[11], params[12]
+    decay_ampa, decay_nmda, decay_gaba, jump_gaba, background_gain, decay_adaptation = (
+        params[8], params[9], params[10], params[11], params[12], params[13]
     )  # fmt: skip
-    nmda_active, has_leak, has_background = flags[0], flags[1], flags[2]
+    nmda_active, has_leak, has_background, alif_active = flags[0], flags[1], flags[2], flags[3]
     zero = np.float32(0.0)
     one = np.float32(1.0)
 
@@ -183,7 +190,7 @@ def _one_brain(b, step, v, v_pre, cur, refr, spk, arr, queue, cursor, due, qlen,
 
     # (b) membrane, threshold, reset, refractoriness, currents (same order as the torch backend); written
     #     without data-dependent branches so that the compiler vectorises it
-    v_b, v_pre_b, refr_b, spk_b = v[b], v_pre[b], refr[b], spk[b]
+    v_b, v_pre_b, refr_b, spk_b, adapt_b = v[b], v_pre[b], refr[b], spk[b], adapt[b]
     ampa_b, nmda_b, gaba_b = cur[0, b], cur[1, b], cur[2, b]
     inp_b = inp[b] if has_input else v_b
     noise = bank[offsets[b] : offsets[b] + n]
@@ -199,7 +206,12 @@ def _one_brain(b, step, v, v_pre, cur, refr, spk, arr, queue, cursor, due, qlen,
             u += input_gain * inp_b[j]
         u *= max(one - refr_b[j], zero)
         v_pre_b[j] = u
-        fired = u >= theta
+        if alif_active:  # a(t+1) = ρ a(t) + z(t) (z(t) is still in spk_b), threshold θ + β a(t+1)
+            a = adapt_b[j] * decay_adaptation + jump[j] * spk_b[j]
+            adapt_b[j] = a
+            fired = u >= theta + beta[j] * a
+        else:
+            fired = u >= theta
         spk_b[j] = one if fired else zero
         v_b[j] = zero if fired else u
         refr_b[j] = max(refr_b[j] - one, zero) + (refractory_steps if fired else zero)
@@ -225,19 +237,23 @@ def _one_brain(b, step, v, v_pre, cur, refr, spk, arr, queue, cursor, due, qlen,
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _batch_parallel(step, v, v_pre, cur, refr, spk, arr, queue, cursor, due, qlen, bank, offsets, inp, has_input, w,
-                    row_ptr, synapse, is_exc, gain_a, gain_n, params, flags, depth):  # fmt: skip
+def _batch_parallel(step, v, v_pre, cur, refr, spk, arr, queue, cursor, due, qlen, adapt, bank, offsets, inp,
+                    has_input, w, row_ptr, synapse, is_exc, gain_a, gain_n, beta, jump, params, flags,
+                    depth):  # fmt: skip
     for b in numba.prange(v.shape[0]):
-        _one_brain(b, step, v, v_pre, cur, refr, spk, arr, queue, cursor, due, qlen, bank, offsets, inp, has_input, w,
-                   row_ptr, synapse, is_exc, gain_a, gain_n, params, flags, depth)  # fmt: skip
+        _one_brain(b, step, v, v_pre, cur, refr, spk, arr, queue, cursor, due, qlen, adapt, bank, offsets, inp,
+                   has_input, w, row_ptr, synapse, is_exc, gain_a, gain_n, beta, jump, params, flags,
+                   depth)  # fmt: skip
 
 
 @numba.njit(cache=True, nogil=True)
-def _batch_serial(step, v, v_pre, cur, refr, spk, arr, queue, cursor, due, qlen, bank, offsets, inp, has_input, w,
-                  row_ptr, synapse, is_exc, gain_a, gain_n, params, flags, depth):  # fmt: skip
+def _batch_serial(step, v, v_pre, cur, refr, spk, arr, queue, cursor, due, qlen, adapt, bank, offsets, inp,
+                  has_input, w, row_ptr, synapse, is_exc, gain_a, gain_n, beta, jump, params, flags,
+                  depth):  # fmt: skip
     for b in range(v.shape[0]):
-        _one_brain(b, step, v, v_pre, cur, refr, spk, arr, queue, cursor, due, qlen, bank, offsets, inp, has_input, w,
-                   row_ptr, synapse, is_exc, gain_a, gain_n, params, flags, depth)  # fmt: skip
+        _one_brain(b, step, v, v_pre, cur, refr, spk, arr, queue, cursor, due, qlen, adapt, bank, offsets, inp,
+                   has_input, w, row_ptr, synapse, is_exc, gain_a, gain_n, beta, jump, params, flags,
+                   depth)  # fmt: skip
 
 
 def fused_step(
@@ -250,7 +266,7 @@ def fused_step(
     step: int,
 ) -> None:
     """Advance the state whose numpy views are ``arrays`` = (v, v_pre, currents, refractory, spikes,
-    arrivals, spike_queue, queue_cursor, queue_due, queue_length) by one step, in place. ``offsets``:
+    arrivals, spike_queue, queue_cursor, queue_due, queue_length, adaptation) by one step, in place. ``offsets``:
     ``[B]`` noise-window offsets of this step into ``bank`` (the Poisson count bank)."""
     v = arrays[0]
     if input_current is None:
@@ -258,8 +274,8 @@ def fused_step(
     else:
         inp, has_input = input_current.detach().to(torch.float32).contiguous().numpy(), True
     args = (step, *arrays, bank, offsets, inp, has_input, weights.detach().numpy(), tables.row_ptr, tables.synapse,
-            tables.is_excitatory, tables.gain_ampa, tables.gain_nmda, tables.params, tables.flags,
-            tables.depth)  # fmt: skip
+            tables.is_excitatory, tables.gain_ampa, tables.gain_nmda, tables.adaptation_mv, tables.adaptation_jump,
+            tables.params, tables.flags, tables.depth)  # fmt: skip
     torch_threads = torch.get_num_threads()
     if v.shape[0] > 1 and numba.get_num_threads() > 1 and _PARALLEL_LAUNCH.acquire(blocking=False):
         try:

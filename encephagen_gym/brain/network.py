@@ -40,7 +40,10 @@ class Network(NamedTuple):
     ``row_ptr[i]:row_ptr[i+1]``, in the order in which its spike reaches them.
 
     Per-neuron tensors (length N): ``neuron_region`` (int64), ``is_excitatory`` (bool),
-    ``nmda_share`` (float32, fraction of excitatory charge carried by NMDA onto that neuron).
+    ``nmda_share`` (float32, fraction of excitatory charge carried by NMDA onto that neuron), ``is_adaptive``
+    (bool, ALIF neurons), ``adaptation_mv`` (float32, β_j: threshold rise per unit of adaptation in mV, 0 for
+    non-adaptive neurons) and ``adaptation_jump`` (float32, 1 for ALIF neurons else 0: the jump of a_j per
+    spike).
     Per-synapse tensors (length S): ``pre``, ``post`` (int64 neuron ids), ``pre_region``, ``post_region``
     (int64), ``channel`` (EXCITATORY/INHIBITORY, from the presynaptic type), ``delay_steps`` (int64 ≥ 1),
     ``is_long_range`` (bool). Initial non-negative strengths in mV are returned separately by
@@ -50,7 +53,8 @@ class Network(NamedTuple):
     the AMPA and NMDA jumps per mV of excitatory strength, split by each neuron's ``nmda_share``;
     ``current_decay`` ``[3, 1, 1]`` and ``v_propagator`` ``[1, 3]`` for the (AMPA, NMDA, GABA) currents;
     ``csr_rows`` ``[N, 2]`` (first synapse, out-degree) per neuron; ``v_threshold_rel`` = θ − V_reset and
-    ``leak_drive`` the per-step pull towards V_rest, for voltages measured from V_reset.
+    ``leak_drive`` the per-step pull towards V_rest, for voltages measured from V_reset; ``decay_adaptation``
+    ρ = e^{−dt/τ_a} and ``alif_active`` (any ALIF neuron).
     """
 
     config: BrainConfig
@@ -65,6 +69,9 @@ class Network(NamedTuple):
     neuron_region: torch.Tensor
     is_excitatory: torch.Tensor
     nmda_share: torch.Tensor
+    is_adaptive: torch.Tensor
+    adaptation_mv: torch.Tensor
+    adaptation_jump: torch.Tensor
     pre: torch.Tensor
     post: torch.Tensor
     pre_region: torch.Tensor
@@ -95,6 +102,8 @@ class Network(NamedTuple):
     background_gain: float
     refractory_steps: int
     background_rate_hz: float
+    decay_adaptation: float
+    alif_active: bool
 
     @property
     def roles(self) -> tuple[str, ...]:
@@ -141,6 +150,21 @@ def _sample_pairs(
         keep = pre != post
         pre, post = pre[keep], post[keep]
     return pre, post
+
+
+def _adaptive_neurons(config: BrainConfig, roles: tuple[str, ...]) -> np.ndarray:
+    """``[N]`` bool: the ALIF neurons, ``config.n_adaptive_per_region`` excitatory neurons in each region of an
+    ``alif_roles`` role, drawn from a random stream of their own (the wiring does not depend on them)."""
+    n, n_exc = config.neurons_per_region, config.n_excitatory_per_region
+    adaptive = np.zeros(len(roles) * n, dtype=bool)
+    count = config.n_adaptive_per_region
+    if count == 0:
+        return adaptive
+    rng = np.random.default_rng(np.random.SeedSequence([config.seed, 0xA11F]))
+    for region, role in enumerate(roles):
+        if role in config.alif_roles:
+            adaptive[region * n + np.sort(rng.choice(n_exc, size=count, replace=False))] = True
+    return adaptive
 
 
 def build_network(config: BrainConfig) -> tuple[Network, torch.Tensor]:
@@ -217,6 +241,8 @@ def build_network(config: BrainConfig) -> tuple[Network, torch.Tensor]:
     for region in nmda_regions:
         nmda_share[region * n : (region + 1) * n] = share
 
+    is_adaptive = _adaptive_neurons(config, connectome.roles)
+
     tau_m = config.tau_m_ms
 
     def tensor(array: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
@@ -235,6 +261,9 @@ def build_network(config: BrainConfig) -> tuple[Network, torch.Tensor]:
         neuron_region=tensor(region_of, torch.int64),
         is_excitatory=tensor(is_exc, torch.bool),
         nmda_share=tensor(nmda_share, torch.float32),
+        is_adaptive=tensor(is_adaptive, torch.bool),
+        adaptation_mv=tensor(np.where(is_adaptive, config.adaptation_mv, 0.0), torch.float32),
+        adaptation_jump=tensor(is_adaptive, torch.float32),
         pre=tensor(pre, torch.int64),
         post=tensor(post, torch.int64),
         pre_region=tensor(region_of[pre], torch.int64),
@@ -286,5 +315,7 @@ def build_network(config: BrainConfig) -> tuple[Network, torch.Tensor]:
         background_gain=tau_m / config.tau_ampa_ms * config.background_j_mv,
         refractory_steps=round(config.refractory_ms / dt),
         background_rate_hz=config.background_rate_hz,
+        decay_adaptation=math.exp(-dt / config.tau_adaptation_ms),
+        alif_active=bool(is_adaptive.any()),
     )
     return network, tensor(strength, torch.float32)

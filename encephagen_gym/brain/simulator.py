@@ -15,11 +15,22 @@ integrated exactly over a step h (decay factors e^{−h/τ}, propagators from
 :func:`~encephagen_gym.brain.network.synapse_propagator`; I_ext is held constant over the step). When
 V ≥ θ the neuron spikes, V is reset and clamped for the refractory period (its currents keep evolving).
 
+Adaptive neurons (ALIF, ``BrainConfig.alif_roles``; Bellec et al. 2018, 2020) have a spike-triggered
+threshold θ_j(t) = θ + β_j a_j(t), with a dimensionless adaptation a_j ≥ 0 that obeys
+τ_a da_j/dt = −a_j + τ_a Σ_k δ(t − t_j^k): it jumps by 1 at each spike and decays with τ_a. Spikes happen at
+the end of a step, so the exact discrete form is Bellec's
+
+    a_j(t+1) = ρ a_j(t) + z_j(t),     ρ = e^{−h/τ_a},     z_j(t+1) = H(u_j(t+1) − θ − β_j a_j(t+1))
+
+i.e. a spike at step t raises the threshold by β_j from step t+1 on (the neuron is refractory then), and the
+rise decays as e^{−(t'−t)/τ_a}. Only ALIF neurons have a_j ≠ 0 (β_j = 0 and no jump for the others).
+
 Order within a step t → t+1: (1) V(t+1) from V(t), I(t), I_ext(t); refractory neurons are clamped;
-(2) spikes where V(t+1) ≥ θ, reset; (3) currents decay and receive the spikes that arrive at t+1 (ring
-buffer slot) plus the Poisson background counts of the step; (4) the new spikes are scattered into the
-ring at t+1+delay, only for the neurons that spiked (CSR gather + scatter_add; no dense N×N product).
-Internally voltages are measured from V_reset (u = V − V_reset), so a reset is u = 0.
+(2) a(t+1) = ρ a(t) + z(t) (ALIF neurons); spikes where V(t+1) ≥ θ + β a(t+1), reset; (3) currents decay
+and receive the spikes that arrive at t+1 (ring buffer slot) plus the Poisson background counts of the step;
+(4) the new spikes are scattered into the ring at t+1+delay, only for the neurons that spiked (CSR gather +
+scatter_add; no dense N×N product). Internally voltages are measured from V_reset (u = V − V_reset), so a
+reset is u = 0 and the threshold is θ = V_th − V_reset.
 
 Background noise: each step, each batch element reads one window of N Poisson(λ·dt) counts from a fixed
 bank of counts drawn once from an explicit ``torch.Generator``, at an offset from its own
@@ -49,7 +60,7 @@ import torch
 from encephagen_gym.brain.config import resolve_backend
 from encephagen_gym.brain.network import Network
 
-__all__ = ["BrainState", "brain_step", "clone_state", "init_state", "membrane_potential_mv"]
+__all__ = ["BrainState", "brain_step", "clone_state", "init_state", "membrane_potential_mv", "threshold_mv"]
 
 _MINSTD_A = 48271
 _MINSTD_M = 2147483647
@@ -70,6 +81,7 @@ class _Views(NamedTuple):
     gate: torch.Tensor
     nmda: torch.Tensor
     ring_flat: torch.Tensor
+    threshold: torch.Tensor
 
 
 def _make_views(currents, arrivals, ring, noise_offsets, v, v_pre) -> _Views:
@@ -84,6 +96,7 @@ def _make_views(currents, arrivals, ring, noise_offsets, v, v_pre) -> _Views:
         gate=torch.empty_like(v),
         nmda=currents[1],
         ring_flat=ring.view(-1),
+        threshold=torch.empty_like(v),
     )
 
 
@@ -98,6 +111,9 @@ class BrainState(NamedTuple):
         currents: ``[3, B, N]`` synaptic currents in mV, rows ``AMPA, NMDA, GABA`` (GABA ≤ 0); see the
             ``i_ampa``/``i_nmda``/``i_gaba`` properties.
         refractory: ``[B, N]`` float, refractory steps left (V is held at V_reset while > 0).
+        adaptation: ``[B, N]`` ALIF adaptation a_j (dimensionless) in force during the last step: that step's
+            threshold was θ + β_j a_j (see :func:`threshold_mv`); it counts the spikes up to the step before.
+            Zero for non-adaptive neurons.
         spikes: ``[B, N]`` float32 in {0, 1}, spikes emitted in the last step.
         arrivals: ``[B, 2, N]`` synaptic input that arrived in the last step per postsynaptic neuron and
             channel (0: excitatory, 1: inhibitory), summed strengths in mV (before the τ_m/τ scaling).
@@ -126,6 +142,7 @@ class BrainState(NamedTuple):
     spikes: torch.Tensor
     arrivals: torch.Tensor
     ring: torch.Tensor
+    adaptation: torch.Tensor
     noise_key: torch.Tensor
     noise_offsets: torch.Tensor
     step: int
@@ -171,7 +188,7 @@ class BrainState(NamedTuple):
         return self.spike_queue.shape[1] if self.backend == "numba" else self.ring.shape[0] // 2
 
 
-_DYNAMIC_FIELDS = ("v", "v_pre_reset", "currents", "refractory", "spikes", "arrivals", "ring",
+_DYNAMIC_FIELDS = ("v", "v_pre_reset", "currents", "refractory", "spikes", "arrivals", "ring", "adaptation",
                    "noise_key", "noise_offsets", "spike_queue", "queue_cursor", "queue_due",
                    "queue_length")  # fmt: skip
 
@@ -275,6 +292,7 @@ def init_state(
         spikes=torch.zeros(shape, device=device),
         arrivals=torch.zeros((batch_size, 2, n), device=device),
         ring=ring,
+        adaptation=torch.zeros(shape, device=device),
         noise_key=keys,
         noise_offsets=offsets,
         step=0,
@@ -293,7 +311,7 @@ def init_state(
 def _with_views(state: BrainState) -> BrainState:
     if state.backend == "numba":
         fields = ("v", "v_pre_reset", "currents", "refractory", "spikes", "arrivals", "spike_queue", "queue_cursor",
-                  "queue_due", "queue_length")  # fmt: skip
+                  "queue_due", "queue_length", "adaptation")  # fmt: skip
         windows = state.noise_windows
         bank = torch.as_strided(windows, (windows.shape[0] + windows.shape[1] - 1,), (1,))
         views = _KernelViews(
@@ -315,6 +333,13 @@ def _rebuild_state(fields: tuple) -> BrainState:
 def membrane_potential_mv(network: Network, v: torch.Tensor) -> torch.Tensor:
     """Absolute membrane potential in mV from the state's ``v`` or ``v_pre_reset`` (measured from V_reset)."""
     return v + network.config.v_reset_mv
+
+
+def threshold_mv(network: Network, state: BrainState) -> torch.Tensor:
+    """``[B, N]`` absolute firing threshold (mV) in force during the state's last step: V_th + β_j a_j
+    (V_th for non-adaptive neurons)."""
+    return torch.addcmul(torch.full_like(state.v, network.config.v_threshold_mv), state.adaptation,
+                         network.adaptation_mv)  # fmt: skip
 
 
 def clone_state(state: BrainState) -> BrainState:
@@ -368,9 +393,15 @@ def brain_step(
     torch.sub(1.0, state.refractory, out=gate).clamp_(min=0.0)
     v_new.mul_(gate)
 
-    # (2) threshold, reset (u = 0), refractory countdown
+    # (2) adaptation a(t+1) = ρ a(t) + z(t) (ALIF neurons), threshold θ + β a(t+1), reset (u = 0),
+    #     refractory countdown
     spikes = state.spikes
-    torch.ge(v_new, network.v_threshold_rel, out=spikes)
+    if network.alif_active:
+        state.adaptation.mul_(network.decay_adaptation).addcmul_(spikes, network.adaptation_jump)
+        threshold = torch.mul(state.adaptation, network.adaptation_mv, out=views.threshold)
+        torch.ge(v_new, threshold.add_(network.v_threshold_rel), out=spikes)
+    else:
+        torch.ge(v_new, network.v_threshold_rel, out=spikes)
     torch.addcmul(v_new, v_new, spikes, value=-1.0, out=state.v)
     state.refractory.sub_(1.0).clamp_(min=0.0).add_(spikes, alpha=float(network.refractory_steps))
 

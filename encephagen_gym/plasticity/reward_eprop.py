@@ -185,7 +185,8 @@ class RewardEProp:
         """After each simulation step: e-prop eligibility ē and the readout trace z̄ (in place)."""
         check_activity(state.spikes, traces.batch_size, self.network.n_neurons)
         self.readout.filter_spikes(traces.readout, state.spikes)
-        eprop = eprop_trace_step(self.params, traces.eprop, state.spikes, state.v_pre_reset)
+        adaptation = state.adaptation if self.params.use_alif else None
+        eprop = eprop_trace_step(self.params, traces.eprop, state.spikes, state.v_pre_reset, adaptation)
         return traces._replace(eprop=eprop)
 
     # ----------------------------------------------------------------------------------- per env step
