@@ -20,6 +20,7 @@ Usage::
     python scripts/benchmark_brain.py --sizes 20 --batches 1
     python scripts/benchmark_brain.py --sizes 200 --dts 1 --backends numba --numba-threads 1 2
     python scripts/benchmark_brain.py --sizes 200 --learning off eprop --repeats 5   # learning cost
+    python scripts/benchmark_brain.py --sizes 200 --alif --alif-roles premotor motor   # with ALIF targets
     python scripts/benchmark_brain.py --dt-check --seeds 0 1 2 3 4     # default-dt evidence
     python scripts/benchmark_brain.py --alif-check --seeds 0 1 2 --check-ms 2000 --adaptation-mvs 1 2 5
     encephagen-benchmark-brain --help
@@ -121,14 +122,17 @@ def benchmark_rows(
     learning: Sequence[str] = ("off",),
     statistic: str = "median",
     backend: str = "auto",
+    alif: dict | None = None,
 ) -> list[dict[str, float | int | str]]:
     """Time one configuration with each learning mode (timed windows alternate between the modes); one
     row per mode with the ``statistic`` ("median" or "min") of ``repeats`` windows. ``backend``: the
-    simulator backend (``BrainConfig.backend``)."""
+    simulator backend (``BrainConfig.backend``); ``alif``: ALIF settings of the ``BrainConfig`` (off when
+    None)."""
     unknown = [mode for mode in learning if mode not in LEARNING_MODES]
     if unknown or not learning:
         raise ValueError(f"learning modes must be among {LEARNING_MODES}, got {list(learning)}")
-    config = BrainConfig(neurons_per_region=neurons_per_region, dt_ms=dt_ms, device=device, backend=backend)
+    config = BrainConfig(neurons_per_region=neurons_per_region, dt_ms=dt_ms, device=device, backend=backend,
+                         **(alif or {}))  # fmt: skip
     brain = SpikingBrain(config)
     dev = brain.device
     if dev.type == "cuda":
@@ -138,25 +142,20 @@ def benchmark_rows(
     n_steps = max(1, round(sim_ms / dt_ms))
     n_steps = max(n_steps - n_steps % brain.substeps(ENV_STEP_MS), brain.substeps(ENV_STEP_MS))
     learner = _Learner(brain, batch) if "eprop" in learning else None
-    counts = torch.zeros((batch, brain.n_neurons), device=dev)
     walls: dict[str, list[float]] = {mode: [] for mode in learning}
     spikes: dict[str, float] = dict.fromkeys(learning, 0.0)
     events: dict[str, float] = dict.fromkeys(learning, 0.0)
-    out_degree = brain.network.out_degree.to(counts.dtype)
+    out_degree = brain.network.out_degree.to(state.spike_count.dtype)
     for _ in range(repeats):
         for mode in learning:
-            counts.zero_()
-
-            def on_step(i: int, s, counts=counts, mode=mode) -> None:
-                counts.add_(s.spikes)
-                if mode == "eprop":
-                    learner.on_step(i, s)
-
+            before = state.spike_count.clone()  # spikes are counted inside the step, no per-step callback
+            on_step = learner.on_step if mode == "eprop" else None
             _sync(dev)
             start = time.perf_counter()
             state = brain.run(state, n_steps, on_step=on_step)
             _sync(dev)
             walls[mode].append(time.perf_counter() - start)
+            counts = state.spike_count - before
             spikes[mode] += float(counts.sum())
             events[mode] += float((counts.sum(0) * out_degree).sum())
     sim_s = n_steps * dt_ms * 1e-3
@@ -181,6 +180,10 @@ def benchmark_rows(
             "dt_ms": dt_ms,
             "learning": mode,
             "plastic": learner.rule.projection.n_synapses if mode == "eprop" else 0,
+            "alif": int(brain.network.is_adaptive.sum()),
+            "plastic_alif": int(learner.rule.params.alif_synapses.numel())
+            if mode == "eprop" and learner.rule.params.use_alif
+            else 0,
             "wall_per_sim_s": wall / sim_s,
             "steps_per_s": n_steps / wall,
             "events_per_s": events[mode] / repeats / float(np.mean(walls[mode])),
@@ -397,6 +400,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--check-ms", type=float, default=2000.0, help="simulated ms per run of --dt-check / --alif-check")
     add("--seeds", type=int, nargs="+", default=[0], help="config seeds (wiring and noise) of the checks")
     add("--alif-check", action="store_true", help="compare spontaneous activity with ALIF off and on")
+    add("--alif", action="store_true", help="time with ALIF on (--alif-roles etc., beta = first --adaptation-mvs)")
     add("--alif-roles", nargs="+", default=["prefrontal", "parietal", "temporal"], help="ALIF roles")
     add("--alif-fraction", type=float, default=0.4, help="share of their excitatory neurons that adapt")
     add("--tau-adaptation-ms", type=float, default=1000.0, help="adaptation time constant in ms")
@@ -444,6 +448,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                    ("ISI CV", "cv_median", "")]  # fmt: skip
         _print_table(table, columns)
         return 0
+    alif = None
+    if args.alif:
+        alif = dict(alif_roles=tuple(args.alif_roles), alif_fraction=args.alif_fraction,
+                    tau_adaptation_ms=args.tau_adaptation_ms, adaptation_mv=args.adaptation_mvs[0])  # fmt: skip
     rows = []
     for device in devices:
         batches = args.cuda_batches if device.startswith("cuda") else args.batches
@@ -452,7 +460,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for dt in args.dts:
                     for backend in _backends(args.backends, device):
                         measured = benchmark_rows(size, batch, dt, device, args.sim_ms, args.warmup_ms,
-                                                  args.repeats, args.learning, args.stat, backend)  # fmt: skip
+                                                  args.repeats, args.learning, args.stat, backend, alif)  # fmt: skip
                         rows.extend(measured)
                         for row in measured:
                             print(f"  measured {row['device']} {row['backend']} {row['neurons']} B={batch} "
@@ -461,7 +469,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     columns = [("device", "device", ""), ("backend", "backend", ""), ("threads", "threads", ""),
                ("neurons", "neurons", ""), ("synapses", "synapses", ""),
                ("batch", "batch", ""), ("dt ms", "dt_ms", ".2f"), ("learning", "learning", ""),
-               ("plastic", "plastic", ""), ("wall s/sim s", "wall_per_sim_s", ".3f"),
+               ("ALIF", "alif", ""), ("plastic", "plastic", ""), ("onto ALIF", "plastic_alif", ""),
+               ("wall s/sim s", "wall_per_sim_s", ".3f"),
                ("vs off", "vs_off", ".2f"), ("steps/s", "steps_per_s", ".0f"),
                ("syn events/s", "events_per_s", ".3g"), ("rate Hz", "rate_hz", ".1f"),
                ("state+net MB", "memory_mb", ".0f"), ("trace MB/elem", "trace_mb", ".2f")]  # fmt: skip

@@ -765,3 +765,154 @@ def test_kernel_cache_memoises_per_tensor_without_keeping_it_alive():
     assert owner_ref() is None  # the cache did not keep the network alive
     other = torch.zeros(2)
     assert cached_for(cache, other, lambda: "new") == "new" and len(cache) == 1  # the stale entry is dropped
+
+
+# ------------------------------------------------------------------------------ network identity (fingerprints)
+
+_MISMATCH_SCRIPT = """
+import torch
+from encephagen_gym.brain import BrainConfig, SpikingBrain, brain_step
+from encephagen_gym.brain.simulator import init_state
+torch.set_num_threads(1)
+base = dict(neurons_per_region=10, device="cpu")
+cases = {  # name: (config of the state's brain, config of the brain that steps it, what must be named)
+    "larger": (dict(neurons_per_region=20), {}, "neurons_per_region"),
+    "smaller": (dict(neurons_per_region=6), {}, "neurons_per_region"),
+    "dt": (dict(dt_ms=0.5), {}, "dt_ms"),
+    "velocity": (dict(conduction_velocity_mm_per_ms=1.0), {}, "conduction_velocity_mm_per_ms"),
+    "tvb76": (dict(connectome="tvb76"), {}, "connectome"),
+    "seed": (dict(seed=1), {}, "seed"),
+}
+for backend in ("numba", "torch"):
+    for name, (state_cfg, brain_cfg, field) in cases.items():
+        source = SpikingBrain(BrainConfig(**{**base, **state_cfg, "backend": backend}))
+        brain = SpikingBrain(BrainConfig(**{**base, **brain_cfg, "backend": backend}))
+        state = source.run(source.initial_state(2), 5)
+        for call in (lambda: brain.step(state), lambda: brain.run(state, 3),
+                     lambda: brain_step(brain.network, brain.weights, state)):
+            try:
+                call()
+            except ValueError as error:
+                assert field in str(error) and "another network" in str(error), str(error)
+            else:
+                raise SystemExit(f"{backend} {name}: no error")
+        print("refused", backend, name, flush=True)
+# the kernel's own guard: a state whose fingerprint was forged still cannot reach the kernel with wrong shapes
+brain = SpikingBrain(BrainConfig(**base, backend="numba"))
+big = SpikingBrain(BrainConfig(neurons_per_region=20, device="cpu", backend="numba"))
+forged = big.initial_state(1)._replace(fingerprint=brain.network.fingerprint)
+try:
+    brain.step(forged)
+except ValueError as error:
+    assert "do not fit" in str(error), str(error)
+    print("refused forged", flush=True)
+try:
+    brain_step(brain.network, big.weights, brain.initial_state(1))
+except ValueError as error:
+    assert "weights must have shape" in str(error), str(error)
+    print("refused weights", flush=True)
+"""
+
+
+def test_states_of_another_network_raise_instead_of_crashing():
+    """Each of these crashed the process (numba: a state from a larger brain, another dt, another conduction
+    velocity, tvb76 on tvb96) or ran silently on the wrong network (a smaller brain's state; torch: dt 0.5 on
+    dt 1 gave 0 Hz). Run in a subprocess so that a regression shows as a failed test, not a dead pytest."""
+    result = subprocess.run([sys.executable, "-c", _MISMATCH_SCRIPT], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr[-3000:]}"
+    refused = result.stdout.split("\n")
+    assert len([line for line in refused if line.startswith("refused")]) == 2 * 6 + 2
+
+
+def test_fingerprint_names_what_differs_and_survives_pickling():
+    from encephagen_gym.brain.network import check_same_network
+
+    small = SpikingBrain(BrainConfig(neurons_per_region=10, device=CPU))
+    large = SpikingBrain(BrainConfig(neurons_per_region=20, device=CPU))
+    again = SpikingBrain(BrainConfig(neurons_per_region=10, device=CPU, backend="torch"))  # backend: same network
+    assert small.network.fingerprint == again.network.fingerprint
+    assert small.network.fingerprint is not again.network.fingerprint
+    state = large.initial_state(1)
+    with pytest.raises(ValueError, match="state made for neurons_per_region=20, this network has 10"):
+        brain_step(small.network, small.weights, state)
+    restored = pickle.loads(pickle.dumps(small.initial_state(1)))
+    assert restored.fingerprint == small.network.fingerprint
+    small.step(restored)  # a pickled state keeps its identity
+    again.step(small.initial_state(1, noise_keys=[5]))  # a state of an equal network is accepted
+    with pytest.raises(ValueError, match="no network fingerprint"):
+        check_same_network(small.network.fingerprint, None, "the state")
+
+
+# ------------------------------------------------------------------------------ background noise, memory, dt
+
+
+def test_noise_bank_mean_is_exact_for_every_seed():
+    """The bank holds exactly round(λ·dt·L) events (a freely drawn Poisson bank's mean was off by ~0.4 % at
+    dt 0.1 ms, a per-seed bias in everyone's drive), and every bin is read by exactly N windows (circular)."""
+    for dt in (0.1, 1.0):
+        brain = SpikingBrain(BrainConfig(neurons_per_region=10, dt_ms=dt, device=CPU))
+        expected = brain.network.background_rate_hz * dt * 1e-3
+        means = []
+        for seed in range(4):
+            windows = brain.initial_state(1, generator=torch.Generator().manual_seed(seed)).noise_windows
+            bins = windows[:, 0]  # window o starts at bin o: the whole bank, once
+            assert windows.shape[0] == bins.numel()
+            assert torch.equal(windows[-1, 1:], bins[: brain.n_neurons - 1])  # wraps around
+            assert torch.all(bins == bins.round()) and bins.min() >= 0  # whole counts
+            means.append(bins.double().mean().item())
+        assert max(abs(m / expected - 1.0) for m in means) < 1e-4
+        assert len(set(means)) == 1  # the same total for every seed; the events land in different bins
+
+
+def test_dt_outside_the_documented_range_is_refused():
+    for dt in (1e-9, 1e-5, 0.05, 1.5):
+        with pytest.raises(ValueError, match=r"dt_ms must lie in \[0.1, 1.0\]"):
+            BrainConfig(dt_ms=dt)
+    assert BrainConfig(dt_ms=0.1).dt_ms == 0.1
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_state_memory_is_estimated_and_refused_when_it_does_not_fit(backend, monkeypatch):
+    from encephagen_gym.brain import simulator
+
+    brain = SpikingBrain(BrainConfig(neurons_per_region=10, device=CPU, backend=backend))
+    estimate = simulator.estimate_state_bytes(brain.network, 4)
+    without_bank = simulator.estimate_state_bytes(brain.network, 4, shared_bank=True)
+    state = brain.initial_state(4)
+    allocated = sum(t.nbytes for t in state if isinstance(t, torch.Tensor) and t._base is None)
+    assert allocated <= without_bank <= 1.2 * allocated  # the gate/threshold buffers are views: counted apart
+    assert estimate - without_bank >= state.noise_windows.untyped_storage().nbytes()  # the bank, + temporaries
+    single = simulator.estimate_state_bytes(brain.network, 1)
+    monkeypatch.setattr(simulator, "available_memory_bytes", lambda device: (single + estimate) // 2)
+    with pytest.raises(ValueError, match=r"needs about .* GiB, but only .* GiB are available"):
+        brain.initial_state(4)
+    brain.initial_state(1)  # a smaller batch fits
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_spike_count_is_counted_inside_the_step(backend):
+    brain = SpikingBrain(BrainConfig(neurons_per_region=10, device=CPU, backend=backend))
+    state = brain.initial_state(2)
+    total = torch.zeros(2, brain.n_neurons)
+    state = brain.run(state, 300, on_step=lambda i, s: total.add_(s.spikes))
+    assert total.sum() > 0 and torch.equal(state.spike_count, total)
+    assert torch.equal(clone_state(state).spike_count, total)
+
+
+@pytest.mark.slow
+def test_rate_spread_across_noise_seeds_at_dt_0_1_is_within_0_3_percent():
+    """96×200 at dt 0.1 ms, one network, five noise seeds (bank, keys, initial V): every seed's rate within
+    ±0.3 % of their mean (with the old freely drawn bank: ±1.4 % for three seeds, in the bank means' order)."""
+    brain = SpikingBrain(BrainConfig(dt_ms=0.1, device=CPU))
+    rates = []
+    for seed in range(5):
+        state = brain.initial_state(1, generator=torch.Generator().manual_seed(100 + seed))
+        state = brain.run(state, 2000)
+        state.spike_count.zero_()
+        brain.run(state, 30000)
+        rates.append(state.spike_count.mean().item() / 3.0)
+    rates = np.array(rates)
+    print(
+        f"dt 0.1 ms rates over noise seeds: {np.round(rates, 3)} Hz, spread ±{50 * np.ptp(rates) / rates.mean():.2f} %"
+    )
+    assert np.all(np.abs(rates / rates.mean() - 1.0) <= 0.003)

@@ -674,3 +674,74 @@ def test_bandit_and_distal_reward_over_more_seeds(seed):
     assert learned["reward_last50"] > 0.7 and control["reward_last50"] < 0.58
     distal = experiments.distal_reward(seed=seed, trials=4)
     assert distal["target_rank"] <= 2 and distal["target_z"] > 3.0
+
+
+# ------------------------------------------------------------------------------ objects of another network
+
+
+@pytest.fixture(scope="module")
+def seed1_brain() -> SpikingBrain:
+    return small_brain(seed=1)  # same size as brain10, another wiring
+
+
+def test_a_projection_of_another_brain_is_refused(brain10, seed1_brain):
+    """Before: a projection of brain A (seed 0) changed 1,519 of brain B's (seed 1) weights, 5 of them inhibitory."""
+    proj_a = select_projection(brain10.network, brain10.weights, [("prefrontal", "premotor")])
+    with pytest.raises(ValueError, match="projection made for seed=0, the network has 1"):
+        RewardModulatedSTDP(seed1_brain.network, proj_a)
+    for make in (lambda: EProp(seed1_brain.network, proj_a, LeakyReadout(seed1_brain.network, 1)),
+                 lambda: RewardEProp(seed1_brain.network, proj_a, ActorCriticReadout(seed1_brain.network, 2)),
+                 lambda: SynapticScaling(seed1_brain.network, incoming_projection(brain10.network, brain10.weights,
+                                                                                  "premotor"))):  # fmt: skip
+        with pytest.raises(ValueError, match="another network"):
+            make()
+    before = seed1_brain.weights.clone()
+    with pytest.raises(ValueError, match=r"another network|synapses"):
+        apply_weight_update(seed1_brain.weights, proj_a, torch.ones(proj_a.n_synapses))
+    assert torch.equal(seed1_brain.weights, before)
+
+
+def test_a_rule_refuses_another_brains_weights_state_and_traces(brain10):
+    same_size = small_brain(seed=0, tau_m_ms=25.0)  # the same wiring and number of synapses, another network
+    assert same_size.network.n_synapses == brain10.network.n_synapses
+    proj = select_projection(brain10.network, brain10.weights, [("prefrontal", "premotor")])
+    stdp = RewardModulatedSTDP(brain10.network, proj)
+    traces = stdp.init_traces(1)
+    before = same_size.weights.clone()
+    with pytest.raises(ValueError, match=r"weights made for tau_m_ms=25.0, the projection has 20.0"):
+        stdp.apply(same_size.weights, traces, torch.ones(1))
+    assert torch.equal(same_size.weights, before)
+    stdp.apply(brain10.weights.clone(), traces, torch.ones(1))  # a clone of the right length carries no identity
+    with pytest.raises(ValueError, match=r"state made for tau_m_ms=25.0"):
+        stdp.step(traces, same_size.initial_state(1))
+    other = RewardModulatedSTDP(brain10.network, select_projection(brain10.network, brain10.weights,
+                                                                   [("prefrontal", "motor")]))  # fmt: skip
+    with pytest.raises(ValueError, match="another rule or projection"):
+        other.weight_update(traces, torch.ones(1))
+    with pytest.raises(ValueError, match="another rule or projection"):
+        other.step(traces, brain10.initial_state(1))
+
+
+def test_a_projection_of_the_connectome_is_refused_on_its_null_model():
+    brain = small_brain()
+    rewired = small_brain(connectome="tvb96:rewired:3")
+    proj = select_projection(brain.network, brain.weights, [("prefrontal", "premotor")])
+    with pytest.raises(ValueError, match="connectome='tvb96', the network has 'tvb96:rewired:3'"):
+        RewardModulatedSTDP(rewired.network, proj)
+
+
+def test_a_readout_of_another_brain_is_refused(brain10):
+    """Before: a readout of a 96×20 brain in a rule on a 96×10 brain gave a raw IndexError."""
+    larger = SpikingBrain(BrainConfig(neurons_per_region=20, long_range_connection_prob=0.2, device=CPU))
+    readout = ActorCriticReadout(larger.network, 2)
+    proj = select_projection(brain10.network, brain10.weights, [("prefrontal", "premotor")])
+    with pytest.raises(ValueError, match="readout made for neurons_per_region=20, the network has 10"):
+        RewardEProp(brain10.network, proj, readout, feedback="symmetric")
+    with pytest.raises(ValueError, match="readout made for"):
+        EProp(brain10.network, proj, LeakyReadout(larger.network, 1))
+    trace = readout.init_trace(1)
+    with pytest.raises(ValueError, match=r"expected spikes .* made for tvb96, 1920 neurons"):
+        readout.filter_spikes(trace, brain10.initial_state(1).spikes)
+    with pytest.raises(ValueError, match="state made for neurons_per_region=10, the readout has 20"):
+        readout.filter_spikes(trace, brain10.initial_state(1))
+    readout.filter_spikes(trace, larger.initial_state(1))  # its own brain's state is accepted

@@ -148,8 +148,8 @@ def _build_tables(network) -> KernelTables:
 
 # Argument order shared by the kernels below and fused_step (state arrays, noise, input, network tables).
 @numba.njit(cache=True, nogil=True, boundscheck=False)
-def _one_brain(b, step, v, v_pre, cur, refr, spk, arr, queue, cursor, due, qlen, adapt, bank, offsets, inp, has_input,
-               w, row_ptr, synapse, is_exc, gain_a, gain_n, beta, jump, params, flags, depth):  # fmt: skip
+def _one_brain(b, step, v, v_pre, cur, refr, spk, arr, queue, cursor, due, qlen, adapt, counts, bank, offsets, inp,
+               has_input, w, row_ptr, synapse, is_exc, gain_a, gain_n, beta, jump, params, flags, depth):  # fmt: skip
     """One step of brain ``b``."""
     n = v.shape[1]
     decay_m, prop_ampa, prop_gaba, prop_nmda = params[0], params[1], params[2], params[3]
@@ -223,12 +223,13 @@ def _one_brain(b, step, v, v_pre, cur, refr, spk, arr, queue, cursor, due, qlen,
         nmda_b[j] = nmda_b[j] * decay_nmda + gain_n[j] * excitatory
         gaba_b[j] = gaba_b[j] * decay_gaba + jump_gaba * inh_in[j]
 
-    # (c) queue this step's spikes, each with a cursor at the start of its row
+    # (c) count and queue this step's spikes, each with a cursor at the start of its row
     now = step % depth
-    slot_due, slot_cursor, slot_queue = due[b, now], cursor[b, now], queue[b, now]
+    slot_due, slot_cursor, slot_queue, counts_b = due[b, now], cursor[b, now], queue[b, now], counts[b]
     count = 0
     for j in range(n):
         if spk_b[j] != zero:
+            counts_b[j] += one
             slot_queue[count] = j
             slot_cursor[count] = row_ptr[j]
             slot_due[count] = synapse[row_ptr[j]] >> _POST_BITS if row_ptr[j + 1] > row_ptr[j] else 0
@@ -237,21 +238,21 @@ def _one_brain(b, step, v, v_pre, cur, refr, spk, arr, queue, cursor, due, qlen,
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _batch_parallel(step, v, v_pre, cur, refr, spk, arr, queue, cursor, due, qlen, adapt, bank, offsets, inp,
+def _batch_parallel(step, v, v_pre, cur, refr, spk, arr, queue, cursor, due, qlen, adapt, counts, bank, offsets, inp,
                     has_input, w, row_ptr, synapse, is_exc, gain_a, gain_n, beta, jump, params, flags,
                     depth):  # fmt: skip
     for b in numba.prange(v.shape[0]):
-        _one_brain(b, step, v, v_pre, cur, refr, spk, arr, queue, cursor, due, qlen, adapt, bank, offsets, inp,
+        _one_brain(b, step, v, v_pre, cur, refr, spk, arr, queue, cursor, due, qlen, adapt, counts, bank, offsets, inp,
                    has_input, w, row_ptr, synapse, is_exc, gain_a, gain_n, beta, jump, params, flags,
                    depth)  # fmt: skip
 
 
 @numba.njit(cache=True, nogil=True)
-def _batch_serial(step, v, v_pre, cur, refr, spk, arr, queue, cursor, due, qlen, adapt, bank, offsets, inp,
+def _batch_serial(step, v, v_pre, cur, refr, spk, arr, queue, cursor, due, qlen, adapt, counts, bank, offsets, inp,
                   has_input, w, row_ptr, synapse, is_exc, gain_a, gain_n, beta, jump, params, flags,
                   depth):  # fmt: skip
     for b in range(v.shape[0]):
-        _one_brain(b, step, v, v_pre, cur, refr, spk, arr, queue, cursor, due, qlen, adapt, bank, offsets, inp,
+        _one_brain(b, step, v, v_pre, cur, refr, spk, arr, queue, cursor, due, qlen, adapt, counts, bank, offsets, inp,
                    has_input, w, row_ptr, synapse, is_exc, gain_a, gain_n, beta, jump, params, flags,
                    depth)  # fmt: skip
 
@@ -266,9 +267,17 @@ def fused_step(
     step: int,
 ) -> None:
     """Advance the state whose numpy views are ``arrays`` = (v, v_pre, currents, refractory, spikes,
-    arrivals, spike_queue, queue_cursor, queue_due, queue_length, adaptation) by one step, in place. ``offsets``:
-    ``[B]`` noise-window offsets of this step into ``bank`` (the Poisson count bank)."""
+    arrivals, spike_queue, queue_cursor, queue_due, queue_length, adaptation, spike_count) by one step, in
+    place. ``offsets``: ``[B]`` noise-window offsets of this step into ``bank`` (the Poisson count bank).
+
+    The kernel does not check bounds: the shapes are checked here (a few integer comparisons), so that a state
+    or weights made for another network raise instead of reading out of bounds (the callers check the
+    network's fingerprint first, see :func:`~encephagen_gym.brain.simulator.brain_step`)."""
     v = arrays[0]
+    n = tables.is_excitatory.shape[0]
+    if v.shape[1] != n or arrays[6].shape[1:] != (tables.depth, n) or weights.shape != tables.synapse.shape:
+        raise ValueError(f"state or weights do not fit the network the kernel was built for ({n} neurons, "
+                         f"{tables.depth} delay slots, {tables.synapse.shape[0]} synapses)")  # fmt: skip
     if input_current is None:
         inp, has_input = v, False
     else:

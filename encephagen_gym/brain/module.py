@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from encephagen_gym.brain.config import BrainConfig
-from encephagen_gym.brain.network import Network, build_network
+from encephagen_gym.brain.network import Network, build_network, register_weights
 from encephagen_gym.brain.readout import RegionActivity
 from encephagen_gym.brain.simulator import BrainState, brain_step, init_state
 
@@ -61,6 +61,7 @@ class SpikingBrain(nn.Module):
         super()._apply(fn, recurse)
         moved = {name: fn(value) for name, value in self.network._asdict().items() if isinstance(value, torch.Tensor)}
         self.network = self.network._replace(device=self.weights.device, **moved)
+        register_weights(self.weights, self.network.fingerprint)  # a moved copy belongs to the same network
         return self
 
     @property

@@ -32,13 +32,16 @@ and receive the spikes that arrive at t+1 (ring buffer slot) plus the Poisson ba
 scatter_add; no dense N×N product). Internally voltages are measured from V_reset (u = V − V_reset), so a
 reset is u = 0 and the threshold is θ = V_th − V_reset.
 
-Background noise: each step, each batch element reads one window of N Poisson(λ·dt) counts from a fixed
-bank of counts drawn once from an explicit ``torch.Generator``, at an offset from its own
-Park–Miller (MINSTD) stream (offsets precomputed in blocks of 1024 steps). Counts are exact Poisson
-samples; windows at independent offsets make them (practically) independent across neurons and steps, at
-the cost of one memory copy instead of N random
-draws per step. Batch elements with the same noise key see the same noise, so identical inputs give
-identical spikes.
+Background noise: each step, each batch element reads one window of N counts of background events (mean
+λ·dt each) from a fixed bank of L counts drawn once from an explicit ``torch.Generator``, at an offset from
+its own Park–Miller (MINSTD) stream (offsets precomputed in blocks of 1024 steps). Windows at independent
+offsets make the counts (practically) independent across neurons and steps, at the cost of one memory copy
+instead of N random draws per step. The bank holds exactly K = round(λ·dt·L) events scattered uniformly
+over its L bins (independent Poisson counts conditioned on their sum, a multinomial draw) and is read
+circularly, so every bin is read equally often and the drive's mean is exact: a freely drawn Poisson bank's
+mean misses λ·dt by about 1/√(λ·dt·L) (0.13 % at dt 1 ms, 0.42 % at 0.1 ms for the default brain), a bias
+that one seed's bank would add to every neuron's drive for the whole run. Batch elements with the same noise
+key see the same noise, so identical inputs give identical spikes.
 
 Backends (``BrainConfig.backend``): ``"torch"`` is the tensor-op step below, on any device; ``"numba"``
 (the default on CPU) runs the same step as one compiled function, with a presynaptic spike queue in place
@@ -58,9 +61,18 @@ from typing import NamedTuple
 import torch
 
 from encephagen_gym.brain.config import resolve_backend
-from encephagen_gym.brain.network import Network
+from encephagen_gym.brain.network import Network, NetworkFingerprint, check_same_network
 
-__all__ = ["BrainState", "brain_step", "clone_state", "init_state", "membrane_potential_mv", "threshold_mv"]
+__all__ = [
+    "BrainState",
+    "available_memory_bytes",
+    "brain_step",
+    "clone_state",
+    "estimate_state_bytes",
+    "init_state",
+    "membrane_potential_mv",
+    "threshold_mv",
+]
 
 _MINSTD_A = 48271
 _MINSTD_M = 2147483647
@@ -124,6 +136,8 @@ class BrainState(NamedTuple):
         queue_cursor: ``[B, D, N]`` int32, per queued spike the next of its synapses to deliver, and
         queue_due: ``[B, D, N]`` int32, that synapse's delay (0 once all are delivered); numba only.
         queue_length: ``[B, D]`` int32, number of valid entries per spike-queue slot.
+        spike_count: ``[B, N]`` float32, spikes emitted by each neuron since the state was made (counted
+            inside the step; exact up to 2^24 per neuron; zero it to start a new window).
         noise_key: ``[B]`` int64, per-element MINSTD state choosing background-noise windows.
         noise_offsets: ``[K, B]`` int64, precomputed window offsets for the current block of K steps.
         step: number of steps taken (Python int; time = step × dt).
@@ -133,6 +147,9 @@ class BrainState(NamedTuple):
         syn_ring_offset: ``[S]`` int64, flat ring offset of each synapse's target (delay, channel, post);
             torch backend only.
         backend: ``"torch"`` or ``"numba"`` (resolved from ``network.config.backend`` by :func:`init_state`).
+        fingerprint: the identity of the network the state was made for
+            (:class:`~encephagen_gym.brain.network.NetworkFingerprint`); :func:`brain_step` refuses a state
+            made for another network.
     """
 
     v: torch.Tensor
@@ -143,6 +160,7 @@ class BrainState(NamedTuple):
     arrivals: torch.Tensor
     ring: torch.Tensor
     adaptation: torch.Tensor
+    spike_count: torch.Tensor
     noise_key: torch.Tensor
     noise_offsets: torch.Tensor
     step: int
@@ -154,6 +172,7 @@ class BrainState(NamedTuple):
     queue_due: torch.Tensor
     queue_length: torch.Tensor
     backend: str
+    fingerprint: NetworkFingerprint
 
     @property
     def batch_size(self) -> int:
@@ -189,7 +208,7 @@ class BrainState(NamedTuple):
 
 
 _DYNAMIC_FIELDS = ("v", "v_pre_reset", "currents", "refractory", "spikes", "arrivals", "ring", "adaptation",
-                   "noise_key", "noise_offsets", "spike_queue", "queue_cursor", "queue_due",
+                   "spike_count", "noise_key", "noise_offsets", "spike_queue", "queue_cursor", "queue_due",
                    "queue_length")  # fmt: skip
 
 
@@ -201,13 +220,22 @@ class _KernelViews(NamedTuple):
     noise_offsets: object
 
 
+def _bank_length(network: Network, bank_size: int) -> int:
+    return max(bank_size, 4 * network.n_neurons)
+
+
 def _noise_bank(network: Network, generator: torch.Generator, bank_size: int) -> torch.Tensor:
-    n = network.n_neurons
-    length = max(bank_size, 4 * n)
+    """``[L, N]`` windows of the circular count bank (see the module docstring): K = round(λ·dt·L) events
+    placed uniformly at random into L bins, so that the mean count is λ·dt up to 1/(2L)."""
+    n, device = network.n_neurons, network.device
+    length = _bank_length(network, bank_size)
     mean_count = network.background_rate_hz * network.config.dt_ms * 1e-3
-    rates = torch.full((length,), mean_count, dtype=torch.float32, device=network.device)
-    bank = torch.poisson(rates, generator=generator) if mean_count > 0 else rates
-    return bank.unfold(0, n, 1)
+    if mean_count > 0:
+        events = torch.randint(0, length, (round(mean_count * length),), generator=generator, device=device)
+        bank = torch.bincount(events, minlength=length).to(torch.float32)
+    else:
+        bank = torch.zeros(length, device=device)
+    return torch.cat([bank, bank[: n - 1]]).unfold(0, n, 1)  # window o reads bins o..o+N−1 mod L
 
 
 _POWERS: dict[torch.device, torch.Tensor] = {}
@@ -230,6 +258,62 @@ def _noise_block(key: torch.Tensor, n_windows: int) -> tuple[torch.Tensor, torch
     return torch.remainder(states, n_windows), states[-1].clone()
 
 
+def estimate_state_bytes(
+    network: Network,
+    batch_size: int,
+    backend: str | None = None,
+    bank_size: int = _DEFAULT_BANK_SIZE,
+    shared_bank: bool = False,
+) -> int:
+    """Bytes that :func:`init_state` allocates for ``batch_size`` brains (upper estimate; the numba backend's
+    spike queues are counted in full although only the entries of actual spikes are ever touched), plus the
+    peak of building the noise bank unless it is ``shared_bank`` (passed in from another state)."""
+    n, depth = network.n_neurons, network.max_delay_steps + 1
+    backend = resolve_backend(network.config.backend if backend is None else backend, network.device)
+    per_element = 4 * n * (6 + 3 + 2)  # v, v_pre, refractory, spikes, adaptation, counts; currents; arrivals
+    per_element += 2 * 8 * _NOISE_BLOCK  # noise offsets and their MINSTD states
+    if backend == "numba":
+        per_element += 4 * (3 * depth * n + depth)  # spike queue, cursors, delays; queue lengths
+        fixed = 0
+    else:
+        per_element += 4 * (2 * n + 2 * depth * 2 * n)  # gate and threshold buffers; delay ring
+        fixed = 8 * network.n_synapses  # ring offset of every synapse
+    if not shared_bank:
+        length = _bank_length(network, bank_size)
+        events = round(network.background_rate_hz * network.config.dt_ms * 1e-3 * length)
+        fixed += 4 * (length + n) + 12 * length + 8 * events  # the bank; bincount and float temporaries
+    return batch_size * per_element + fixed
+
+
+def available_memory_bytes(device: torch.device) -> int | None:
+    """Free memory of ``device`` in bytes: CUDA's free memory, or the CPU's available RAM (``MemAvailable``
+    of /proc/meminfo); None where it cannot be read."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    if device.type != "cpu":
+        return None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _check_memory(network: Network, batch_size: int, backend: str, bank_size: int, shared_bank: bool) -> None:
+    need = estimate_state_bytes(network, batch_size, backend, bank_size, shared_bank)
+    available = available_memory_bytes(network.device)
+    if available is not None and need > available:
+        raise ValueError(
+            f"a state of {batch_size} brain(s) of this network ({network.n_neurons} neurons, "
+            f"{network.max_delay_steps + 1} delay steps of {network.config.dt_ms} ms, backend {backend}) needs about "
+            f"{need / 2**30:.2f} GiB, but only {available / 2**30:.2f} GiB are available on {network.device}; use a "
+            "smaller batch_size, a larger dt_ms or a smaller brain"
+        )
+
+
 def init_state(
     network: Network,
     batch_size: int = 1,
@@ -246,10 +330,18 @@ def init_state(
     count bank (unless ``noise_windows`` of another state are passed to share it), and the per-element noise
     keys (unless ``noise_keys`` gives them, integers in [1, 2³¹ − 1): elements with equal keys, equal initial
     V and equal inputs spike identically).
+
+    Before allocating, the memory the state needs (:func:`estimate_state_bytes`) is compared with what the
+    device has free (:func:`available_memory_bytes`): ValueError with both numbers when it does not fit.
     """
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     device, n, cfg = network.device, network.n_neurons, network.config
+    backend = resolve_backend(network.config.backend if backend is None else backend, device)
+    if noise_windows is not None and (noise_windows.dim() != 2 or noise_windows.shape[1] != n):
+        raise ValueError(f"noise_windows must be the [L, {n}] windows of a state of this network, got "
+                         f"{tuple(noise_windows.shape)}")  # fmt: skip
+    _check_memory(network, batch_size, backend, bank_size, noise_windows is not None)
     if generator is None:
         generator = torch.Generator(device=device)
         generator.manual_seed(cfg.seed)
@@ -266,7 +358,6 @@ def init_state(
     windows = noise_windows if noise_windows is not None else _noise_bank(network, generator, bank_size)
     offsets, keys = _noise_block(keys, windows.shape[0])
     depth = network.max_delay_steps + 1
-    backend = resolve_backend(network.config.backend if backend is None else backend, device)
     empty_int = torch.zeros(0, dtype=torch.int64, device=device)
     if backend == "numba":
         from encephagen_gym.brain import cpu_kernel  # imports numba, only when used
@@ -293,6 +384,7 @@ def init_state(
         arrivals=torch.zeros((batch_size, 2, n), device=device),
         ring=ring,
         adaptation=torch.zeros(shape, device=device),
+        spike_count=torch.zeros(shape, device=device),
         noise_key=keys,
         noise_offsets=offsets,
         step=0,
@@ -304,6 +396,7 @@ def init_state(
         queue_due=due,
         queue_length=queue_length,
         backend=backend,
+        fingerprint=network.fingerprint,
     )
     return _with_views(state)
 
@@ -311,7 +404,7 @@ def init_state(
 def _with_views(state: BrainState) -> BrainState:
     if state.backend == "numba":
         fields = ("v", "v_pre_reset", "currents", "refractory", "spikes", "arrivals", "spike_queue", "queue_cursor",
-                  "queue_due", "queue_length", "adaptation")  # fmt: skip
+                  "queue_due", "queue_length", "adaptation", "spike_count")  # fmt: skip
         windows = state.noise_windows
         bank = torch.as_strided(windows, (windows.shape[0] + windows.shape[1] - 1,), (1,))
         views = _KernelViews(
@@ -360,6 +453,11 @@ def brain_step(
     held constant over the step, or None. The shape is checked here; finiteness is checked by the callers
     that own the inputs (:class:`~encephagen_gym.brain.module.SpikingBrain` does).
     """
+    if state.fingerprint is not network.fingerprint:
+        check_same_network(network.fingerprint, state.fingerprint, "the state", "this network")
+    if weights.shape != (network.n_synapses,):
+        raise ValueError(f"weights must have shape ({network.n_synapses},) (one per synapse of this network), "
+                         f"got {tuple(weights.shape)}")  # fmt: skip
     batch, n = state.v.shape
     if input_current is not None and input_current.shape != (batch, n):
         raise ValueError(f"input_current must have shape {(batch, n)}, got {tuple(input_current.shape)}")
@@ -403,6 +501,7 @@ def brain_step(
     else:
         torch.ge(v_new, network.v_threshold_rel, out=spikes)
     torch.addcmul(v_new, v_new, spikes, value=-1.0, out=state.v)
+    state.spike_count.add_(spikes)
     state.refractory.sub_(1.0).clamp_(min=0.0).add_(spikes, alpha=float(network.refractory_steps))
 
     # (3) currents decay and take this step's arrivals (ring slots s and s + D) and background counts

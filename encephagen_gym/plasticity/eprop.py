@@ -77,7 +77,7 @@ import torch
 
 from encephagen_gym.brain.config import resolve_backend
 from encephagen_gym.brain.decoders import LeakyReadout
-from encephagen_gym.brain.network import Network
+from encephagen_gym.brain.network import Network, check_same_network
 from encephagen_gym.brain.simulator import BrainState
 from encephagen_gym.plasticity.delays import (
     DelayedHistory,
@@ -89,7 +89,13 @@ from encephagen_gym.plasticity.delays import (
 )
 from encephagen_gym.plasticity.feedback import Feedback, feedback_matrix, learning_signal, make_feedback
 from encephagen_gym.plasticity.projection import PlasticProjection, apply_weight_update
-from encephagen_gym.plasticity.validation import check_activity, check_finite, check_shape
+from encephagen_gym.plasticity.validation import (
+    check_activity,
+    check_finite,
+    check_shape,
+    check_state_network,
+    check_synapse_rows,
+)
 
 __all__ = [
     "DEFAULT_GAMMA_PD",
@@ -193,8 +199,7 @@ def make_eprop_params(
         raise ValueError(f"kappa must lie in [0, 1), got {kappa!r}")
     if not (math.isfinite(gamma_pd) and gamma_pd > 0):
         raise ValueError(f"gamma_pd must be positive, got {gamma_pd!r}")
-    if projection.n_neurons != network.n_neurons:
-        raise ValueError("the projection was built for another network")
+    check_same_network(network.fingerprint, projection.fingerprint, "the projection", "the network")
     pre_exc = network.is_excitatory.index_select(0, projection.pre_neurons)[:, None]
 
     def per_pre(excitatory: float, inhibitory: float) -> torch.Tensor:
@@ -356,6 +361,7 @@ class EProp:
         feedback_std: float | None = None,
         seed: int = 0,
     ) -> None:
+        check_same_network(network.fingerprint, readout.fingerprint, "the readout", "the network")
         self.network = network
         self.projection = projection
         self.readout = readout
@@ -370,6 +376,8 @@ class EProp:
 
     def step(self, traces: EpropTraces, state: BrainState) -> EpropTraces:
         """Update the traces after one brain step (reads ``state.spikes`` and ``state.v_pre_reset``)."""
+        check_state_network(self.projection, state)
+        check_synapse_rows("the traces", traces.eligibility, self.projection.n_synapses)
         check_activity(state.spikes, traces.eligibility.shape[1], self.network.n_neurons)
         adaptation = state.adaptation if self.params.use_alif else None
         return eprop_trace_step(self.params, traces, state.spikes, state.v_pre_reset, adaptation)
@@ -386,6 +394,7 @@ class EProp:
 
     def gradient(self, traces: EpropTraces, signal: torch.Tensor) -> torch.Tensor:
         """``[P]`` batch-mean L·ē for this step (see :func:`eprop_gradient`)."""
+        check_synapse_rows("the traces", traces.eligibility, self.projection.n_synapses)
         check_shape("learning signal", signal, (traces.eligibility.shape[1], self.projection.n_post))
         return eprop_gradient(self.params, traces, signal)
 

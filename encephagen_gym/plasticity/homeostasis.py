@@ -20,11 +20,11 @@ from typing import NamedTuple
 
 import torch
 
-from encephagen_gym.brain.network import Network
+from encephagen_gym.brain.network import Network, check_same_network
 from encephagen_gym.brain.simulator import BrainState
 from encephagen_gym.plasticity.delays import gather_rows
-from encephagen_gym.plasticity.projection import PlasticProjection, apply_weight_update
-from encephagen_gym.plasticity.validation import check_activity
+from encephagen_gym.plasticity.projection import PlasticProjection, apply_weight_update, check_weights
+from encephagen_gym.plasticity.validation import check_activity, check_state_network, check_synapse_rows
 
 __all__ = [
     "ScalingConfig",
@@ -110,8 +110,7 @@ class SynapticScaling:
         config = config or ScalingConfig()
         if overrides:
             config = dataclasses.replace(config, **overrides)
-        if projection.n_neurons != network.n_neurons:
-            raise ValueError("the projection was built for another network")
+        check_same_network(network.fingerprint, projection.fingerprint, "the projection", "the network")
         if not bool(projection.is_excitatory.all()):
             raise ValueError("synaptic scaling acts on excitatory synapses; build the projection with "
                              "excitatory_only=True")  # fmt: skip
@@ -125,6 +124,8 @@ class SynapticScaling:
 
     def step(self, traces: ScalingTraces, state: BrainState | torch.Tensor) -> ScalingTraces:
         """Update the rate estimates after one step (``state`` or its ``[B, N]`` spikes)."""
+        check_state_network(self.projection, state)
+        check_synapse_rows("the traces", traces.rate_hz, self.projection.n_post)
         spikes = state if isinstance(state, torch.Tensor) else state.spikes
         check_activity(spikes, traces.rate_hz.shape[1], self.network.n_neurons)
         return scaling_trace_step(self.params, traces, spikes)
@@ -133,6 +134,8 @@ class SynapticScaling:
         """Δw ``[P]`` for ``elapsed_ms`` of scaling at the current rate estimates."""
         if not (isinstance(elapsed_ms, int | float) and math.isfinite(elapsed_ms) and elapsed_ms >= 0):
             raise ValueError(f"elapsed_ms must be a finite number >= 0, got {elapsed_ms!r}")
+        check_synapse_rows("the traces", traces.rate_hz, self.projection.n_post)
+        check_weights(self.projection, weights)
         return scaling_update(self.params, traces, weights, elapsed_ms)
 
     def apply(self, weights: torch.Tensor, traces: ScalingTraces, elapsed_ms: float) -> torch.Tensor:

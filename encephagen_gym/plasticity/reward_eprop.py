@@ -44,7 +44,7 @@ from typing import NamedTuple
 import torch
 
 from encephagen_gym.brain.decoders import ActorCriticOutput, ActorCriticReadout
-from encephagen_gym.brain.network import Network
+from encephagen_gym.brain.network import Network, check_same_network
 from encephagen_gym.brain.simulator import BrainState
 from encephagen_gym.plasticity.eprop import (
     DEFAULT_GAMMA_PD,
@@ -56,7 +56,13 @@ from encephagen_gym.plasticity.eprop import (
 )
 from encephagen_gym.plasticity.feedback import FEEDBACK_MODES, feedback_matrix, learning_signal, make_feedback
 from encephagen_gym.plasticity.projection import PlasticProjection, apply_weight_update
-from encephagen_gym.plasticity.validation import check_activity, check_finite, check_shape
+from encephagen_gym.plasticity.validation import (
+    check_activity,
+    check_finite,
+    check_shape,
+    check_state_network,
+    check_synapse_rows,
+)
 
 __all__ = ["RewardEProp", "RewardEpropConfig", "RewardEpropTraces"]
 
@@ -138,6 +144,8 @@ class RewardEProp:
             config = dataclasses.replace(config, **overrides)
         if not isinstance(readout, ActorCriticReadout):
             raise ValueError("readout must be an ActorCriticReadout")
+        check_same_network(network.fingerprint, projection.fingerprint, "the projection", "the network")
+        check_same_network(network.fingerprint, readout.fingerprint, "the readout", "the network")
         self.config = config
         self.network = network
         self.projection = projection
@@ -183,6 +191,8 @@ class RewardEProp:
 
     def step(self, traces: RewardEpropTraces, state: BrainState) -> RewardEpropTraces:
         """After each simulation step: e-prop eligibility ē and the readout trace z̄ (in place)."""
+        check_state_network(self.projection, state)
+        check_synapse_rows("the traces", traces.recurrent, self.projection.n_synapses)
         check_activity(state.spikes, traces.batch_size, self.network.n_neurons)
         self.readout.filter_spikes(traces.readout, state.spikes)
         adaptation = state.adaptation if self.params.use_alif else None
@@ -201,6 +211,7 @@ class RewardEProp:
         """Register the decision ``actions`` taken from ``output`` (computed by :meth:`evaluate` on the
         current traces): learning signals L_j, ẽ ← γ ẽ + L ē for the recurrent and readout traces, and the
         entropy-bonus directions. Call once per environment step, after :meth:`reinforce`."""
+        check_synapse_rows("the traces", traces.recurrent, self.projection.n_synapses)
         readout, cfg = self.readout, self.config
         score = readout.score(output, actions)  # [B, K]
         check_finite("policy score (readout output or action)", score)
@@ -241,6 +252,7 @@ class RewardEProp:
 
     def weight_update(self, traces: RewardEpropTraces, td_error: torch.Tensor) -> torch.Tensor:
         """Δw ``[P]`` (mV) = η (mean_b δ_b ẽ_b + c_H · entropy direction) for the recurrent projection."""
+        check_synapse_rows("the traces", traces.recurrent, self.projection.n_synapses)
         check_shape("td_error", td_error, (traces.batch_size,))
         check_finite("td_error", td_error)
         cfg = self.config

@@ -32,7 +32,7 @@ from typing import NamedTuple
 
 import torch
 
-from encephagen_gym.brain.network import Network
+from encephagen_gym.brain.network import Network, check_same_network
 from encephagen_gym.brain.simulator import BrainState
 from encephagen_gym.plasticity.delays import (
     DelayedHistory,
@@ -42,7 +42,13 @@ from encephagen_gym.plasticity.delays import (
     init_history,
 )
 from encephagen_gym.plasticity.projection import PlasticProjection, apply_weight_update
-from encephagen_gym.plasticity.validation import check_activity, check_finite, check_shape
+from encephagen_gym.plasticity.validation import (
+    check_activity,
+    check_finite,
+    check_shape,
+    check_state_network,
+    check_synapse_rows,
+)
 
 __all__ = [
     "RewardModulatedSTDP",
@@ -174,8 +180,7 @@ class RewardModulatedSTDP:
         config = config or StdpConfig()
         if overrides:
             config = dataclasses.replace(config, **overrides)
-        if projection.n_neurons != network.n_neurons:
-            raise ValueError("the projection was built for another network")
+        check_same_network(network.fingerprint, projection.fingerprint, "the projection", "the network")
         self.config = config
         self.network = network
         self.projection = projection
@@ -187,6 +192,8 @@ class RewardModulatedSTDP:
 
     def step(self, traces: StdpTraces, state: BrainState | torch.Tensor) -> StdpTraces:
         """Update the traces after one step; ``state`` is a brain state or a ``[B, N]`` spike tensor."""
+        check_state_network(self.projection, state)
+        check_synapse_rows("the traces", traces.eligibility, self.projection.n_synapses)
         spikes = state if isinstance(state, torch.Tensor) else state.spikes
         check_activity(spikes, traces.eligibility.shape[1], self.network.n_neurons)
         return stdp_trace_step(self.params, traces, spikes)
@@ -194,6 +201,7 @@ class RewardModulatedSTDP:
     def weight_update(self, traces: StdpTraces, modulator: torch.Tensor, check: bool = True) -> torch.Tensor:
         """Δw ``[P]`` gated by ``modulator`` ``[B]``. ``check`` rejects non-finite modulators (one host read;
         pass False when applying a continuous modulator every simulation step on a GPU)."""
+        check_synapse_rows("the traces", traces.eligibility, self.projection.n_synapses)
         check_shape("modulator", modulator, (traces.eligibility.shape[1],))
         if check:
             check_finite("modulator", modulator)
