@@ -625,6 +625,8 @@ def test_region_activity_counts_match_the_spikes():
     np.testing.assert_allclose(roles["visual"], rates[:, visual].mean(1), rtol=1e-6)
     readout.reset()
     assert readout.steps == 0 and readout.counts().sum() == 0
+    with pytest.raises(ValueError, match=r"spikes must have shape \[2, 960\]"):
+        readout.update(torch.zeros(2, 1920))
 
 
 # ------------------------------------------------------------------------------------------- bad input
@@ -788,7 +790,9 @@ for backend in ("numba", "torch"):
         source = SpikingBrain(BrainConfig(**{**base, **state_cfg, "backend": backend}))
         brain = SpikingBrain(BrainConfig(**{**base, **brain_cfg, "backend": backend}))
         state = source.run(source.initial_state(2), 5)
+        current = torch.ones(2, brain.n_neurons)
         for call in (lambda: brain.step(state), lambda: brain.run(state, 3),
+                     lambda: brain.run(state, 3, current), lambda: brain.step(state, current),
                      lambda: brain_step(brain.network, brain.weights, state)):
             try:
                 call()

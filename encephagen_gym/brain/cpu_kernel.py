@@ -48,17 +48,15 @@ class KernelTables(NamedTuple):
     forward through its row as time goes on; ``synapse[k]`` packs synapse k's postsynaptic neuron (low
     22 bits) and delay in steps (high 10 bits) into one uint32, so that a delivery reads one word besides
     the weight; the weights are read from the live ``weights`` tensor (learning rules change it in
-    place). ``adaptation_mv``/``adaptation_jump``: β_j and the per-spike jump of a_j (ALIF neurons).
-    ``params`` and ``flags`` hold the step constants (see :func:`_build_tables`).
+    place). ``neuron_table`` ``[4, N]`` float32, per neuron: the AMPA and NMDA jumps per mV of excitatory
+    input, β_j and the per-spike jump of a_j (ALIF neurons; one array, since every array argument adds to the
+    cost of a kernel call). ``params`` and ``flags`` hold the step constants (see :func:`_build_tables`).
     """
 
     row_ptr: np.ndarray
     synapse: np.ndarray
     is_excitatory: np.ndarray
-    gain_ampa: np.ndarray
-    gain_nmda: np.ndarray
-    adaptation_mv: np.ndarray
-    adaptation_jump: np.ndarray
+    neuron_table: np.ndarray
     params: np.ndarray
     flags: np.ndarray
     depth: int
@@ -136,10 +134,10 @@ def _build_tables(network) -> KernelTables:
         row_ptr=network.row_ptr.numpy().astype(np.int32),
         synapse=(network.post.numpy().astype(np.uint32) | (delay.astype(np.uint32) << _POST_BITS)),
         is_excitatory=network.is_excitatory.numpy().astype(np.uint8),
-        gain_ampa=np.array(gains[0], dtype=np.float32, copy=True),
-        gain_nmda=np.array(gains[1], dtype=np.float32, copy=True),
-        adaptation_mv=np.array(network.adaptation_mv.numpy(), dtype=np.float32, copy=True),
-        adaptation_jump=np.array(network.adaptation_jump.numpy(), dtype=np.float32, copy=True),
+        neuron_table=np.ascontiguousarray(
+            np.stack([gains[0], gains[1], network.adaptation_mv.numpy(), network.adaptation_jump.numpy()]),
+            dtype=np.float32,
+        ),
         params=params,
         flags=flags,
         depth=network.max_delay_steps + 1,
@@ -149,9 +147,10 @@ def _build_tables(network) -> KernelTables:
 # Argument order shared by the kernels below and fused_step (state arrays, noise, input, network tables).
 @numba.njit(cache=True, nogil=True, boundscheck=False)
 def _one_brain(b, step, v, v_pre, cur, refr, spk, arr, queue, cursor, due, qlen, adapt, counts, bank, offsets, inp,
-               has_input, w, row_ptr, synapse, is_exc, gain_a, gain_n, beta, jump, params, flags, depth):  # fmt: skip
+               has_input, w, row_ptr, synapse, is_exc, neuron_table, params, flags, depth):  # fmt: skip
     """One step of brain ``b``."""
     n = v.shape[1]
+    gain_a, gain_n, beta, jump = neuron_table[0], neuron_table[1], neuron_table[2], neuron_table[3]
     decay_m, prop_ampa, prop_gaba, prop_nmda = params[0], params[1], params[2], params[3]
     leak, input_gain, theta, refractory_steps = params[4], params[5], params[6], params[7]
     decay_ampa, decay_nmda, decay_gaba, jump_gaba, background_gain, decay_adaptation = (
@@ -239,22 +238,18 @@ def _one_brain(b, step, v, v_pre, cur, refr, spk, arr, queue, cursor, due, qlen,
 
 @numba.njit(cache=True, nogil=True, parallel=True)
 def _batch_parallel(step, v, v_pre, cur, refr, spk, arr, queue, cursor, due, qlen, adapt, counts, bank, offsets, inp,
-                    has_input, w, row_ptr, synapse, is_exc, gain_a, gain_n, beta, jump, params, flags,
-                    depth):  # fmt: skip
+                    has_input, w, row_ptr, synapse, is_exc, neuron_table, params, flags, depth):  # fmt: skip
     for b in numba.prange(v.shape[0]):
         _one_brain(b, step, v, v_pre, cur, refr, spk, arr, queue, cursor, due, qlen, adapt, counts, bank, offsets, inp,
-                   has_input, w, row_ptr, synapse, is_exc, gain_a, gain_n, beta, jump, params, flags,
-                   depth)  # fmt: skip
+                   has_input, w, row_ptr, synapse, is_exc, neuron_table, params, flags, depth)  # fmt: skip
 
 
 @numba.njit(cache=True, nogil=True)
 def _batch_serial(step, v, v_pre, cur, refr, spk, arr, queue, cursor, due, qlen, adapt, counts, bank, offsets, inp,
-                  has_input, w, row_ptr, synapse, is_exc, gain_a, gain_n, beta, jump, params, flags,
-                  depth):  # fmt: skip
+                  has_input, w, row_ptr, synapse, is_exc, neuron_table, params, flags, depth):  # fmt: skip
     for b in range(v.shape[0]):
         _one_brain(b, step, v, v_pre, cur, refr, spk, arr, queue, cursor, due, qlen, adapt, counts, bank, offsets, inp,
-                   has_input, w, row_ptr, synapse, is_exc, gain_a, gain_n, beta, jump, params, flags,
-                   depth)  # fmt: skip
+                   has_input, w, row_ptr, synapse, is_exc, neuron_table, params, flags, depth)  # fmt: skip
 
 
 def fused_step(
@@ -282,9 +277,9 @@ def fused_step(
         inp, has_input = v, False
     else:
         inp, has_input = input_current.detach().to(torch.float32).contiguous().numpy(), True
-    args = (step, *arrays, bank, offsets, inp, has_input, weights.detach().numpy(), tables.row_ptr, tables.synapse,
-            tables.is_excitatory, tables.gain_ampa, tables.gain_nmda, tables.adaptation_mv, tables.adaptation_jump,
-            tables.params, tables.flags, tables.depth)  # fmt: skip
+    w = weights.detach().numpy() if weights.requires_grad else weights.numpy()
+    args = (step, *arrays, bank, offsets, inp, has_input, w, tables.row_ptr, tables.synapse, tables.is_excitatory,
+            tables.neuron_table, tables.params, tables.flags, tables.depth)  # fmt: skip
     torch_threads = torch.get_num_threads()
     if v.shape[0] > 1 and numba.get_num_threads() > 1 and _PARALLEL_LAUNCH.acquire(blocking=False):
         try:

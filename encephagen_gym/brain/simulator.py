@@ -213,11 +213,14 @@ _DYNAMIC_FIELDS = ("v", "v_pre_reset", "currents", "refractory", "spikes", "arri
 
 
 class _KernelViews(NamedTuple):
-    """numpy views of the state's tensors for the numba backend (made once per state)."""
+    """numpy views of the state's tensors for the numba backend (made once per state), and ``kernel``: the
+    step function and the network's kernel tables (looked up once, on the first step, not every step; a
+    state only ever meets networks equal to its own, see ``fingerprint``)."""
 
     arrays: tuple
     bank: object
     noise_offsets: object
+    kernel: tuple | None = None
 
 
 def _bank_length(network: Network, bank_size: int) -> int:
@@ -362,7 +365,7 @@ def init_state(
     if backend == "numba":
         from encephagen_gym.brain import cpu_kernel  # imports numba, only when used
 
-        cpu_kernel.kernel_tables(network)  # checks the network, builds and caches its tables
+        kernel = (cpu_kernel.fused_step, cpu_kernel.kernel_tables(network))  # checks the network, builds tables
         ring = torch.zeros(0, device=device)
         syn_offset = empty_int
         # only the first queue_length entries of a slot are ever read: leave the rest unwritten (untouched
@@ -375,6 +378,7 @@ def init_state(
         ring = torch.zeros((2 * depth, batch_size, 2, n), device=device)
         syn_offset = network.delay_steps * (batch_size * 2 * n) + network.ring_target
         queue = cursor = due = queue_length = torch.zeros(0, dtype=torch.int32, device=device)
+        kernel = None
     state = BrainState(
         v=v,
         v_pre_reset=v.clone(),
@@ -398,10 +402,10 @@ def init_state(
         backend=backend,
         fingerprint=network.fingerprint,
     )
-    return _with_views(state)
+    return _with_views(state, kernel)
 
 
-def _with_views(state: BrainState) -> BrainState:
+def _with_views(state: BrainState, kernel: tuple | None = None) -> BrainState:
     if state.backend == "numba":
         fields = ("v", "v_pre_reset", "currents", "refractory", "spikes", "arrivals", "spike_queue", "queue_cursor",
                   "queue_due", "queue_length", "adaptation", "spike_count")  # fmt: skip
@@ -411,6 +415,7 @@ def _with_views(state: BrainState) -> BrainState:
             arrays=tuple(getattr(state, name).numpy() for name in fields),
             bank=bank.numpy(),
             noise_offsets=state.noise_offsets.numpy(),
+            kernel=kernel,
         )
         return state._replace(views=views)
     views = _make_views(state.currents, state.arrivals, state.ring, state.noise_offsets, state.v,
@@ -437,7 +442,8 @@ def threshold_mv(network: Network, state: BrainState) -> torch.Tensor:
 
 def clone_state(state: BrainState) -> BrainState:
     """A deep copy of the dynamic tensors (the constant bank and synapse offsets are shared)."""
-    return _with_views(state._replace(**{name: getattr(state, name).clone() for name in _DYNAMIC_FIELDS}))
+    kernel = state.views.kernel if state.backend == "numba" else None
+    return _with_views(state._replace(**{name: getattr(state, name).clone() for name in _DYNAMIC_FIELDS}), kernel)
 
 
 def brain_step(
@@ -467,12 +473,14 @@ def brain_step(
         block = step % _NOISE_BLOCK
         if block == 0 and step > 0:
             _refresh_noise_offsets(state)
-        from encephagen_gym.brain import cpu_kernel
+        kernel = views.kernel
+        if kernel is None:  # an unpickled state: look the kernel up once
+            from encephagen_gym.brain import cpu_kernel
 
-        tables = cpu_kernel.kernel_tables(network)
-        offsets = views.noise_offsets[block]
-        cpu_kernel.fused_step(tables, weights, views.arrays, views.bank, offsets, input_current, step)
-        return state._replace(step=step + 1)
+            kernel = (cpu_kernel.fused_step, cpu_kernel.kernel_tables(network))
+            views = views._replace(kernel=kernel)
+        kernel[0](kernel[1], weights, views.arrays, views.bank, views.noise_offsets[block], input_current, step)
+        return state._replace(step=step + 1, views=views)
 
     # (1) membrane, in u = V − V_reset: u(t+1) = u(t)·e^{-h/τm} + Σ_x P_x I_x(t)
     #     + (1 − e^{-h/τm})(I_ext + V_rest − V_reset); refractory neurons are held at u = 0 by the gate g
