@@ -60,6 +60,7 @@ class KernelTables(NamedTuple):
     params: np.ndarray
     flags: np.ndarray
     depth: int
+    alif_active: bool
 
 
 # numba's threading layer is left to numba (OpenMP where available: on a 2-core machine about 3× faster per
@@ -126,10 +127,9 @@ def _build_tables(network) -> KernelTables:
         dtype=np.float32,
     )
     flags = np.array(
-        [int(network.nmda_active), int(network.leak_drive != 0.0), int(network.background_rate_hz > 0),
-         int(network.alif_active)],
+        [int(network.nmda_active), int(network.leak_drive != 0.0), int(network.background_rate_hz > 0)],
         dtype=np.int64,
-    )  # fmt: skip
+    )
     return KernelTables(
         row_ptr=network.row_ptr.numpy().astype(np.int32),
         synapse=(network.post.numpy().astype(np.uint32) | (delay.astype(np.uint32) << _POST_BITS)),
@@ -141,6 +141,7 @@ def _build_tables(network) -> KernelTables:
         params=params,
         flags=flags,
         depth=network.max_delay_steps + 1,
+        alif_active=network.alif_active,
     )
 
 
@@ -156,7 +157,7 @@ def _one_brain(b, step, v, v_pre, cur, refr, spk, arr, queue, cursor, due, qlen,
     decay_ampa, decay_nmda, decay_gaba, jump_gaba, background_gain, decay_adaptation = (
         params[8], params[9], params[10], params[11], params[12], params[13]
     )  # fmt: skip
-    nmda_active, has_leak, has_background, alif_active = flags[0], flags[1], flags[2], flags[3]
+    nmda_active, has_leak, has_background = flags[0], flags[1], flags[2]
     zero = np.float32(0.0)
     one = np.float32(1.0)
 
@@ -189,7 +190,9 @@ def _one_brain(b, step, v, v_pre, cur, refr, spk, arr, queue, cursor, due, qlen,
 
     # (b) membrane, threshold, reset, refractoriness, currents (same order as the torch backend); written
     #     without data-dependent branches so that the compiler vectorises it
-    v_b, v_pre_b, refr_b, spk_b, adapt_b = v[b], v_pre[b], refr[b], spk[b], adapt[b]
+    v_b, v_pre_b, refr_b, spk_b = v[b], v_pre[b], refr[b], spk[b]
+    if adapt is not None:  # None without ALIF neurons: numba prunes these branches when it compiles
+        adapt_b = adapt[b]
     ampa_b, nmda_b, gaba_b = cur[0, b], cur[1, b], cur[2, b]
     inp_b = inp[b] if has_input else v_b
     noise = bank[offsets[b] : offsets[b] + n]
@@ -205,7 +208,7 @@ def _one_brain(b, step, v, v_pre, cur, refr, spk, arr, queue, cursor, due, qlen,
             u += input_gain * inp_b[j]
         u *= max(one - refr_b[j], zero)
         v_pre_b[j] = u
-        if alif_active:  # a(t+1) = ρ a(t) + z(t) (z(t) is still in spk_b), threshold θ + β a(t+1)
+        if adapt is not None:  # a(t+1) = ρ a(t) + z(t) (z(t) is still in spk_b), threshold θ + β a(t+1)
             a = adapt_b[j] * decay_adaptation + jump[j] * spk_b[j]
             adapt_b[j] = a
             fired = u >= theta + beta[j] * a
@@ -278,8 +281,10 @@ def fused_step(
     else:
         inp, has_input = input_current.detach().to(torch.float32).contiguous().numpy(), True
     w = weights.detach().numpy() if weights.requires_grad else weights.numpy()
-    args = (step, *arrays, bank, offsets, inp, has_input, w, tables.row_ptr, tables.synapse, tables.is_excitatory,
-            tables.neuron_table, tables.params, tables.flags, tables.depth)  # fmt: skip
+    # without ALIF neurons the adaptation array is passed as None, which compiles a kernel without ALIF code
+    adapt = arrays[10] if tables.alif_active else None
+    args = (step, *arrays[:10], adapt, arrays[11], bank, offsets, inp, has_input, w, tables.row_ptr, tables.synapse,
+            tables.is_excitatory, tables.neuron_table, tables.params, tables.flags, tables.depth)  # fmt: skip
     torch_threads = torch.get_num_threads()
     if v.shape[0] > 1 and numba.get_num_threads() > 1 and _PARALLEL_LAUNCH.acquire(blocking=False):
         try:
