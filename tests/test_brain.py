@@ -318,10 +318,10 @@ def test_bad_alif_settings_raise(overrides, message):
 def test_alif_off_keeps_adaptation_zero_and_alif_on_changes_only_adaptive_neurons():
     roles = ("prefrontal", "parietal", "temporal")
     off = SpikingBrain(BrainConfig(neurons_per_region=10, device=CPU))
-    state = off.run(off.initial_state(2), 200)
+    state = off.run(off.initial_state(1), 150)
     assert not state.adaptation.any()
     on = SpikingBrain(BrainConfig(neurons_per_region=10, device=CPU, alif_roles=roles, adaptation_mv=3.0))
-    state = on.run(on.initial_state(2), 200)
+    state = on.run(on.initial_state(1), 150)
     adaptive = on.network.is_adaptive
     assert (state.adaptation[:, adaptive] > 0).float().mean() > 0.5 and not state.adaptation[:, ~adaptive].any()
 
@@ -777,20 +777,20 @@ from encephagen_gym.brain import BrainConfig, SpikingBrain, brain_step
 from encephagen_gym.brain.simulator import init_state
 torch.set_num_threads(1)
 base = dict(neurons_per_region=10, device="cpu")
-cases = {  # name: (config of the state's brain, config of the brain that steps it, what must be named)
-    "larger": (dict(neurons_per_region=20), {}, "neurons_per_region"),
-    "smaller": (dict(neurons_per_region=6), {}, "neurons_per_region"),
-    "dt": (dict(dt_ms=0.5), {}, "dt_ms"),
-    "velocity": (dict(conduction_velocity_mm_per_ms=1.0), {}, "conduction_velocity_mm_per_ms"),
-    "tvb76": (dict(connectome="tvb76"), {}, "connectome"),
-    "seed": (dict(seed=1), {}, "seed"),
+cases = {  # name: (config of the state's brain, what the error must name); the brain has the base config
+    "larger": (dict(neurons_per_region=20), "neurons_per_region"),
+    "smaller": (dict(neurons_per_region=6), "neurons_per_region"),
+    "dt": (dict(dt_ms=0.5), "dt_ms"),
+    "velocity": (dict(conduction_velocity_mm_per_ms=1.0), "conduction_velocity_mm_per_ms"),
+    "tvb76": (dict(connectome="tvb76"), "connectome"),
+    "seed": (dict(seed=1), "seed"),
 }
 for backend in ("numba", "torch"):
-    for name, (state_cfg, brain_cfg, field) in cases.items():
+    brain = SpikingBrain(BrainConfig(**base, backend=backend))
+    current = torch.ones(1, brain.n_neurons)
+    for name, (state_cfg, field) in cases.items():
         source = SpikingBrain(BrainConfig(**{**base, **state_cfg, "backend": backend}))
-        brain = SpikingBrain(BrainConfig(**{**base, **brain_cfg, "backend": backend}))
-        state = source.run(source.initial_state(2), 5)
-        current = torch.ones(2, brain.n_neurons)
+        state = source.run(source.initial_state(1), 5)
         for call in (lambda: brain.step(state), lambda: brain.run(state, 3),
                      lambda: brain.run(state, 3, current), lambda: brain.step(state, current),
                      lambda: brain_step(brain.network, brain.weights, state)):

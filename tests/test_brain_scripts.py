@@ -69,7 +69,7 @@ def _check_table(out: str, first: str) -> list[dict[str, str]]:
 
 
 def test_benchmark_dt_check_over_seeds(capsys):
-    argv = ["--dt-check", "--check-size", "5", "--check-ms", "200", "--check-dts", "0.5", "1.0", "--seeds", "0", "1"]
+    argv = ["--dt-check", "--check-size", "5", "--check-ms", "100", "--check-dts", "0.5", "1.0", "--seeds", "0", "1"]
     assert benchmark_brain.main(argv) == 0
     rows = _check_table(capsys.readouterr().out, "dt ms")
     assert [(row["dt ms"], row["seeds"]) for row in rows] == [("0.5", "2"), ("1", "2")]
@@ -77,7 +77,7 @@ def test_benchmark_dt_check_over_seeds(capsys):
 
 
 def test_benchmark_alif_check(capsys):
-    argv = ["--alif-check", "--check-size", "10", "--check-ms", "200", "--seeds", "0", "--adaptation-mvs", "5"]
+    argv = ["--alif-check", "--check-size", "10", "--check-ms", "150", "--seeds", "0", "--adaptation-mvs", "5"]
     assert benchmark_brain.main(argv) == 0
     rows = _check_table(capsys.readouterr().out, "beta mV")
     assert [row["beta mV"] for row in rows] == ["0", "5"]

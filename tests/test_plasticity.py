@@ -194,7 +194,8 @@ def _gradient_check(nmda: bool, alif: bool = False, backend: str = "auto"):
         return run, weights.grad[proj.synapses]
 
     run, reference = autograd_gradient("eprop")
-    _, bptt = autograd_gradient("bptt")
+    # BPTT does not depend on the backend of the online traces: compute it once per model (numba variants)
+    bptt = autograd_gradient("bptt")[1] if backend != "torch" else None
     return rule, torch.stack(spikes), run, gradient, reference, bptt, control
 
 
@@ -216,17 +217,21 @@ def test_eprop_gradient_equals_autograd_of_the_eprop_approximation(nmda, alif, b
     max_abs = (gradient - reference).abs().max()
     assert max_abs <= 1e-5 * scale  # float32 precision
     assert torch.allclose(gradient, reference, rtol=1e-4, atol=1e-6 * float(scale))
-    cosine = torch.nn.functional.cosine_similarity(gradient, bptt, dim=0)
     record_property("max_abs_error", float(max_abs))
     record_property("max_rel_error", float(max_abs / scale))
-    record_property("cosine_with_bptt", float(cosine))
+    # symmetric feedback: only synapses onto readout neurons get an e-prop gradient; BPTT reaches others too
+    onto_readout = torch.isin(rule.projection.post, rule.readout.input_neurons)
+    assert torch.all(gradient[~onto_readout] == 0)
     kind = ("NMDA" if nmda else "no NMDA") + (f", ALIF {backend}" if alif else "")
+    if bptt is None:
+        print(f"e-prop vs autograd ({kind}): max abs err {float(max_abs):.3g}, rel {float(max_abs / scale):.3g}")
+        return
+    cosine = torch.nn.functional.cosine_similarity(gradient, bptt, dim=0)
+    record_property("cosine_with_bptt", float(cosine))
     print(f"e-prop vs autograd ({kind}): max abs err {float(max_abs):.3g}, rel {float(max_abs / scale):.3g}; "
           f"cosine with BPTT {float(cosine):.4f}")  # fmt: skip
     assert cosine > 0.5
-    # symmetric feedback: only synapses onto readout neurons get an e-prop gradient; BPTT reaches others too
-    onto_readout = torch.isin(rule.projection.post, rule.readout.input_neurons)
-    assert torch.all(gradient[~onto_readout] == 0) and (bptt[~onto_readout] != 0).any()
+    assert (bptt[~onto_readout] != 0).any()
 
 
 def test_reference_rejects_background_noise_and_bad_modes(brain10):
@@ -551,6 +556,7 @@ def alif_small_brain(monkeypatch):
                         lambda seed=0, **overrides: plain_brain(seed, **{**ALIF_TARGETS, **overrides}))  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("alif_small_brain")
 def test_supervised_eprop_still_learns_the_pattern_when_the_targets_adapt(record_property):
     # measured (120 iterations, seeds 0/1): LIF 8.2 -> 1.5 / 14.3 -> 4.4, ALIF 9.5 -> 2.9 / 10.7 -> 3.2, zero
