@@ -65,6 +65,7 @@ from encephagen_gym.brain.simulator import (
     clone_state,
     init_state,
     membrane_potential_mv,
+    reset_elements,
     threshold_mv,
 )
 
@@ -87,6 +88,7 @@ __all__ = [
     "init_state",
     "membrane_potential_mv",
     "readout_neurons",
+    "reset_elements",
     "resolve_device",
     "substeps_per_env_step",
     "synapse_propagator",

@@ -71,6 +71,7 @@ __all__ = [
     "estimate_state_bytes",
     "init_state",
     "membrane_potential_mv",
+    "reset_elements",
     "threshold_mv",
 ]
 
@@ -444,6 +445,44 @@ def clone_state(state: BrainState) -> BrainState:
     """A deep copy of the dynamic tensors (the constant bank and synapse offsets are shared)."""
     kernel = state.views.kernel if state.backend == "numba" else None
     return _with_views(state._replace(**{name: getattr(state, name).clone() for name in _DYNAMIC_FIELDS}), kernel)
+
+
+def reset_elements(
+    network: Network, state: BrainState, mask: torch.Tensor, generator: torch.Generator | None = None
+) -> None:
+    """Restart the brains where ``mask`` (``[B]`` bool, on the state's device) is True, in place.
+
+    Each restarted brain gets what :func:`init_state` gives a new one — V uniform in [V_reset, θ) (drawn from
+    ``generator``, a generator on the network's device; the default one is seeded with the wiring seed),
+    no synaptic currents, no refractoriness, no spikes or arrivals, and no spikes still travelling along
+    its axons, no threshold adaptation — while its background-noise stream continues where it was (the bank
+    and keys are shared state; restarting them would replay the same noise) and its ``spike_count`` keeps
+    counting (a measurement, not part of the dynamics). Brains where ``mask`` is False are untouched.
+    No device→host read.
+    """
+    if state.fingerprint is not network.fingerprint:
+        check_same_network(network.fingerprint, state.fingerprint, "the state", "this network")
+    batch, n = state.v.shape
+    if mask.shape != (batch,):
+        raise ValueError(f"mask must have shape ({batch},), got {tuple(mask.shape)}")
+    mask = mask.to(device=state.v.device, dtype=torch.bool)
+    if generator is None:
+        generator = torch.Generator(device=state.v.device)
+        generator.manual_seed(network.config.seed)
+    fresh_v = network.v_threshold_rel * torch.rand((batch, n), generator=generator, device=state.v.device)
+    rows = mask[:, None]
+    state.v.copy_(torch.where(rows, fresh_v, state.v))
+    state.v_pre_reset.copy_(torch.where(rows, fresh_v, state.v_pre_reset))
+    keep = (~mask).to(state.v.dtype)
+    state.currents.mul_(keep[None, :, None])
+    state.refractory.mul_(keep[:, None])
+    state.spikes.mul_(keep[:, None])
+    state.arrivals.mul_(keep[:, None, None])
+    state.adaptation.mul_(keep[:, None])
+    if state.backend == "numba":
+        state.queue_length.masked_fill_(rows, 0)
+    else:
+        state.ring.mul_(keep[None, :, None, None])
 
 
 def brain_step(

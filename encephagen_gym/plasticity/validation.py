@@ -15,6 +15,7 @@ __all__ = [
     "check_activity",
     "check_finite",
     "check_made_for",
+    "check_rate",
     "check_shape",
     "check_state_network",
     "check_synapse_rows",
@@ -62,3 +63,10 @@ def check_synapse_rows(name: str, tensor: torch.Tensor, n_rows: int) -> None:
     if tensor.dim() < 1 or tensor.shape[0] != n_rows:
         raise ValueError(f"{name} have {tensor.shape[0] if tensor.dim() else 0} rows, this rule's projection "
                          f"{n_rows}: they were made by another rule or projection")  # fmt: skip
+
+
+def check_rate(name: str, value: float) -> float:
+    """``value`` as a float if it is a finite number >= 0 (a learning rate), else ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0 or value == float("inf"):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
