@@ -313,6 +313,8 @@ def test_alif_neurons_are_a_seeded_share_of_excitatory_neurons_and_leave_the_wir
 def test_bad_alif_settings_raise(overrides, message):
     with pytest.raises(ValueError, match=message):
         BrainConfig(**overrides)
+    # role lists (JSON-saved settings) are taken as tuples
+    assert BrainConfig(alif_roles=["temporal"], nmda_roles=["prefrontal"]).alif_roles == ("temporal",)
 
 
 def test_alif_off_keeps_adaptation_zero_and_alif_on_changes_only_adaptive_neurons():

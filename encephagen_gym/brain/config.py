@@ -162,6 +162,9 @@ class BrainConfig:
 
     def __post_init__(self) -> None:
         check_connectome_name(self.connectome)
+        for name in ("nmda_roles", "alif_roles"):  # lists (e.g. from JSON-saved settings) become tuples
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
         errors = []
 
         def positive(name: str) -> None:
