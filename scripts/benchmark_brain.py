@@ -419,6 +419,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--check-dts", type=float, nargs="+", default=[0.1, 0.25, 0.5, 1.0], help="dts compared")
     add("--check-size", type=int, default=200, help="neurons per region for --dt-check")
     add("--check-ms", type=float, default=2000.0, help="simulated ms per run of --dt-check / --alif-check")
+    add("--check-warmup-ms", type=float, default=200.0, help="simulated ms before the checks measure")
     add("--seeds", type=int, nargs="+", default=[0], help="config seeds (wiring and noise) of the checks")
     add("--alif-check", action="store_true", help="compare spontaneous activity with ALIF off and on")
     add("--alif", action="store_true", help="time with ALIF on (--alif-roles etc., beta = first --adaptation-mvs)")
@@ -440,10 +441,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     print(f"torch {torch.__version__}, torch CPU threads {torch.get_num_threads()}, devices {devices}")
     if args.dt_check:
-        rows = dt_check(args.check_size, args.check_dts, args.check_ms, 200.0, 1, devices[0], args.seeds)
+        rows = dt_check(args.check_size, args.check_dts, args.check_ms, args.check_warmup_ms, 1, devices[0],
+                        args.seeds)  # fmt: skip
         keys = ("rate_hz", "rate_exc_hz", "rate_inh_hz", "cv_median", "evoked_visual_hz", "evoked_all_hz")
         table = summarise(rows, "dt_ms", args.check_dts[0], keys)
-        print(f"Spontaneous activity of the 96x{args.check_size} brain, {args.check_ms:.0f} ms, config seeds "
+        print(f"Spontaneous activity of the 96x{args.check_size} brain, {args.check_ms:.0f} ms after "
+              f"{args.check_warmup_ms:.0f} ms, config seeds "
               f"{list(args.seeds)} (wiring and noise); mean ± 95 % t-interval over seeds; 'vs ref %': per-seed rate "
               f"change against dt = {args.check_dts[0]} ms; 'spread ±%': half the range of the seeds' rates over "
               "their mean; then 200 ms of 12 mV into visual excitatory neurons (evoked rates)")  # fmt: skip
@@ -455,10 +458,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.alif_check:
         rows = alif_check(args.check_size, args.alif_roles, args.alif_fraction, args.tau_adaptation_ms,
-                          args.adaptation_mvs, args.seeds, args.check_ms, 200.0, devices[0])  # fmt: skip
+                          args.adaptation_mvs, args.seeds, args.check_ms, args.check_warmup_ms, devices[0])  # fmt: skip
         keys = ("rate_hz", "rate_exc_hz", "rate_inh_hz", "rate_alif_hz", "rate_alif_region_lif_exc_hz", "cv_median")
         table = summarise(rows, "adaptation_mv", 0.0, keys)
-        print(f"Spontaneous activity of the 96x{args.check_size} brain, {args.check_ms:.0f} ms, dt "
+        print(f"Spontaneous activity of the 96x{args.check_size} brain, {args.check_ms:.0f} ms after "
+              f"{args.check_warmup_ms:.0f} ms, dt "
               f"{DEFAULT_DT_MS} ms, config seeds {list(args.seeds)}; ALIF in {list(args.alif_roles)}, fraction "
               f"{args.alif_fraction} of their E neurons, tau_a {args.tau_adaptation_ms:g} ms (beta 0 = off); "
               "mean ± 95 % t-interval over seeds; 'vs off %': per-seed change of the mean rate against ALIF "
