@@ -900,7 +900,7 @@ def test_spike_count_is_counted_inside_the_step(backend):
     brain = SpikingBrain(BrainConfig(neurons_per_region=10, device=CPU, backend=backend))
     state = brain.initial_state(2)
     total = torch.zeros(2, brain.n_neurons)
-    state = brain.run(state, 300, on_step=lambda i, s: total.add_(s.spikes))
+    state = brain.run(state, 150, on_step=lambda i, s: total.add_(s.spikes))
     assert total.sum() > 0 and torch.equal(state.spike_count, total)
     assert torch.equal(clone_state(state).spike_count, total)
 
