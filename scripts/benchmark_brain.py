@@ -3,7 +3,8 @@
 Prints a table of wall-clock seconds per simulated second (plus steps/s, synaptic events/s and memory) for
 each combination of brain size, batch size, dt, device and learning (off / on); CUDA rows (up to batch 256)
 are added when a GPU is present. ``--dt-check`` instead compares spontaneous rates and ISI CVs across dt
-values against dt = 0.1 ms (the criterion for the default dt: mean rates within 15 %).
+values against dt = 0.1 ms over one or more seeds (the criterion for the default dt: mean rates within 15 %),
+and ``--alif-check`` compares it with adaptive (ALIF) neurons off and on.
 
 Learning on (``eprop``) is the online reward-based e-prop workload of a BrainAgent: every simulation step
 the e-prop eligibility traces of the default plastic projections
@@ -19,7 +20,9 @@ Usage::
     python scripts/benchmark_brain.py --sizes 20 --batches 1
     python scripts/benchmark_brain.py --sizes 200 --dts 1 --backends numba --numba-threads 1 2
     python scripts/benchmark_brain.py --sizes 200 --learning off eprop --repeats 5   # learning cost
-    python scripts/benchmark_brain.py --dt-check          # default-dt evidence
+    python scripts/benchmark_brain.py --sizes 200 --alif --alif-roles premotor motor   # with ALIF targets
+    python scripts/benchmark_brain.py --dt-check --seeds 0 1 2 3 4     # default-dt evidence
+    python scripts/benchmark_brain.py --alif-check --seeds 0 1 2 --check-ms 2000 --adaptation-mvs 1 2 5
     encephagen-benchmark-brain --help
 """
 
@@ -35,7 +38,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from encephagen_gym.brain import DEFAULT_DT_MS, BrainConfig, SpikingBrain
+from encephagen_gym.brain import DEFAULT_DT_MS, BrainConfig, BrainState, SpikingBrain
 from encephagen_gym.brain.decoders import ActorCriticReadout
 from encephagen_gym.plasticity import (
     DEFAULT_PLASTIC_PAIRS,
@@ -47,8 +50,18 @@ from encephagen_gym.plasticity import (
     select_projection,
     td_error,
 )
+from encephagen_gym.stats import format_mean_ci, mean_ci
 
-__all__ = ["benchmark_row", "benchmark_rows", "dt_check", "main", "trace_bytes_per_element"]
+__all__ = [
+    "alif_check",
+    "benchmark_row",
+    "benchmark_rows",
+    "dt_check",
+    "main",
+    "spontaneous_statistics",
+    "summarise",
+    "trace_bytes_per_element",
+]
 
 LEARNING_MODES = ("off", "eprop")
 ENV_STEP_MS = 10.0
@@ -130,14 +143,17 @@ def benchmark_rows(
     learning: Sequence[str] = ("off",),
     statistic: str = "median",
     backend: str = "auto",
+    alif: dict | None = None,
 ) -> list[dict[str, float | int | str]]:
     """Time one configuration with each learning mode (timed windows alternate between the modes); one
     row per mode with the ``statistic`` ("median" or "min") of ``repeats`` windows. ``backend``: the
-    simulator backend (``BrainConfig.backend``)."""
+    simulator backend (``BrainConfig.backend``); ``alif``: ALIF settings of the ``BrainConfig`` (off when
+    None)."""
     unknown = [mode for mode in learning if mode not in LEARNING_MODES]
     if unknown or not learning:
         raise ValueError(f"learning modes must be among {LEARNING_MODES}, got {list(learning)}")
-    config = BrainConfig(neurons_per_region=neurons_per_region, dt_ms=dt_ms, device=device, backend=backend)
+    config = BrainConfig(neurons_per_region=neurons_per_region, dt_ms=dt_ms, device=device, backend=backend,
+                         **(alif or {}))  # fmt: skip
     brain = SpikingBrain(config)
     dev = brain.device
     if dev.type == "cuda":
@@ -147,25 +163,20 @@ def benchmark_rows(
     n_steps = max(1, round(sim_ms / dt_ms))
     n_steps = max(n_steps - n_steps % brain.substeps(ENV_STEP_MS), brain.substeps(ENV_STEP_MS))
     learner = _Learner(brain, batch) if "eprop" in learning else None
-    counts = torch.zeros((batch, brain.n_neurons), device=dev)
     walls: dict[str, list[float]] = {mode: [] for mode in learning}
     spikes: dict[str, float] = dict.fromkeys(learning, 0.0)
     events: dict[str, float] = dict.fromkeys(learning, 0.0)
-    out_degree = brain.network.out_degree.to(counts.dtype)
+    out_degree = brain.network.out_degree.to(state.spike_count.dtype)
     for _ in range(repeats):
         for mode in learning:
-            counts.zero_()
-
-            def on_step(i: int, s, counts=counts, mode=mode) -> None:
-                counts.add_(s.spikes)
-                if mode == "eprop":
-                    learner.on_step(i, s)
-
+            before = state.spike_count.clone()  # spikes are counted inside the step, no per-step callback
+            on_step = learner.on_step if mode == "eprop" else None
             _sync(dev)
             start = time.perf_counter()
             state = brain.run(state, n_steps, on_step=on_step)
             _sync(dev)
             walls[mode].append(time.perf_counter() - start)
+            counts = state.spike_count - before
             spikes[mode] += float(counts.sum())
             events[mode] += float((counts.sum(0) * out_degree).sum())
     sim_s = n_steps * dt_ms * 1e-3
@@ -190,6 +201,10 @@ def benchmark_rows(
             "dt_ms": dt_ms,
             "learning": mode,
             "plastic": learner.rule.projection.n_synapses if mode == "eprop" else 0,
+            "alif": int(brain.network.is_adaptive.sum()),
+            "plastic_alif": int(learner.rule.params.alif_synapses.numel())
+            if mode == "eprop" and learner.rule.params.use_alif
+            else 0,
             "wall_per_sim_s": wall / sim_s,
             "steps_per_s": n_steps / wall,
             "events_per_s": events[mode] / repeats / float(np.mean(walls[mode])),
@@ -229,49 +244,128 @@ def benchmark_row(
     return rows[0]
 
 
+def spontaneous_statistics(
+    brain: SpikingBrain, batch: int, sim_ms: float, warmup_ms: float, generator_seed: int | None = None
+) -> tuple[dict[str, float], BrainState]:
+    """Spontaneous activity of ``brain`` after ``warmup_ms``: mean rates (Hz; all, E, I, the ALIF neurons, the
+    non-adaptive E neurons of the ALIF roles' regions) over ``sim_ms`` and the median ISI CV of the neurons
+    with at least 5 spikes. ``generator_seed`` seeds the state (initial V and noise; default: the config's
+    seed). Returns the statistics and the final state."""
+    generator = None
+    if generator_seed is not None:
+        generator = torch.Generator(device=brain.device).manual_seed(generator_seed)
+    dt = brain.dt_ms
+    state = brain.run(brain.initial_state(batch, generator=generator), round(warmup_ms / dt))
+    n_steps = round(sim_ms / dt)
+    last = torch.full((batch, brain.n_neurons), float("nan"), device=brain.device)
+    isi_sum = torch.zeros_like(last)
+    isi_sq = torch.zeros_like(last)
+    isi_n = torch.zeros_like(last)
+
+    def accumulate(i: int, s) -> None:
+        spiking = s.spikes > 0
+        isi = i - last  # in steps
+        valid = spiking & ~torch.isnan(last)
+        isi_sum.add_(torch.where(valid, isi, 0.0))
+        isi_sq.add_(torch.where(valid, isi * isi, 0.0))
+        isi_n.add_(valid.float())
+        last.copy_(torch.where(spiking, float(i), last))
+
+    state = brain.run(state, n_steps, on_step=accumulate)
+    rates = (isi_n + (~torch.isnan(last)).float()) / (sim_ms * 1e-3)
+    ok = isi_n >= 4
+    mean = isi_sum[ok] / isi_n[ok]
+    cv = torch.sqrt(torch.clamp(isi_sq[ok] / isi_n[ok] - mean**2, min=0.0)) / mean
+    net = brain.network
+    exc, adaptive = net.is_excitatory, net.is_adaptive
+    alif_regions = torch.isin(net.neuron_region, net.neuron_region[adaptive])
+
+    def mean_rate(mask: torch.Tensor) -> float:
+        return rates[:, mask].mean().item() if bool(mask.any()) else float("nan")
+
+    stats = {
+        "rate_hz": rates.mean().item(),
+        "rate_exc_hz": mean_rate(exc),
+        "rate_inh_hz": mean_rate(~exc),
+        "rate_alif_hz": mean_rate(adaptive),
+        "rate_alif_region_lif_exc_hz": mean_rate(alif_regions & exc & ~adaptive),
+        "cv_median": cv.median().item() if cv.numel() else float("nan"),
+    }
+    return stats, state
+
+
 def dt_check(
-    neurons_per_region: int, dts: Sequence[float], sim_ms: float, warmup_ms: float, batch: int, device: str
+    neurons_per_region: int,
+    dts: Sequence[float],
+    sim_ms: float,
+    warmup_ms: float,
+    batch: int,
+    device: str,
+    seeds: Sequence[int] = (0,),
 ) -> list[dict[str, float]]:
-    """Spontaneous rate and ISI CV of the same brain (same seed) at each dt."""
+    """Spontaneous rate and ISI CV of the same brain at each dt, for each config ``seed`` (wiring and noise);
+    one row per (dt, seed)."""
     rows = []
-    for dt in dts:
-        brain = SpikingBrain(BrainConfig(neurons_per_region=neurons_per_region, dt_ms=dt, device=device))
-        state = brain.run(brain.initial_state(batch), round(warmup_ms / dt))
-        n_steps = round(sim_ms / dt)
-        last = torch.full((batch, brain.n_neurons), float("nan"), device=brain.device)
-        isi_sum = torch.zeros_like(last)
-        isi_sq = torch.zeros_like(last)
-        isi_n = torch.zeros_like(last)
-
-        def accumulate(i: int, s, last=last, isi_sum=isi_sum, isi_sq=isi_sq, isi_n=isi_n) -> None:
-            spiking = s.spikes > 0
-            isi = i - last  # in steps
-            valid = spiking & ~torch.isnan(last)
-            isi_sum.add_(torch.where(valid, isi, 0.0))
-            isi_sq.add_(torch.where(valid, isi * isi, 0.0))
-            isi_n.add_(valid.float())
-            last.copy_(torch.where(spiking, float(i), last))
-
-        state = brain.run(state, n_steps, on_step=accumulate)
-        visual = brain.activity(batch)
-        stimulus = brain.input_for_roles("visual", 12.0, batch)
-        brain.run(state, round(200.0 / dt), stimulus, readout=visual)
-        visual_regions = torch.as_tensor(brain.network.connectome.regions_with_role("visual"))
-        rates = (isi_n + (~torch.isnan(last)).float()) / (sim_ms * 1e-3)
-        ok = isi_n >= 4
-        mean = isi_sum[ok] / isi_n[ok]
-        cv = torch.sqrt(torch.clamp(isi_sq[ok] / isi_n[ok] - mean**2, min=0.0)) / mean
-        exc = brain.network.is_excitatory
-        rows.append({
-            "dt_ms": dt,
-            "rate_hz": rates.mean().item(),
-            "rate_exc_hz": rates[:, exc].mean().item(),
-            "rate_inh_hz": rates[:, ~exc].mean().item(),
-            "cv_median": cv.median().item() if cv.numel() else float("nan"),
-            "evoked_visual_hz": visual.rates_hz()[:, visual_regions.to(brain.device)].mean().item(),
-            "evoked_all_hz": visual.rates_hz().mean().item(),
-        })  # fmt: skip
+    for seed in seeds:
+        for dt in dts:
+            config = BrainConfig(neurons_per_region=neurons_per_region, dt_ms=dt, device=device, seed=seed)
+            brain = SpikingBrain(config)
+            stats, state = spontaneous_statistics(brain, batch, sim_ms, warmup_ms)
+            visual = brain.activity(batch)
+            stimulus = brain.input_for_roles("visual", 12.0, batch)
+            brain.run(state, round(200.0 / dt), stimulus, readout=visual)
+            visual_regions = torch.as_tensor(brain.network.connectome.regions_with_role("visual"))
+            rows.append({
+                "seed": seed,
+                "dt_ms": dt,
+                **stats,
+                "evoked_visual_hz": visual.rates_hz()[:, visual_regions.to(brain.device)].mean().item(),
+                "evoked_all_hz": visual.rates_hz().mean().item(),
+            })  # fmt: skip
     return rows
+
+
+def alif_check(
+    neurons_per_region: int,
+    roles: Sequence[str],
+    fraction: float,
+    tau_adaptation_ms: float,
+    adaptation_mvs: Sequence[float],
+    seeds: Sequence[int],
+    sim_ms: float,
+    warmup_ms: float,
+    device: str,
+) -> list[dict[str, float]]:
+    """Spontaneous activity with ALIF off and with ALIF on (``roles``, ``fraction``, τ_a) at each β in
+    ``adaptation_mvs``, on the same network and noise for each config ``seed``; one row per (β, seed), β = 0
+    meaning off."""
+    rows = []
+    for seed in seeds:
+        for beta in (0.0, *adaptation_mvs):
+            alif = dict(alif_roles=tuple(roles), alif_fraction=fraction, tau_adaptation_ms=tau_adaptation_ms,
+                        adaptation_mv=beta) if beta > 0 else {}  # fmt: skip
+            config = BrainConfig(neurons_per_region=neurons_per_region, device=device, seed=seed, **alif)
+            stats, _ = spontaneous_statistics(SpikingBrain(config), 1, sim_ms, warmup_ms)
+            rows.append({"seed": seed, "adaptation_mv": beta, **stats})
+    return rows
+
+
+def summarise(rows: list[dict], by: str, reference: float, keys: Sequence[str]) -> list[dict[str, str]]:
+    """Per value of ``by``: the mean ± t-CI over seeds of each key, and of the per-seed change of the rate
+    relative to the row with ``by == reference`` of the same seed (in %)."""
+    reference_rate = {row["seed"]: row["rate_hz"] for row in rows if row[by] == reference}
+    out = []
+    for value in dict.fromkeys(row[by] for row in rows):
+        group = [row for row in rows if row[by] == value]
+        summary = {by: f"{value:g}", "n": str(len(group))}
+        for key in keys:
+            summary[key] = format_mean_ci(*mean_ci(row[key] for row in group), digits=2)
+        change = [100.0 * (row["rate_hz"] / reference_rate[row["seed"]] - 1.0) for row in group]
+        summary["change_pct"] = format_mean_ci(*mean_ci(change), digits=2)
+        rates = np.array([row["rate_hz"] for row in group])
+        summary["spread_pct"] = f"{50.0 * np.ptp(rates) / rates.mean():.2f}"
+        out.append(summary)
+    return out
 
 
 def _print_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> None:
@@ -324,7 +418,15 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--dt-check", action="store_true", help="compare rates across dt instead of timing")
     add("--check-dts", type=float, nargs="+", default=[0.1, 0.25, 0.5, 1.0], help="dts compared")
     add("--check-size", type=int, default=200, help="neurons per region for --dt-check")
-    add("--check-ms", type=float, default=2000.0, help="simulated ms per dt for --dt-check")
+    add("--check-ms", type=float, default=2000.0, help="simulated ms per run of --dt-check / --alif-check")
+    add("--check-warmup-ms", type=float, default=200.0, help="simulated ms before the checks measure")
+    add("--seeds", type=int, nargs="+", default=[0], help="config seeds (wiring and noise) of the checks")
+    add("--alif-check", action="store_true", help="compare spontaneous activity with ALIF off and on")
+    add("--alif", action="store_true", help="time with ALIF on (--alif-roles etc., beta = first --adaptation-mvs)")
+    add("--alif-roles", nargs="+", default=["prefrontal", "parietal", "temporal"], help="ALIF roles")
+    add("--alif-fraction", type=float, default=0.4, help="share of their excitatory neurons that adapt")
+    add("--tau-adaptation-ms", type=float, default=1000.0, help="adaptation time constant in ms")
+    add("--adaptation-mvs", type=float, nargs="+", default=[1.0, 2.0, 5.0], help="beta values (mV) compared")
     return parser.parse_args(argv)
 
 
@@ -339,19 +441,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     print(f"torch {torch.__version__}, torch CPU threads {torch.get_num_threads()}, devices {devices}")
     if args.dt_check:
-        rows = dt_check(args.check_size, args.check_dts, args.check_ms, 200.0, 1, devices[0])
-        reference = rows[0]["rate_hz"]
-        for row in rows:
-            row["rate_vs_ref_pct"] = 100.0 * (row["rate_hz"] - reference) / reference
-        print(f"Spontaneous activity of the 96x{args.check_size} brain, {args.check_ms:.0f} ms, same seed; "
-              f"reference dt = {rows[0]['dt_ms']} ms; then 200 ms of 12 mV into visual excitatory neurons "
-              "(evoked rates)")  # fmt: skip
-        columns = [("dt ms", "dt_ms", ".2f"), ("rate Hz", "rate_hz", ".2f"), ("E Hz", "rate_exc_hz", ".2f"),
-                   ("I Hz", "rate_inh_hz", ".2f"), ("vs ref %", "rate_vs_ref_pct", "+.1f"),
-                   ("ISI CV", "cv_median", ".2f"), ("evoked visual Hz", "evoked_visual_hz", ".2f"),
-                   ("evoked all Hz", "evoked_all_hz", ".2f")]  # fmt: skip
-        _print_table(rows, columns)
+        rows = dt_check(args.check_size, args.check_dts, args.check_ms, args.check_warmup_ms, 1, devices[0],
+                        args.seeds)  # fmt: skip
+        keys = ("rate_hz", "rate_exc_hz", "rate_inh_hz", "cv_median", "evoked_visual_hz", "evoked_all_hz")
+        table = summarise(rows, "dt_ms", args.check_dts[0], keys)
+        print(f"Spontaneous activity of the 96x{args.check_size} brain, {args.check_ms:.0f} ms after "
+              f"{args.check_warmup_ms:.0f} ms, config seeds "
+              f"{list(args.seeds)} (wiring and noise); mean ± 95 % t-interval over seeds; 'vs ref %': per-seed rate "
+              f"change against dt = {args.check_dts[0]} ms; 'spread ±%': half the range of the seeds' rates over "
+              "their mean; then 200 ms of 12 mV into visual excitatory neurons (evoked rates)")  # fmt: skip
+        columns = [("dt ms", "dt_ms", ""), ("seeds", "n", ""), ("rate Hz", "rate_hz", ""),
+                   ("spread ±%", "spread_pct", ""), ("vs ref %", "change_pct", ""), ("E Hz", "rate_exc_hz", ""),
+                   ("I Hz", "rate_inh_hz", ""), ("ISI CV", "cv_median", ""),
+                   ("evoked visual Hz", "evoked_visual_hz", ""), ("evoked all Hz", "evoked_all_hz", "")]  # fmt: skip
+        _print_table(table, columns)
         return 0
+    if args.alif_check:
+        rows = alif_check(args.check_size, args.alif_roles, args.alif_fraction, args.tau_adaptation_ms,
+                          args.adaptation_mvs, args.seeds, args.check_ms, args.check_warmup_ms, devices[0])  # fmt: skip
+        keys = ("rate_hz", "rate_exc_hz", "rate_inh_hz", "rate_alif_hz", "rate_alif_region_lif_exc_hz", "cv_median")
+        table = summarise(rows, "adaptation_mv", 0.0, keys)
+        print(f"Spontaneous activity of the 96x{args.check_size} brain, {args.check_ms:.0f} ms after "
+              f"{args.check_warmup_ms:.0f} ms, dt "
+              f"{DEFAULT_DT_MS} ms, config seeds {list(args.seeds)}; ALIF in {list(args.alif_roles)}, fraction "
+              f"{args.alif_fraction} of their E neurons, tau_a {args.tau_adaptation_ms:g} ms (beta 0 = off); "
+              "mean ± 95 % t-interval over seeds; 'vs off %': per-seed change of the mean rate against ALIF "
+              "off")  # fmt: skip
+        columns = [("beta mV", "adaptation_mv", ""), ("seeds", "n", ""), ("rate Hz", "rate_hz", ""),
+                   ("vs off %", "change_pct", ""), ("E Hz", "rate_exc_hz", ""), ("I Hz", "rate_inh_hz", ""),
+                   ("ALIF Hz", "rate_alif_hz", ""), ("LIF E in ALIF regions Hz", "rate_alif_region_lif_exc_hz", ""),
+                   ("ISI CV", "cv_median", "")]  # fmt: skip
+        _print_table(table, columns)
+        return 0
+    alif = None
+    if args.alif:
+        alif = dict(alif_roles=tuple(args.alif_roles), alif_fraction=args.alif_fraction,
+                    tau_adaptation_ms=args.tau_adaptation_ms, adaptation_mv=args.adaptation_mvs[0])  # fmt: skip
     rows = []
     for device in devices:
         batches = args.cuda_batches if device.startswith("cuda") else args.batches
@@ -360,7 +485,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for dt in args.dts:
                     for backend in _backends(args.backends, device):
                         measured = benchmark_rows(size, batch, dt, device, args.sim_ms, args.warmup_ms,
-                                                  args.repeats, args.learning, args.stat, backend)  # fmt: skip
+                                                  args.repeats, args.learning, args.stat, backend, alif)  # fmt: skip
                         rows.extend(measured)
                         for row in measured:
                             print(f"  measured {row['device']} {row['backend']} {row['neurons']} B={batch} "
@@ -369,7 +494,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     columns = [("device", "device", ""), ("backend", "backend", ""), ("threads", "threads", ""),
                ("neurons", "neurons", ""), ("synapses", "synapses", ""),
                ("batch", "batch", ""), ("dt ms", "dt_ms", ".2f"), ("learning", "learning", ""),
-               ("plastic", "plastic", ""), ("wall s/sim s", "wall_per_sim_s", ".3f"),
+               ("ALIF", "alif", ""), ("plastic", "plastic", ""), ("onto ALIF", "plastic_alif", ""),
+               ("wall s/sim s", "wall_per_sim_s", ".3f"),
                ("vs off", "vs_off", ".2f"), ("steps/s", "steps_per_s", ".0f"),
                ("syn events/s", "events_per_s", ".3g"), ("rate Hz", "rate_hz", ".1f"),
                ("state+net MB", "memory_mb", ".0f"), ("trace MB/elem", "trace_mb", ".2f")]  # fmt: skip

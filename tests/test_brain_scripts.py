@@ -59,12 +59,29 @@ def test_benchmark_table_with_learning_on_and_off(capsys):
     assert float(rows[0]["trace MB/elem"]) == 0.0 and float(rows[1]["trace MB/elem"]) > 0.0
 
 
-def test_benchmark_dt_check(capsys):
-    argv = ["--dt-check", "--check-size", "5", "--check-ms", "200", "--check-dts", "0.5", "1.0"]
+def _check_table(out: str, first: str) -> list[dict[str, str]]:
+    """The rows of a --dt-check / --alif-check table whose first column is titled ``first``."""
+    lines = out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.strip().startswith(first))
+    titles = [cell.strip() for cell in lines[header].split("|")]
+    return [dict(zip(titles, (cell.strip() for cell in line.split("|")), strict=True)) for line in lines[header + 2 :]
+            if "|" in line]  # fmt: skip
+
+
+def test_benchmark_dt_check_over_seeds(capsys):
+    argv = ["--dt-check", "--check-size", "5", "--check-ms", "100", "--check-dts", "0.5", "1.0", "--seeds", "0", "1"]
     assert benchmark_brain.main(argv) == 0
-    out = capsys.readouterr().out
-    assert "vs ref %" in out and "+0.0" in out
-    assert len([line for line in out.splitlines() if line.strip().startswith(("0.50", "1.00"))]) == 2
+    rows = _check_table(capsys.readouterr().out, "dt ms")
+    assert [(row["dt ms"], row["seeds"]) for row in rows] == [("0.5", "2"), ("1", "2")]
+    assert rows[0]["vs ref %"] == "0.00" and "±" in rows[1]["vs ref %"] and "±" in rows[0]["rate Hz"]
+
+
+def test_benchmark_alif_check(capsys):
+    argv = ["--alif-check", "--check-size", "10", "--check-ms", "150", "--seeds", "0", "--adaptation-mvs", "5"]
+    assert benchmark_brain.main(argv) == 0
+    rows = _check_table(capsys.readouterr().out, "beta mV")
+    assert [row["beta mV"] for row in rows] == ["0", "5"]
+    assert rows[0]["ALIF Hz"] == "n/a" and float(rows[1]["ALIF Hz"]) < float(rows[1]["LIF E in ALIF regions Hz"])
 
 
 def test_brain_activity_writes_png_and_role_table(tmp_path, capsys):

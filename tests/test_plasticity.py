@@ -27,6 +27,7 @@ from encephagen_gym.plasticity import (
     td_error,
 )
 from encephagen_gym.plasticity.delays import history_gather, history_push, init_history
+from encephagen_gym.plasticity.eprop import eprop_gradient, eprop_trace_step, init_eprop_traces
 from encephagen_gym.plasticity.reference import differentiable_run
 from encephagen_gym.scripts import plasticity_experiments as experiments
 
@@ -142,11 +143,18 @@ def test_delayed_history_reads_the_value_from_delay_steps_ago():
 # ----------------------------------------------------------------------------------------- e-prop vs autograd
 
 
-def _gradient_check(nmda: bool):
+#: ALIF in the readout regions (so that the symmetric learning signal reaches adaptive neurons): a short τ_a
+#: and a large β, so that the adaptation eligibility ε^a matters within the 150 steps of the check.
+ALIF_CHECK = dict(alif_roles=("motor", "premotor"), alif_fraction=0.6, tau_adaptation_ms=60.0, adaptation_mv=4.0)
+
+
+def _gradient_check(nmda: bool, alif: bool = False, backend: str = "auto"):
     """Run the simulator with online e-prop, then replay the same dynamics differentiably."""
     extra = dict(nmda_roles=("motor", "premotor"), nmda_ratio=1.0) if nmda else dict(nmda_ratio=0.0)
+    if alif:
+        extra.update(ALIF_CHECK)
     config = BrainConfig(neurons_per_region=6, background_eta=0.0, device=CPU, seed=3, global_coupling=1.0,
-                         long_range_connection_prob=0.2, **extra)  # fmt: skip
+                         long_range_connection_prob=0.2, backend=backend, **extra)  # fmt: skip
     brain = SpikingBrain(config)
     net = brain.network
     batch, steps, outputs = 3, 150, 2
@@ -161,14 +169,22 @@ def _gradient_check(nmda: bool):
     v_initial = state.v.clone()
     traces, readout_trace = rule.init_traces(batch), readout.init_trace(batch)
     gradient = torch.zeros(proj.n_synapses)
+    # control: the same traces without the adaptation component ε^a (β ε^a dropped from e = ψ (x − β ε^a))
+    no_epsilon_a = rule.params._replace(backend="torch")
+    if alif:
+        no_epsilon_a = no_epsilon_a._replace(alif_adaptation_mv=torch.zeros_like(no_epsilon_a.alif_adaptation_mv))
+    control_traces, control = init_eprop_traces(no_epsilon_a, batch), torch.zeros(proj.n_synapses)
     spikes = []
     for t in range(steps):
         state = brain.step(state, inputs[t])
         spikes.append(state.spikes.clone())
         readout.filter_spikes(readout_trace, state.spikes)
         rule.step(traces, state)
+        eprop_trace_step(no_epsilon_a, control_traces, state.spikes, state.v_pre_reset, state.adaptation)
         error = readout(readout_trace) - target[t]
-        gradient += rule.gradient(traces, rule.learning_signal(error))
+        signal = rule.learning_signal(error)
+        gradient += rule.gradient(traces, signal)
+        control += eprop_gradient(no_epsilon_a, control_traces, signal)
 
     def autograd_gradient(mode: str):
         weights = brain.weights.clone().requires_grad_(True)
@@ -181,14 +197,22 @@ def _gradient_check(nmda: bool):
         return run, weights.grad[proj.synapses]
 
     run, reference = autograd_gradient("eprop")
-    _, bptt = autograd_gradient("bptt")
-    return rule, torch.stack(spikes), run, gradient, reference, bptt
+    # BPTT does not depend on the backend of the online traces: compute it once per model (numba variants)
+    bptt = autograd_gradient("bptt")[1] if backend != "torch" else None
+    return rule, torch.stack(spikes), run, gradient, reference, bptt, control
 
 
-@pytest.mark.parametrize("nmda", [False, True], ids=["ampa-gaba", "with-nmda"])
-def test_eprop_gradient_equals_autograd_of_the_eprop_approximation(nmda, record_property):
-    rule, spikes, run, gradient, reference, bptt = _gradient_check(nmda)
-    assert rule.params.use_nmda == nmda
+@pytest.mark.parametrize(
+    ("nmda", "alif", "backend"),
+    [(False, False, "auto"), (True, False, "auto"), (False, True, "numba"), (True, True, "numba"),
+     (False, True, "torch"), (True, True, "torch")],
+    ids=["ampa-gaba", "with-nmda", "alif-numba", "alif-nmda-numba", "alif-torch", "alif-nmda-torch"],
+)  # fmt: skip
+def test_eprop_gradient_equals_autograd_of_the_eprop_approximation(nmda, alif, backend, record_property):
+    rule, spikes, run, gradient, reference, bptt, control = _gradient_check(nmda, alif, backend)
+    assert rule.params.use_nmda == nmda and rule.params.use_alif == alif
+    if alif:  # the adaptation component matters: without it the gradient is far off
+        assert (control - reference).abs().max() > 1e-2 * reference.abs().max()
     assert torch.equal(run.spikes.detach(), spikes)  # the replay reproduces the simulator's spikes exactly
     assert 0.01 < spikes.mean() < 0.1  # 10–100 Hz: plenty of spikes and of non-spiking steps
     scale = reference.abs().max()
@@ -196,16 +220,21 @@ def test_eprop_gradient_equals_autograd_of_the_eprop_approximation(nmda, record_
     max_abs = (gradient - reference).abs().max()
     assert max_abs <= 1e-5 * scale  # float32 precision
     assert torch.allclose(gradient, reference, rtol=1e-4, atol=1e-6 * float(scale))
-    cosine = torch.nn.functional.cosine_similarity(gradient, bptt, dim=0)
     record_property("max_abs_error", float(max_abs))
     record_property("max_rel_error", float(max_abs / scale))
-    record_property("cosine_with_bptt", float(cosine))
-    print(f"e-prop vs autograd ({'NMDA' if nmda else 'no NMDA'}): max abs err {float(max_abs):.3g}, "
-          f"rel {float(max_abs / scale):.3g}; cosine with BPTT {float(cosine):.4f}")  # fmt: skip
-    assert cosine > 0.5
     # symmetric feedback: only synapses onto readout neurons get an e-prop gradient; BPTT reaches others too
     onto_readout = torch.isin(rule.projection.post, rule.readout.input_neurons)
-    assert torch.all(gradient[~onto_readout] == 0) and (bptt[~onto_readout] != 0).any()
+    assert torch.all(gradient[~onto_readout] == 0)
+    kind = ("NMDA" if nmda else "no NMDA") + (f", ALIF {backend}" if alif else "")
+    if bptt is None:
+        print(f"e-prop vs autograd ({kind}): max abs err {float(max_abs):.3g}, rel {float(max_abs / scale):.3g}")
+        return
+    cosine = torch.nn.functional.cosine_similarity(gradient, bptt, dim=0)
+    record_property("cosine_with_bptt", float(cosine))
+    print(f"e-prop vs autograd ({kind}): max abs err {float(max_abs):.3g}, rel {float(max_abs / scale):.3g}; "
+          f"cosine with BPTT {float(cosine):.4f}")  # fmt: skip
+    assert cosine > 0.5
+    assert (bptt[~onto_readout] != 0).any()
 
 
 def test_reference_rejects_background_noise_and_bad_modes(brain10):
@@ -297,7 +326,10 @@ def test_softmax_sampling_follows_the_policy(brain10):
 # ------------------------------------------------------------------------------------------ rule interface
 
 
-def test_every_rule_follows_the_one_interface(brain10):
+@pytest.mark.parametrize("alif", [False, True], ids=["lif", "alif-targets"])
+def test_every_rule_follows_the_one_interface(brain10, alif):
+    if alif:
+        brain10 = small_brain(**ALIF_TARGETS)
     net, w = brain10.network, brain10.weights
     proj = select_projection(net, w, [("prefrontal", "premotor")])
     readout = ActorCriticReadout(net, 2)
@@ -599,6 +631,37 @@ def test_reward_eprop_learns_a_contextual_bandit_only_with_td_error_and_recurren
         assert result["mean_abs_dw_mv"] < 0.05  # only the (tiny) entropy bonus moved the weights
 
 
+@pytest.fixture
+def alif_small_brain(monkeypatch):
+    """``experiments.small_brain`` with half of the premotor/motor excitatory neurons (the projections' targets
+    and the readout's inputs) adaptive, so that e-prop uses the ALIF eligibility."""
+    plain_brain = experiments.small_brain
+    monkeypatch.setattr(experiments, "small_brain",
+                        lambda seed=0, **overrides: plain_brain(seed, **{**ALIF_TARGETS, **overrides}))  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("alif_small_brain")
+def test_supervised_eprop_still_learns_the_pattern_when_the_targets_adapt(record_property):
+    # measured (120 iterations, seeds 0/1): LIF 8.2 -> 1.5 / 14.3 -> 4.4, ALIF 9.5 -> 2.9 / 10.7 -> 3.2, zero
+    # output 4.5 / 5.6: learning works with adaptive targets; which is better depends on the seed
+    result = experiments.pattern_generation(seed=0, iterations=120)
+    record_property("pattern_alif", result)
+    print(f"pattern generation, ALIF targets: loss {result['loss_first']:.3f} -> {result['loss_last10']:.3f} "
+          f"(zero output {result['loss_zero_output']:.3f})")  # fmt: skip
+    assert result["loss_last10"] < 0.5 * result["loss_first"]
+    assert result["loss_last10"] < 0.75 * result["loss_zero_output"]
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("alif_small_brain")
+def test_reward_eprop_still_learns_the_bandit_when_the_targets_adapt(record_property):
+    result = experiments.contextual_bandit(seed=0, trials=120, steps=80)
+    record_property("bandit_alif", result)
+    print(f"bandit, ALIF targets: rewarded {result['reward_first50']:.3f} -> {result['reward_last50']:.3f}")
+    assert result["reward_last50"] > 0.68 and result["reward_last50"] > result["reward_first50"] + 0.12
+
+
 def test_reward_eprop_learns_a_continuous_contextual_bandit(record_property):
     result = experiments.contextual_bandit(seed=0, trials=120, steps=80, continuous=True)
     record_property("continuous_bandit", result)
@@ -642,9 +705,13 @@ def test_homeostatic_scaling_moves_the_rate_toward_its_target(record_property):
 # ------------------------------------------------------------------------------------------ devices and seeds
 
 
-def _rule_results(device: str, backend: str) -> list[torch.Tensor]:
+#: ALIF neurons in the targets of the rule tests' projections (premotor and motor cortex).
+ALIF_TARGETS = dict(alif_roles=("premotor", "motor"), alif_fraction=0.5, tau_adaptation_ms=200.0, adaptation_mv=2.0)
+
+
+def _rule_results(device: str, backend: str, alif: bool = False) -> list[torch.Tensor]:
     """Traces and updates of the three rule families after 60 steps of the same synthetic activity."""
-    brain = small_brain(device=device, backend=backend)
+    brain = small_brain(device=device, backend=backend, **(ALIF_TARGETS if alif else {}))
     net = brain.network
     readout = ActorCriticReadout(net, 2, seed=0)
     proj = select_projection(net, brain.weights, [("prefrontal", "premotor"), ("prefrontal", "motor")])
@@ -655,10 +722,12 @@ def _rule_results(device: str, backend: str) -> list[torch.Tensor]:
     for _ in range(60):
         spikes = (torch.rand(4, net.n_neurons, generator=generator) < 0.05).float().to(device)
         voltage = (25.0 * torch.rand(4, net.n_neurons, generator=generator)).to(device)
-        state = type("Activity", (), {"spikes": spikes, "v_pre_reset": voltage})()
+        adaptation = (2.0 * torch.rand(4, net.n_neurons, generator=generator)).to(device) * net.is_adaptive
+        state = type("Activity", (), {"spikes": spikes, "v_pre_reset": voltage, "adaptation": adaptation})()
         for rule, trace in zip(rules, traces, strict=True):
             rule.step(trace, state)
     reward_traces = traces[0]
+    assert rules[0].params.use_alif == alif and (not alif or reward_traces.eprop.adaptation.abs().sum() > 0)
     z_bar = torch.rand(4, readout.n_inputs, generator=generator).to(device)
     out = readout(z_bar)
     rules[0].record_decision(reward_traces, Decision(out, out.policy.argmax(1), z_bar))
@@ -675,13 +744,15 @@ def _assert_same_results(first: list[torch.Tensor], second: list[torch.Tensor]) 
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-6 * float(a.abs().max()) + 1e-12)
 
 
-def test_rules_give_the_same_traces_and_updates_with_numba_and_torch():
-    _assert_same_results(_rule_results("cpu", "numba"), _rule_results("cpu", "torch"))
+@pytest.mark.parametrize("alif", [False, True], ids=["lif", "alif-targets"])
+def test_rules_give_the_same_traces_and_updates_with_numba_and_torch(alif):
+    _assert_same_results(_rule_results("cpu", "numba", alif), _rule_results("cpu", "torch", alif))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_rules_give_the_same_traces_and_updates_on_cuda():
-    _assert_same_results(_rule_results("cpu", "auto"), _rule_results("cuda", "auto"))
+@pytest.mark.parametrize("alif", [False, True], ids=["lif", "alif-targets"])
+def test_rules_give_the_same_traces_and_updates_on_cuda(alif):
+    _assert_same_results(_rule_results("cpu", "auto", alif), _rule_results("cuda", "auto", alif))
 
 
 @pytest.mark.slow
@@ -692,3 +763,77 @@ def test_bandit_and_distal_reward_over_more_seeds(seed):
     assert learned["reward_last50"] > 0.7 and control["reward_last50"] < 0.58
     distal = experiments.distal_reward(seed=seed, trials=4)
     assert distal["target_rank"] <= 2 and distal["target_z"] > 3.0
+
+
+# ------------------------------------------------------------------------------ objects of another network
+
+
+@pytest.fixture(scope="module")
+def seed1_brain() -> SpikingBrain:
+    return small_brain(seed=1)  # same size as brain10, another wiring
+
+
+def test_a_projection_of_another_brain_is_refused(brain10, seed1_brain):
+    """Before: a projection of brain A (seed 0) changed 1,519 of brain B's (seed 1) weights, 5 of them inhibitory."""
+    proj_a = select_projection(brain10.network, brain10.weights, [("prefrontal", "premotor")])
+    with pytest.raises(ValueError, match="projection made for seed=0, the network has 1"):
+        RewardModulatedSTDP(seed1_brain.network, proj_a)
+    for make in (lambda: EProp(seed1_brain.network, proj_a, LeakyReadout(seed1_brain.network, 1)),
+                 lambda: RewardEProp(seed1_brain.network, proj_a, ActorCriticReadout(seed1_brain.network, 2)),
+                 lambda: SynapticScaling(seed1_brain.network, incoming_projection(brain10.network, brain10.weights,
+                                                                                  "premotor"))):  # fmt: skip
+        with pytest.raises(ValueError, match="another network"):
+            make()
+    before = seed1_brain.weights.clone()
+    with pytest.raises(ValueError, match=r"another network|synapses"):
+        apply_weight_update(seed1_brain.weights, proj_a, torch.ones(proj_a.n_synapses))
+    assert torch.equal(seed1_brain.weights, before)
+
+
+def test_a_rule_refuses_another_brains_weights_state_and_traces(brain10):
+    same_size = small_brain(seed=0, tau_m_ms=25.0)  # the same wiring and number of synapses, another network
+    assert same_size.network.n_synapses == brain10.network.n_synapses
+    proj = select_projection(brain10.network, brain10.weights, [("prefrontal", "premotor")])
+    stdp = RewardModulatedSTDP(brain10.network, proj)
+    traces = stdp.init_traces(1)
+    before = same_size.weights.clone()
+    with pytest.raises(ValueError, match=r"weights made for tau_m_ms=25.0, the projection has 20.0"):
+        stdp.apply(same_size.weights, traces, LearningSignal(modulator=torch.ones(1)))
+    assert torch.equal(same_size.weights, before)
+    with pytest.raises(ValueError, match=r"weights made for tau_m_ms=25.0"):
+        stdp.weight_update(same_size.weights, traces, LearningSignal(modulator=torch.ones(1)))
+    # a clone of the right length carries no identity
+    stdp.apply(brain10.weights.clone(), traces, LearningSignal(modulator=torch.ones(1)))
+    with pytest.raises(ValueError, match=r"state made for tau_m_ms=25.0"):
+        stdp.step(traces, same_size.initial_state(1))
+    other = RewardModulatedSTDP(brain10.network, select_projection(brain10.network, brain10.weights,
+                                                                   [("prefrontal", "motor")]))  # fmt: skip
+    with pytest.raises(ValueError, match="another rule or projection"):
+        other.weight_update(brain10.weights, traces, LearningSignal(modulator=torch.ones(1)))
+    with pytest.raises(ValueError, match="another rule or projection"):
+        other.step(traces, brain10.initial_state(1))
+
+
+def test_a_projection_of_the_connectome_is_refused_on_its_null_model():
+    brain = small_brain()
+    rewired = small_brain(connectome="tvb96:rewired:3")
+    proj = select_projection(brain.network, brain.weights, [("prefrontal", "premotor")])
+    with pytest.raises(ValueError, match="connectome='tvb96', the network has 'tvb96:rewired:3'"):
+        RewardModulatedSTDP(rewired.network, proj)
+
+
+def test_a_readout_of_another_brain_is_refused(brain10):
+    """Before: a readout of a 96×20 brain in a rule on a 96×10 brain gave a raw IndexError."""
+    larger = SpikingBrain(BrainConfig(neurons_per_region=20, long_range_connection_prob=0.2, device=CPU))
+    readout = ActorCriticReadout(larger.network, 2)
+    proj = select_projection(brain10.network, brain10.weights, [("prefrontal", "premotor")])
+    with pytest.raises(ValueError, match="readout made for neurons_per_region=20, the network has 10"):
+        RewardEProp(brain10.network, proj, readout, feedback="symmetric")
+    with pytest.raises(ValueError, match="readout made for"):
+        EProp(brain10.network, proj, LeakyReadout(larger.network, 1))
+    trace = readout.init_trace(1)
+    with pytest.raises(ValueError, match=r"expected spikes .* made for tvb96, 1920 neurons"):
+        readout.filter_spikes(trace, brain10.initial_state(1).spikes)
+    with pytest.raises(ValueError, match="state made for neurons_per_region=10, the readout has 20"):
+        readout.filter_spikes(trace, brain10.initial_state(1))
+    readout.filter_spikes(trace, larger.initial_state(1))  # its own brain's state is accepted

@@ -7,16 +7,29 @@ import math
 
 import torch
 
-from encephagen_gym.connectome import check_connectome_name
+from encephagen_gym.connectome import ROLE_TABLES, check_connectome_name
 
-__all__ = ["BACKENDS", "DEFAULT_DT_MS", "BrainConfig", "resolve_backend", "resolve_device", "substeps_per_env_step"]
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_DT_MS",
+    "DT_RANGE_MS",
+    "BrainConfig",
+    "resolve_backend",
+    "resolve_device",
+    "substeps_per_env_step",
+]
 
 #: Simulator backends: ``"auto"`` picks ``"numba"`` on CPU (when numba imports) and ``"torch"`` elsewhere.
 BACKENDS = ("auto", "torch", "numba")
 
-#: Default integration step in ms, chosen by measurement (``encephagen-benchmark-brain --dt-check``): with
-#: exact integration the spontaneous rates of the 96×200 brain at 0.25, 0.5 and 1 ms are within 1 % of
-#: dt = 0.1 ms, and visually evoked rates within 4 %.
+#: Range of the integration step in ms (exact integration is accurate to 1 ms; below 0.1 ms the delay lines
+#: and noise bank grow without a gain in accuracy).
+DT_RANGE_MS = (0.1, 1.0)
+
+#: Default integration step in ms, chosen by measurement (``encephagen-benchmark-brain --dt-check --seeds 0 1 2
+#: 3 4``): with exact integration the spontaneous rates of the 96×200 brain at 0.25, 0.5 and 1 ms differ from
+#: dt = 0.1 ms by −0.16 ± 0.65 %, −0.34 ± 0.33 % and −1.00 ± 0.77 % (mean ± 95 % t-interval over 5 wiring and
+#: noise seeds, 2 s each), and visually evoked rates by less than 3 %.
 DEFAULT_DT_MS = 1.0
 
 
@@ -97,6 +110,14 @@ class BrainConfig:
     current (``tau_nmda_ms``) instead of AMPA (``nmda_ratio`` = NMDA:AMPA charge ratio), so NMDA changes the
     time course of excitation there, not its total charge. ``nmda_ratio=0`` switches it off.
 
+    Adaptive neurons (ALIF, Bellec et al. 2018/2020): in the regions whose role is in ``alif_roles``, a share
+    ``alif_fraction`` of the excitatory neurons (the same number in every such region, chosen from ``seed``
+    on a random stream of their own, so switching ALIF on leaves the wiring unchanged) have a
+    spike-triggered adaptive threshold θ_j(t) = θ + β a_j(t): the dimensionless adaptation a_j ≥ 0 jumps by 1
+    at each spike of j and decays with ``tau_adaptation_ms``; β = ``adaptation_mv``, so each spike raises the
+    threshold by β mV (see :mod:`~encephagen_gym.brain.simulator` for the exact discrete form). Off by
+    default (``alif_roles=()``); ``adaptation_mv=0`` also switches it off.
+
     Background: every neuron receives independent Poisson excitation through AMPA synapses of strength
     ``background_j_mv`` at rate ``background_eta × θ / (background_j_mv × τ_m)``, i.e. a mean drive of
     ``background_eta × θ`` (Brunel 2000's η = ν_ext/ν_thr with ν_thr = θ/(J C_ext τ_m), here written per
@@ -144,6 +165,10 @@ class BrainConfig:
     pathways: tuple[tuple[str, str], ...] = ()
     pathway_in_degree: int = 20
     pathway_j_mv: float = 0.2
+    alif_roles: tuple[str, ...] = ()
+    alif_fraction: float = 0.4
+    tau_adaptation_ms: float = 1000.0
+    adaptation_mv: float = 2.0
     dt_ms: float = DEFAULT_DT_MS
     seed: int = 0
     device: str = "auto"
@@ -151,6 +176,11 @@ class BrainConfig:
 
     def __post_init__(self) -> None:
         check_connectome_name(self.connectome)
+        for name in ("nmda_roles", "alif_roles"):  # lists (e.g. from JSON-saved settings) become tuples
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
+        if isinstance(self.pathways, list | tuple) and all(isinstance(pair, list | tuple) for pair in self.pathways):
+            object.__setattr__(self, "pathways", tuple(tuple(pair) for pair in self.pathways))
         errors = []
 
         def positive(name: str) -> None:
@@ -174,19 +204,22 @@ class BrainConfig:
         probability("local_connection_prob")
         probability("long_range_connection_prob")
         for name in ("tau_m_ms", "tau_ampa_ms", "tau_gaba_ms", "tau_nmda_ms", "dt_ms", "v_threshold_mv",
-                     "conduction_velocity_mm_per_ms", "local_delay_ms"):  # fmt: skip
+                     "conduction_velocity_mm_per_ms", "local_delay_ms", "tau_adaptation_ms"):  # fmt: skip
             positive(name)
         for name in ("global_coupling", "j_exc_mv", "inhibition_ratio", "feedforward_inhibition",
-                     "refractory_ms", "nmda_ratio", "background_eta", "background_j_mv"):  # fmt: skip
+                     "refractory_ms", "nmda_ratio", "background_eta", "background_j_mv",
+                     "adaptation_mv"):  # fmt: skip
             non_negative(name)
+        probability("alif_fraction")
         if isinstance(self.neurons_per_region, int) and self.neurons_per_region >= 2:
             n_exc = round(self.excitatory_fraction * self.neurons_per_region)
             if isinstance(self.excitatory_fraction, float | int) and not 1 <= n_exc < self.neurons_per_region:
                 errors.append("excitatory_fraction must leave at least one excitatory and one inhibitory neuron")
         if not errors and self.v_reset_mv >= self.v_threshold_mv:
             errors.append("v_reset_mv must be below v_threshold_mv")
-        if not errors and self.dt_ms > 1.0:
-            errors.append(f"dt_ms must be <= 1 ms (exactly integrated LIF, 0.1-1 ms), got {self.dt_ms}")
+        low, high = DT_RANGE_MS
+        if not errors and not low - 1e-9 <= self.dt_ms <= high:
+            errors.append(f"dt_ms must lie in [{low}, {high}] ms (exactly integrated LIF), got {self.dt_ms}")
         if not errors:
             for name in ("refractory_ms", "local_delay_ms"):
                 if not _is_multiple(getattr(self, name), self.dt_ms):
@@ -209,8 +242,29 @@ class BrainConfig:
         ):
             errors.append(f"pathway_in_degree must be an integer in [0, 10000], got {self.pathway_in_degree!r}")
         non_negative("pathway_j_mv")
+        errors.extend(self._alif_role_errors())
         if errors:
             raise ValueError("invalid BrainConfig: " + "; ".join(errors))
+
+    def _alif_role_errors(self) -> list[str]:
+        roles = self.alif_roles
+        if not isinstance(roles, tuple) or not all(isinstance(role, str) for role in roles):
+            return [f"alif_roles must be a tuple of role names, got {roles!r}"]
+        valid = sorted(set(ROLE_TABLES[self.connectome.split(":")[0]].values()))
+        unknown = [role for role in roles if role not in valid]
+        if unknown:
+            return [f"alif_roles {unknown} are not roles of {self.connectome}; valid roles: {valid}"]
+        return []
+
+    @property
+    def alif_active(self) -> bool:
+        """Whether any neuron has an adaptive threshold (roles given, a non-zero share and β > 0)."""
+        return bool(self.alif_roles) and self.alif_fraction > 0 and self.adaptation_mv > 0
+
+    @property
+    def n_adaptive_per_region(self) -> int:
+        """ALIF neurons in each region of an ``alif_roles`` role (0 when ALIF is off)."""
+        return round(self.alif_fraction * self.n_excitatory_per_region) if self.alif_active else 0
 
     @property
     def n_excitatory_per_region(self) -> int:

@@ -48,17 +48,19 @@ class KernelTables(NamedTuple):
     forward through its row as time goes on; ``synapse[k]`` packs synapse k's postsynaptic neuron (low
     22 bits) and delay in steps (high 10 bits) into one uint32, so that a delivery reads one word besides
     the weight; the weights are read from the live ``weights`` tensor (learning rules change it in
-    place). ``params`` and ``flags`` hold the step constants (see :func:`_build_tables`).
+    place). ``neuron_table`` ``[4, N]`` float32, per neuron: the AMPA and NMDA jumps per mV of excitatory
+    input, β_j and the per-spike jump of a_j (ALIF neurons; one array, since every array argument adds to the
+    cost of a kernel call). ``params`` and ``flags`` hold the step constants (see :func:`_build_tables`).
     """
 
     row_ptr: np.ndarray
     synapse: np.ndarray
     is_excitatory: np.ndarray
-    gain_ampa: np.ndarray
-    gain_nmda: np.ndarray
+    neuron_table: np.ndarray
     params: np.ndarray
     flags: np.ndarray
     depth: int
+    alif_active: bool
 
 
 # numba's threading layer is left to numba (OpenMP where available: on a 2-core machine about 3× faster per
@@ -120,6 +122,7 @@ def _build_tables(network) -> KernelTables:
             decays[2],
             network.jump_gaba,
             network.background_gain,
+            network.decay_adaptation,
         ],
         dtype=np.float32,
     )
@@ -131,24 +134,28 @@ def _build_tables(network) -> KernelTables:
         row_ptr=network.row_ptr.numpy().astype(np.int32),
         synapse=(network.post.numpy().astype(np.uint32) | (delay.astype(np.uint32) << _POST_BITS)),
         is_excitatory=network.is_excitatory.numpy().astype(np.uint8),
-        gain_ampa=np.array(gains[0], dtype=np.float32, copy=True),
-        gain_nmda=np.array(gains[1], dtype=np.float32, copy=True),
+        neuron_table=np.ascontiguousarray(
+            np.stack([gains[0], gains[1], network.adaptation_mv.numpy(), network.adaptation_jump.numpy()]),
+            dtype=np.float32,
+        ),
         params=params,
         flags=flags,
         depth=network.max_delay_steps + 1,
+        alif_active=network.alif_active,
     )
 
 
 # Argument order shared by the kernels below and fused_step (state arrays, noise, input, network tables).
 @numba.njit(cache=True, nogil=True, boundscheck=False)
-def _one_brain(b, step, v, v_pre, cur, refr, spk, arr, queue, cursor, due, qlen, bank, offsets, inp, has_input, w,
-               row_ptr, synapse, is_exc, gain_a, gain_n, params, flags, depth):  # fmt: skip
+def _one_brain(b, step, v, v_pre, cur, refr, spk, arr, queue, cursor, due, qlen, adapt, counts, bank, offsets, inp,
+               has_input, w, row_ptr, synapse, is_exc, neuron_table, params, flags, depth):  # fmt: skip
     """One step of brain ``b``."""
     n = v.shape[1]
+    gain_a, gain_n, beta, jump = neuron_table[0], neuron_table[1], neuron_table[2], neuron_table[3]
     decay_m, prop_ampa, prop_gaba, prop_nmda = params[0], params[1], params[2], params[3]
     leak, input_gain, theta, refractory_steps = params[4], params[5], params[6], params[7]
-    decay_ampa, decay_nmda, decay_gaba, jump_gaba, background_gain = (
-        params[8], params[9], params[10], params[11], params[12]
+    decay_ampa, decay_nmda, decay_gaba, jump_gaba, background_gain, decay_adaptation = (
+        params[8], params[9], params[10], params[11], params[12], params[13]
     )  # fmt: skip
     nmda_active, has_leak, has_background = flags[0], flags[1], flags[2]
     zero = np.float32(0.0)
@@ -184,6 +191,8 @@ def _one_brain(b, step, v, v_pre, cur, refr, spk, arr, queue, cursor, due, qlen,
     # (b) membrane, threshold, reset, refractoriness, currents (same order as the torch backend); written
     #     without data-dependent branches so that the compiler vectorises it
     v_b, v_pre_b, refr_b, spk_b = v[b], v_pre[b], refr[b], spk[b]
+    if adapt is not None:  # None without ALIF neurons: numba prunes these branches when it compiles
+        adapt_b = adapt[b]
     ampa_b, nmda_b, gaba_b = cur[0, b], cur[1, b], cur[2, b]
     inp_b = inp[b] if has_input else v_b
     noise = bank[offsets[b] : offsets[b] + n]
@@ -199,7 +208,12 @@ def _one_brain(b, step, v, v_pre, cur, refr, spk, arr, queue, cursor, due, qlen,
             u += input_gain * inp_b[j]
         u *= max(one - refr_b[j], zero)
         v_pre_b[j] = u
-        fired = u >= theta
+        if adapt is not None:  # a(t+1) = ρ a(t) + z(t) (z(t) is still in spk_b), threshold θ + β a(t+1)
+            a = adapt_b[j] * decay_adaptation + jump[j] * spk_b[j]
+            adapt_b[j] = a
+            fired = u >= theta + beta[j] * a
+        else:
+            fired = u >= theta
         spk_b[j] = one if fired else zero
         v_b[j] = zero if fired else u
         refr_b[j] = max(refr_b[j] - one, zero) + (refractory_steps if fired else zero)
@@ -211,12 +225,13 @@ def _one_brain(b, step, v, v_pre, cur, refr, spk, arr, queue, cursor, due, qlen,
         nmda_b[j] = nmda_b[j] * decay_nmda + gain_n[j] * excitatory
         gaba_b[j] = gaba_b[j] * decay_gaba + jump_gaba * inh_in[j]
 
-    # (c) queue this step's spikes, each with a cursor at the start of its row
+    # (c) count and queue this step's spikes, each with a cursor at the start of its row
     now = step % depth
-    slot_due, slot_cursor, slot_queue = due[b, now], cursor[b, now], queue[b, now]
+    slot_due, slot_cursor, slot_queue, counts_b = due[b, now], cursor[b, now], queue[b, now], counts[b]
     count = 0
     for j in range(n):
         if spk_b[j] != zero:
+            counts_b[j] += one
             slot_queue[count] = j
             slot_cursor[count] = row_ptr[j]
             slot_due[count] = synapse[row_ptr[j]] >> _POST_BITS if row_ptr[j + 1] > row_ptr[j] else 0
@@ -225,19 +240,19 @@ def _one_brain(b, step, v, v_pre, cur, refr, spk, arr, queue, cursor, due, qlen,
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def _batch_parallel(step, v, v_pre, cur, refr, spk, arr, queue, cursor, due, qlen, bank, offsets, inp, has_input, w,
-                    row_ptr, synapse, is_exc, gain_a, gain_n, params, flags, depth):  # fmt: skip
+def _batch_parallel(step, v, v_pre, cur, refr, spk, arr, queue, cursor, due, qlen, adapt, counts, bank, offsets, inp,
+                    has_input, w, row_ptr, synapse, is_exc, neuron_table, params, flags, depth):  # fmt: skip
     for b in numba.prange(v.shape[0]):
-        _one_brain(b, step, v, v_pre, cur, refr, spk, arr, queue, cursor, due, qlen, bank, offsets, inp, has_input, w,
-                   row_ptr, synapse, is_exc, gain_a, gain_n, params, flags, depth)  # fmt: skip
+        _one_brain(b, step, v, v_pre, cur, refr, spk, arr, queue, cursor, due, qlen, adapt, counts, bank, offsets, inp,
+                   has_input, w, row_ptr, synapse, is_exc, neuron_table, params, flags, depth)  # fmt: skip
 
 
 @numba.njit(cache=True, nogil=True)
-def _batch_serial(step, v, v_pre, cur, refr, spk, arr, queue, cursor, due, qlen, bank, offsets, inp, has_input, w,
-                  row_ptr, synapse, is_exc, gain_a, gain_n, params, flags, depth):  # fmt: skip
+def _batch_serial(step, v, v_pre, cur, refr, spk, arr, queue, cursor, due, qlen, adapt, counts, bank, offsets, inp,
+                  has_input, w, row_ptr, synapse, is_exc, neuron_table, params, flags, depth):  # fmt: skip
     for b in range(v.shape[0]):
-        _one_brain(b, step, v, v_pre, cur, refr, spk, arr, queue, cursor, due, qlen, bank, offsets, inp, has_input, w,
-                   row_ptr, synapse, is_exc, gain_a, gain_n, params, flags, depth)  # fmt: skip
+        _one_brain(b, step, v, v_pre, cur, refr, spk, arr, queue, cursor, due, qlen, adapt, counts, bank, offsets, inp,
+                   has_input, w, row_ptr, synapse, is_exc, neuron_table, params, flags, depth)  # fmt: skip
 
 
 def fused_step(
@@ -250,16 +265,26 @@ def fused_step(
     step: int,
 ) -> None:
     """Advance the state whose numpy views are ``arrays`` = (v, v_pre, currents, refractory, spikes,
-    arrivals, spike_queue, queue_cursor, queue_due, queue_length) by one step, in place. ``offsets``:
-    ``[B]`` noise-window offsets of this step into ``bank`` (the Poisson count bank)."""
+    arrivals, spike_queue, queue_cursor, queue_due, queue_length, adaptation, spike_count) by one step, in
+    place. ``offsets``: ``[B]`` noise-window offsets of this step into ``bank`` (the Poisson count bank).
+
+    The kernel does not check bounds: the shapes are checked here (a few integer comparisons), so that a state
+    or weights made for another network raise instead of reading out of bounds (the callers check the
+    network's fingerprint first, see :func:`~encephagen_gym.brain.simulator.brain_step`)."""
     v = arrays[0]
+    n = tables.is_excitatory.shape[0]
+    if v.shape[1] != n or arrays[6].shape[1:] != (tables.depth, n) or weights.shape != tables.synapse.shape:
+        raise ValueError(f"state or weights do not fit the network the kernel was built for ({n} neurons, "
+                         f"{tables.depth} delay slots, {tables.synapse.shape[0]} synapses)")  # fmt: skip
     if input_current is None:
         inp, has_input = v, False
     else:
         inp, has_input = input_current.detach().to(torch.float32).contiguous().numpy(), True
-    args = (step, *arrays, bank, offsets, inp, has_input, weights.detach().numpy(), tables.row_ptr, tables.synapse,
-            tables.is_excitatory, tables.gain_ampa, tables.gain_nmda, tables.params, tables.flags,
-            tables.depth)  # fmt: skip
+    w = weights.detach().numpy() if weights.requires_grad else weights.numpy()
+    # without ALIF neurons the adaptation array is passed as None, which compiles a kernel without ALIF code
+    adapt = arrays[10] if tables.alif_active else None
+    args = (step, *arrays[:10], adapt, arrays[11], bank, offsets, inp, has_input, w, tables.row_ptr, tables.synapse,
+            tables.is_excitatory, tables.neuron_table, tables.params, tables.flags, tables.depth)  # fmt: skip
     torch_threads = torch.get_num_threads()
     if v.shape[0] > 1 and numba.get_num_threads() > 1 and _PARALLEL_LAUNCH.acquire(blocking=False):
         try:

@@ -24,7 +24,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from encephagen_gym.brain.network import Network
+from encephagen_gym.brain.network import Network, check_same_network
 
 __all__ = [
     "DEFAULT_READOUT_ROLES",
@@ -67,6 +67,7 @@ class _ReadoutInput(nn.Module):
         self.tau_ms = float(tau_ms)
         self.dt_ms = float(network.config.dt_ms)
         self.n_neurons = network.n_neurons
+        self.fingerprint = network.fingerprint  # the network it reads (checked by the rules and filter_spikes)
 
     @property
     def kappa(self) -> float:
@@ -85,16 +86,25 @@ class _ReadoutInput(nn.Module):
         return torch.zeros((batch_size, self.n_inputs), device=self.input_neurons.device)
 
     def filter_spikes(self, trace: torch.Tensor, spikes: torch.Tensor) -> torch.Tensor:
-        """``z̄ ← κ z̄ + z[:, inputs]`` in place for one step's ``spikes`` ``[B, N]``; returns ``trace``."""
+        """``z̄ ← κ z̄ + z[:, inputs]`` in place for one step's ``spikes`` ``[B, N]``; returns ``trace``.
+
+        ``spikes`` may also be the brain state itself (its ``spikes`` are used): then the state's network is
+        checked against the readout's (O(1)), as it cannot be for a bare tensor of the right size."""
+        if hasattr(spikes, "fingerprint"):
+            if spikes.fingerprint is not self.fingerprint:
+                check_same_network(self.fingerprint, spikes.fingerprint, "the state", "the readout")
+            spikes = spikes.spikes
         batch = spikes.shape[0] if spikes.dim() == 2 else -1
         if spikes.dim() != 2 or spikes.shape[1] != self.n_neurons or trace.shape != (batch, self.n_inputs):
             raise ValueError(f"expected spikes [B, {self.n_neurons}] and trace [B, {self.n_inputs}], got "
-                             f"{tuple(spikes.shape)} and {tuple(trace.shape)}")  # fmt: skip
+                             f"{tuple(spikes.shape)} and {tuple(trace.shape)}; the readout was made for "
+                             f"{self.fingerprint.describe()}")  # fmt: skip
         return trace.mul_(self.kappa).add_(spikes.index_select(1, self.input_neurons))
 
     def _check_trace(self, trace: torch.Tensor) -> None:
         if trace.dim() != 2 or trace.shape[1] != self.n_inputs:
-            raise ValueError(f"readout trace must have shape [B, {self.n_inputs}], got {tuple(trace.shape)}")
+            raise ValueError(f"readout trace must have shape [B, {self.n_inputs}] (the inputs of this readout, "
+                             f"made for {self.fingerprint.describe()}), got {tuple(trace.shape)}")  # fmt: skip
 
 
 def _parameter(tensor: torch.Tensor) -> nn.Parameter:

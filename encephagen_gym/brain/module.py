@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from encephagen_gym.brain.config import BrainConfig
-from encephagen_gym.brain.network import Network, build_network
+from encephagen_gym.brain.network import Network, build_network, check_same_network, register_weights
 from encephagen_gym.brain.readout import RegionActivity
 from encephagen_gym.brain.simulator import BrainState, brain_step, init_state
 
@@ -61,6 +61,7 @@ class SpikingBrain(nn.Module):
         super()._apply(fn, recurse)
         moved = {name: fn(value) for name, value in self.network._asdict().items() if isinstance(value, torch.Tensor)}
         self.network = self.network._replace(device=self.weights.device, **moved)
+        register_weights(self.weights, self.network.fingerprint)  # a moved copy belongs to the same network
         return self
 
     @property
@@ -109,7 +110,8 @@ class SpikingBrain(nn.Module):
         return current
 
     def step(self, state: BrainState, input_current: torch.Tensor | None = None) -> BrainState:
-        """One step with input checks (shape, device, finiteness); returns the advanced state."""
+        """One step with input checks (network, shape, device, finiteness); returns the advanced state."""
+        check_same_network(self.network.fingerprint, state.fingerprint, "the state", "this brain")
         if input_current is not None:
             input_current = self._as_input(input_current)
             _check_finite(input_current)
@@ -132,6 +134,7 @@ class SpikingBrain(nn.Module):
         state)`` is called after every step (e.g. for a learning rule)."""
         if not isinstance(n_steps, int) or n_steps < 0:
             raise ValueError(f"n_steps must be a non-negative integer, got {n_steps!r}")
+        check_same_network(self.network.fingerprint, state.fingerprint, "the state", "this brain")
         batch, n = state.v.shape
         sequence = constant = None
         if isinstance(input_current, torch.Tensor):

@@ -4,7 +4,10 @@ from ``config.seed``); the result lives on the config's device and is never dens
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import math
+import weakref
 from typing import NamedTuple
 
 import numpy as np
@@ -13,7 +16,16 @@ import torch
 from encephagen_gym.brain.config import BrainConfig, resolve_device
 from encephagen_gym.connectome import Connectome, load_connectome
 
-__all__ = ["EXCITATORY", "INHIBITORY", "Network", "build_network", "synapse_propagator"]
+__all__ = [
+    "EXCITATORY",
+    "INHIBITORY",
+    "Network",
+    "NetworkFingerprint",
+    "build_network",
+    "check_same_network",
+    "synapse_propagator",
+    "weights_fingerprint",
+]
 
 #: Receptor channel of a synapse, given by its presynaptic neuron type (Dale's law).
 EXCITATORY = 0
@@ -31,6 +43,90 @@ def synapse_propagator(tau_syn_ms: float, tau_m_ms: float, dt_ms: float) -> floa
     return tau_syn_ms / (tau_syn_ms - tau_m_ms) * (math.exp(-dt_ms / tau_syn_ms) - math.exp(-dt_ms / tau_m_ms))
 
 
+#: BrainConfig fields that do not change the network (where and how it is simulated).
+_RUNTIME_FIELDS = ("device", "backend")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class NetworkFingerprint:
+    """The identity of a network, made once by :func:`build_network` and carried by everything made for it
+    (states, plastic projections, readouts, and through them the learning rules), so that using one with
+    another network is an error instead of a crash or a silently wrong result.
+
+    ``settings``: every :class:`~encephagen_gym.brain.config.BrainConfig` field except ``device`` and
+    ``backend`` (same config → identical network); ``n_neurons``, ``n_synapses``, ``max_delay_steps``: the
+    sizes that shape states and traces. Equality compares ``digest``, a 64-bit hash of all of these (stable
+    across processes, so pickled objects keep their identity): O(1).
+    """
+
+    settings: tuple[tuple[str, object], ...]
+    n_neurons: int
+    n_synapses: int
+    max_delay_steps: int
+    digest: int
+
+    @classmethod
+    def of(cls, config, n_neurons: int, n_synapses: int, max_delay_steps: int) -> NetworkFingerprint:
+        """The fingerprint of the network built from ``config`` with these sizes."""
+        settings = tuple((field.name, getattr(config, field.name)) for field in dataclasses.fields(config)
+                         if field.name not in _RUNTIME_FIELDS)  # fmt: skip
+        text = repr((settings, n_neurons, n_synapses, max_delay_steps)).encode()
+        digest = int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little")
+        return cls(settings, n_neurons, n_synapses, max_delay_steps, digest)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, NetworkFingerprint) and other.digest == self.digest
+
+    def __hash__(self) -> int:
+        return self.digest
+
+    def describe(self) -> str:
+        """A short description, e.g. ``tvb96, 96 regions x 20 neurons, dt 1.0 ms, seed 0``."""
+        values = dict(self.settings)
+        return (f"{values['connectome']}, {self.n_neurons} neurons ({values['neurons_per_region']} per region), "
+                f"dt {values['dt_ms']} ms, seed {values['seed']}")  # fmt: skip
+
+    def differences(self, other: NetworkFingerprint, mine: str, theirs: str) -> list[str]:
+        """What differs, as ``"<name>: <mine> made for X, <theirs> has Y"`` phrases."""
+        values, other_values = dict(self.settings), dict(other.settings)
+        pairs = [(name, values.get(name), other_values.get(name)) for name in dict.fromkeys([*values, *other_values])]
+        pairs += [(name, getattr(self, name), getattr(other, name))
+                  for name in ("n_neurons", "n_synapses", "max_delay_steps")]  # fmt: skip
+        return [f"{mine} made for {name}={a!r}, {theirs} has {b!r}" for name, a, b in pairs if a != b]
+
+
+def check_same_network(
+    expected: NetworkFingerprint, found: NetworkFingerprint | None, what: str, target: str = "this network"
+) -> None:
+    """ValueError unless ``found`` (the fingerprint carried by ``what``, e.g. "the state") is that of the
+    network ``target`` has (``expected``); the message lists what differs. O(1) when they match."""
+    if found is expected or found == expected:
+        return
+    if not isinstance(found, NetworkFingerprint):
+        raise ValueError(f"{what} carries no network fingerprint (not made by this library's constructors)")
+    details = "; ".join(found.differences(expected, what, target)) or "the wiring differs"
+    raise ValueError(f"{what} was made for another network ({found.describe()}): {details}")
+
+
+# The network each weights tensor made by build_network (or moved by SpikingBrain.to) belongs to, so that a
+# weight update can tell another brain's weight vector of the same length from its own.
+_WEIGHT_OWNERS: dict[int, tuple[weakref.ref, NetworkFingerprint]] = {}
+
+
+def register_weights(weights: torch.Tensor, fingerprint: NetworkFingerprint) -> None:
+    """Record that ``weights`` are the synaptic strengths of the network ``fingerprint`` (kept while the
+    tensor lives)."""
+    key = id(weights)
+    _WEIGHT_OWNERS[key] = (weakref.ref(weights, lambda _, key=key: _WEIGHT_OWNERS.pop(key, None)), fingerprint)
+
+
+def weights_fingerprint(weights: torch.Tensor) -> NetworkFingerprint | None:
+    """The network a weights tensor was built for (None for tensors not made by :func:`build_network`, e.g.
+    clones)."""
+    entry = _WEIGHT_OWNERS.get(id(weights))
+    return entry[1] if entry is not None and entry[0]() is weights else None
+
+
 class Network(NamedTuple):
     """Immutable network parameters on one device (the synaptic weights are kept apart, see ``weights``).
 
@@ -40,7 +136,10 @@ class Network(NamedTuple):
     ``row_ptr[i]:row_ptr[i+1]``, in the order in which its spike reaches them.
 
     Per-neuron tensors (length N): ``neuron_region`` (int64), ``is_excitatory`` (bool),
-    ``nmda_share`` (float32, fraction of excitatory charge carried by NMDA onto that neuron).
+    ``nmda_share`` (float32, fraction of excitatory charge carried by NMDA onto that neuron), ``is_adaptive``
+    (bool, ALIF neurons), ``adaptation_mv`` (float32, β_j: threshold rise per unit of adaptation in mV, 0 for
+    non-adaptive neurons) and ``adaptation_jump`` (float32, 1 for ALIF neurons else 0: the jump of a_j per
+    spike).
     Per-synapse tensors (length S): ``pre``, ``post`` (int64 neuron ids), ``pre_region``, ``post_region``
     (int64), ``channel`` (EXCITATORY/INHIBITORY, from the presynaptic type), ``delay_steps`` (int64 ≥ 1),
     ``is_long_range`` (bool). Initial non-negative strengths in mV are returned separately by
@@ -50,7 +149,9 @@ class Network(NamedTuple):
     the AMPA and NMDA jumps per mV of excitatory strength, split by each neuron's ``nmda_share``;
     ``current_decay`` ``[3, 1, 1]`` and ``v_propagator`` ``[1, 3]`` for the (AMPA, NMDA, GABA) currents;
     ``csr_rows`` ``[N, 2]`` (first synapse, out-degree) per neuron; ``v_threshold_rel`` = θ − V_reset and
-    ``leak_drive`` the per-step pull towards V_rest, for voltages measured from V_reset.
+    ``leak_drive`` the per-step pull towards V_rest, for voltages measured from V_reset; ``decay_adaptation``
+    ρ = e^{−dt/τ_a} and ``alif_active`` (any ALIF neuron). ``fingerprint``: the network's identity
+    (:class:`NetworkFingerprint`), checked wherever a state, projection or readout meets a network.
     """
 
     config: BrainConfig
@@ -65,6 +166,9 @@ class Network(NamedTuple):
     neuron_region: torch.Tensor
     is_excitatory: torch.Tensor
     nmda_share: torch.Tensor
+    is_adaptive: torch.Tensor
+    adaptation_mv: torch.Tensor
+    adaptation_jump: torch.Tensor
     pre: torch.Tensor
     post: torch.Tensor
     pre_region: torch.Tensor
@@ -95,6 +199,9 @@ class Network(NamedTuple):
     background_gain: float
     refractory_steps: int
     background_rate_hz: float
+    decay_adaptation: float
+    alif_active: bool
+    fingerprint: NetworkFingerprint
 
     @property
     def roles(self) -> tuple[str, ...]:
@@ -141,6 +248,21 @@ def _sample_pairs(
         keep = pre != post
         pre, post = pre[keep], post[keep]
     return pre, post
+
+
+def _adaptive_neurons(config: BrainConfig, roles: tuple[str, ...]) -> np.ndarray:
+    """``[N]`` bool: the ALIF neurons, ``config.n_adaptive_per_region`` excitatory neurons in each region of an
+    ``alif_roles`` role, drawn from a random stream of their own (the wiring does not depend on them)."""
+    n, n_exc = config.neurons_per_region, config.n_excitatory_per_region
+    adaptive = np.zeros(len(roles) * n, dtype=bool)
+    count = config.n_adaptive_per_region
+    if count == 0:
+        return adaptive
+    rng = np.random.default_rng(np.random.SeedSequence([config.seed, 0xA11F]))
+    for region, role in enumerate(roles):
+        if role in config.alif_roles:
+            adaptive[region * n + np.sort(rng.choice(n_exc, size=count, replace=False))] = True
+    return adaptive
 
 
 def build_network(config: BrainConfig) -> tuple[Network, torch.Tensor]:
@@ -241,6 +363,8 @@ def build_network(config: BrainConfig) -> tuple[Network, torch.Tensor]:
     for region in nmda_regions:
         nmda_share[region * n : (region + 1) * n] = share
 
+    is_adaptive = _adaptive_neurons(config, connectome.roles)
+
     tau_m = config.tau_m_ms
 
     def tensor(array: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
@@ -259,6 +383,9 @@ def build_network(config: BrainConfig) -> tuple[Network, torch.Tensor]:
         neuron_region=tensor(region_of, torch.int64),
         is_excitatory=tensor(is_exc, torch.bool),
         nmda_share=tensor(nmda_share, torch.float32),
+        is_adaptive=tensor(is_adaptive, torch.bool),
+        adaptation_mv=tensor(np.where(is_adaptive, config.adaptation_mv, 0.0), torch.float32),
+        adaptation_jump=tensor(is_adaptive, torch.float32),
         pre=tensor(pre, torch.int64),
         post=tensor(post, torch.int64),
         pre_region=tensor(region_of[pre], torch.int64),
@@ -310,5 +437,10 @@ def build_network(config: BrainConfig) -> tuple[Network, torch.Tensor]:
         background_gain=tau_m / config.tau_ampa_ms * config.background_j_mv,
         refractory_steps=round(config.refractory_ms / dt),
         background_rate_hz=config.background_rate_hz,
+        decay_adaptation=math.exp(-dt / config.tau_adaptation_ms),
+        alif_active=bool(is_adaptive.any()),
+        fingerprint=NetworkFingerprint.of(config, n_neurons, len(pre), max_delay),
     )
-    return network, tensor(strength, torch.float32)
+    weights = tensor(strength, torch.float32)
+    register_weights(weights, network.fingerprint)
+    return network, weights

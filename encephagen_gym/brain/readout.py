@@ -37,6 +37,9 @@ class RegionActivity:
 
     def update(self, spikes: torch.Tensor) -> None:
         """Add one step's spikes (``[B, N]``, 0/1) to the per-region counts."""
+        if spikes.shape != (self._counts.shape[0], self.network.n_neurons):
+            raise ValueError(f"spikes must have shape [{self._counts.shape[0]}, {self.network.n_neurons}] (this "
+                             f"accumulator's batch and network), got {list(spikes.shape)}")  # fmt: skip
         per_region = spikes.view(spikes.shape[0], self.network.n_regions, self.network.neurons_per_region)
         if self.population != "all":
             per_region = per_region[:, :, self._columns]

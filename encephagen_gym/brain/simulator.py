@@ -15,19 +15,33 @@ integrated exactly over a step h (decay factors e^{−h/τ}, propagators from
 :func:`~encephagen_gym.brain.network.synapse_propagator`; I_ext is held constant over the step). When
 V ≥ θ the neuron spikes, V is reset and clamped for the refractory period (its currents keep evolving).
 
-Order within a step t → t+1: (1) V(t+1) from V(t), I(t), I_ext(t); refractory neurons are clamped;
-(2) spikes where V(t+1) ≥ θ, reset; (3) currents decay and receive the spikes that arrive at t+1 (ring
-buffer slot) plus the Poisson background counts of the step; (4) the new spikes are scattered into the
-ring at t+1+delay, only for the neurons that spiked (CSR gather + scatter_add; no dense N×N product).
-Internally voltages are measured from V_reset (u = V − V_reset), so a reset is u = 0.
+Adaptive neurons (ALIF, ``BrainConfig.alif_roles``; Bellec et al. 2018, 2020) have a spike-triggered
+threshold θ_j(t) = θ + β_j a_j(t), with a dimensionless adaptation a_j ≥ 0 that obeys
+τ_a da_j/dt = −a_j + τ_a Σ_k δ(t − t_j^k): it jumps by 1 at each spike and decays with τ_a. Spikes happen at
+the end of a step, so the exact discrete form is Bellec's
 
-Background noise: each step, each batch element reads one window of N Poisson(λ·dt) counts from a fixed
-bank of counts drawn once from an explicit ``torch.Generator``, at an offset from its own
-Park–Miller (MINSTD) stream (offsets precomputed in blocks of 1024 steps). Counts are exact Poisson
-samples; windows at independent offsets make them (practically) independent across neurons and steps, at
-the cost of one memory copy instead of N random
-draws per step. Batch elements with the same noise key see the same noise, so identical inputs give
-identical spikes.
+    a_j(t+1) = ρ a_j(t) + z_j(t),     ρ = e^{−h/τ_a},     z_j(t+1) = H(u_j(t+1) − θ − β_j a_j(t+1))
+
+i.e. a spike at step t raises the threshold by β_j from step t+1 on (the neuron is refractory then), and the
+rise decays as e^{−(t'−t)/τ_a}. Only ALIF neurons have a_j ≠ 0 (β_j = 0 and no jump for the others).
+
+Order within a step t → t+1: (1) V(t+1) from V(t), I(t), I_ext(t); refractory neurons are clamped;
+(2) a(t+1) = ρ a(t) + z(t) (ALIF neurons); spikes where V(t+1) ≥ θ + β a(t+1), reset; (3) currents decay
+and receive the spikes that arrive at t+1 (ring buffer slot) plus the Poisson background counts of the step;
+(4) the new spikes are scattered into the ring at t+1+delay, only for the neurons that spiked (CSR gather +
+scatter_add; no dense N×N product). Internally voltages are measured from V_reset (u = V − V_reset), so a
+reset is u = 0 and the threshold is θ = V_th − V_reset.
+
+Background noise: each step, each batch element reads one window of N counts of background events (mean
+λ·dt each) from a fixed bank of L counts drawn once from an explicit ``torch.Generator``, at an offset from
+its own Park–Miller (MINSTD) stream (offsets precomputed in blocks of 1024 steps). Windows at independent
+offsets make the counts (practically) independent across neurons and steps, at the cost of one memory copy
+instead of N random draws per step. The bank holds exactly K = round(λ·dt·L) events scattered uniformly
+over its L bins (independent Poisson counts conditioned on their sum, a multinomial draw) and is read
+circularly, so every bin is read equally often and the drive's mean is exact: a freely drawn Poisson bank's
+mean misses λ·dt by about 1/√(λ·dt·L) (0.13 % at dt 1 ms, 0.42 % at 0.1 ms for the default brain), a bias
+that one seed's bank would add to every neuron's drive for the whole run. Batch elements with the same noise
+key see the same noise, so identical inputs give identical spikes.
 
 Backends (``BrainConfig.backend``): ``"torch"`` is the tensor-op step below, on any device; ``"numba"``
 (the default on CPU) runs the same step as one compiled function, with a presynaptic spike queue in place
@@ -47,9 +61,19 @@ from typing import NamedTuple
 import torch
 
 from encephagen_gym.brain.config import resolve_backend
-from encephagen_gym.brain.network import Network
+from encephagen_gym.brain.network import Network, NetworkFingerprint, check_same_network
 
-__all__ = ["BrainState", "brain_step", "clone_state", "init_state", "membrane_potential_mv", "reset_elements"]
+__all__ = [
+    "BrainState",
+    "available_memory_bytes",
+    "brain_step",
+    "clone_state",
+    "estimate_state_bytes",
+    "init_state",
+    "membrane_potential_mv",
+    "reset_elements",
+    "threshold_mv",
+]
 
 _MINSTD_A = 48271
 _MINSTD_M = 2147483647
@@ -70,6 +94,7 @@ class _Views(NamedTuple):
     gate: torch.Tensor
     nmda: torch.Tensor
     ring_flat: torch.Tensor
+    threshold: torch.Tensor
 
 
 def _make_views(currents, arrivals, ring, noise_offsets, v, v_pre) -> _Views:
@@ -84,6 +109,7 @@ def _make_views(currents, arrivals, ring, noise_offsets, v, v_pre) -> _Views:
         gate=torch.empty_like(v),
         nmda=currents[1],
         ring_flat=ring.view(-1),
+        threshold=torch.empty_like(v),
     )
 
 
@@ -98,6 +124,9 @@ class BrainState(NamedTuple):
         currents: ``[3, B, N]`` synaptic currents in mV, rows ``AMPA, NMDA, GABA`` (GABA ≤ 0); see the
             ``i_ampa``/``i_nmda``/``i_gaba`` properties.
         refractory: ``[B, N]`` float, refractory steps left (V is held at V_reset while > 0).
+        adaptation: ``[B, N]`` ALIF adaptation a_j (dimensionless) in force during the last step: that step's
+            threshold was θ + β_j a_j (see :func:`threshold_mv`); it counts the spikes up to the step before.
+            Zero for non-adaptive neurons.
         spikes: ``[B, N]`` float32 in {0, 1}, spikes emitted in the last step.
         arrivals: ``[B, 2, N]`` synaptic input that arrived in the last step per postsynaptic neuron and
             channel (0: excitatory, 1: inhibitory), summed strengths in mV (before the τ_m/τ scaling).
@@ -108,6 +137,8 @@ class BrainState(NamedTuple):
         queue_cursor: ``[B, D, N]`` int32, per queued spike the next of its synapses to deliver, and
         queue_due: ``[B, D, N]`` int32, that synapse's delay (0 once all are delivered); numba only.
         queue_length: ``[B, D]`` int32, number of valid entries per spike-queue slot.
+        spike_count: ``[B, N]`` float32, spikes emitted by each neuron since the state was made (counted
+            inside the step; exact up to 2^24 per neuron; zero it to start a new window).
         noise_key: ``[B]`` int64, per-element MINSTD state choosing background-noise windows.
         noise_offsets: ``[K, B]`` int64, precomputed window offsets for the current block of K steps.
         step: number of steps taken (Python int; time = step × dt).
@@ -117,6 +148,9 @@ class BrainState(NamedTuple):
         syn_ring_offset: ``[S]`` int64, flat ring offset of each synapse's target (delay, channel, post);
             torch backend only.
         backend: ``"torch"`` or ``"numba"`` (resolved from ``network.config.backend`` by :func:`init_state`).
+        fingerprint: the identity of the network the state was made for
+            (:class:`~encephagen_gym.brain.network.NetworkFingerprint`); :func:`brain_step` refuses a state
+            made for another network.
     """
 
     v: torch.Tensor
@@ -126,6 +160,8 @@ class BrainState(NamedTuple):
     spikes: torch.Tensor
     arrivals: torch.Tensor
     ring: torch.Tensor
+    adaptation: torch.Tensor
+    spike_count: torch.Tensor
     noise_key: torch.Tensor
     noise_offsets: torch.Tensor
     step: int
@@ -137,6 +173,7 @@ class BrainState(NamedTuple):
     queue_due: torch.Tensor
     queue_length: torch.Tensor
     backend: str
+    fingerprint: NetworkFingerprint
 
     @property
     def batch_size(self) -> int:
@@ -171,26 +208,38 @@ class BrainState(NamedTuple):
         return self.spike_queue.shape[1] if self.backend == "numba" else self.ring.shape[0] // 2
 
 
-_DYNAMIC_FIELDS = ("v", "v_pre_reset", "currents", "refractory", "spikes", "arrivals", "ring",
-                   "noise_key", "noise_offsets", "spike_queue", "queue_cursor", "queue_due",
+_DYNAMIC_FIELDS = ("v", "v_pre_reset", "currents", "refractory", "spikes", "arrivals", "ring", "adaptation",
+                   "spike_count", "noise_key", "noise_offsets", "spike_queue", "queue_cursor", "queue_due",
                    "queue_length")  # fmt: skip
 
 
 class _KernelViews(NamedTuple):
-    """numpy views of the state's tensors for the numba backend (made once per state)."""
+    """numpy views of the state's tensors for the numba backend (made once per state), and ``kernel``: the
+    step function and the network's kernel tables (looked up once, on the first step, not every step; a
+    state only ever meets networks equal to its own, see ``fingerprint``)."""
 
     arrays: tuple
     bank: object
     noise_offsets: object
+    kernel: tuple | None = None
+
+
+def _bank_length(network: Network, bank_size: int) -> int:
+    return max(bank_size, 4 * network.n_neurons)
 
 
 def _noise_bank(network: Network, generator: torch.Generator, bank_size: int) -> torch.Tensor:
-    n = network.n_neurons
-    length = max(bank_size, 4 * n)
+    """``[L, N]`` windows of the circular count bank (see the module docstring): K = round(λ·dt·L) events
+    placed uniformly at random into L bins, so that the mean count is λ·dt up to 1/(2L)."""
+    n, device = network.n_neurons, network.device
+    length = _bank_length(network, bank_size)
     mean_count = network.background_rate_hz * network.config.dt_ms * 1e-3
-    rates = torch.full((length,), mean_count, dtype=torch.float32, device=network.device)
-    bank = torch.poisson(rates, generator=generator) if mean_count > 0 else rates
-    return bank.unfold(0, n, 1)
+    if mean_count > 0:
+        events = torch.randint(0, length, (round(mean_count * length),), generator=generator, device=device)
+        bank = torch.bincount(events, minlength=length).to(torch.float32)
+    else:
+        bank = torch.zeros(length, device=device)
+    return torch.cat([bank, bank[: n - 1]]).unfold(0, n, 1)  # window o reads bins o..o+N−1 mod L
 
 
 _POWERS: dict[torch.device, torch.Tensor] = {}
@@ -213,6 +262,62 @@ def _noise_block(key: torch.Tensor, n_windows: int) -> tuple[torch.Tensor, torch
     return torch.remainder(states, n_windows), states[-1].clone()
 
 
+def estimate_state_bytes(
+    network: Network,
+    batch_size: int,
+    backend: str | None = None,
+    bank_size: int = _DEFAULT_BANK_SIZE,
+    shared_bank: bool = False,
+) -> int:
+    """Bytes that :func:`init_state` allocates for ``batch_size`` brains (upper estimate; the numba backend's
+    spike queues are counted in full although only the entries of actual spikes are ever touched), plus the
+    peak of building the noise bank unless it is ``shared_bank`` (passed in from another state)."""
+    n, depth = network.n_neurons, network.max_delay_steps + 1
+    backend = resolve_backend(network.config.backend if backend is None else backend, network.device)
+    per_element = 4 * n * (6 + 3 + 2)  # v, v_pre, refractory, spikes, adaptation, counts; currents; arrivals
+    per_element += 2 * 8 * _NOISE_BLOCK  # noise offsets and their MINSTD states
+    if backend == "numba":
+        per_element += 4 * (3 * depth * n + depth)  # spike queue, cursors, delays; queue lengths
+        fixed = 0
+    else:
+        per_element += 4 * (2 * n + 2 * depth * 2 * n)  # gate and threshold buffers; delay ring
+        fixed = 8 * network.n_synapses  # ring offset of every synapse
+    if not shared_bank:
+        length = _bank_length(network, bank_size)
+        events = round(network.background_rate_hz * network.config.dt_ms * 1e-3 * length)
+        fixed += 4 * (length + n) + 12 * length + 8 * events  # the bank; bincount and float temporaries
+    return batch_size * per_element + fixed
+
+
+def available_memory_bytes(device: torch.device) -> int | None:
+    """Free memory of ``device`` in bytes: CUDA's free memory, or the CPU's available RAM (``MemAvailable``
+    of /proc/meminfo); None where it cannot be read."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    if device.type != "cpu":
+        return None
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _check_memory(network: Network, batch_size: int, backend: str, bank_size: int, shared_bank: bool) -> None:
+    need = estimate_state_bytes(network, batch_size, backend, bank_size, shared_bank)
+    available = available_memory_bytes(network.device)
+    if available is not None and need > available:
+        raise ValueError(
+            f"a state of {batch_size} brain(s) of this network ({network.n_neurons} neurons, "
+            f"{network.max_delay_steps + 1} delay steps of {network.config.dt_ms} ms, backend {backend}) needs about "
+            f"{need / 2**30:.2f} GiB, but only {available / 2**30:.2f} GiB are available on {network.device}; use a "
+            "smaller batch_size, a larger dt_ms or a smaller brain"
+        )
+
+
 def init_state(
     network: Network,
     batch_size: int = 1,
@@ -229,10 +334,18 @@ def init_state(
     count bank (unless ``noise_windows`` of another state are passed to share it), and the per-element noise
     keys (unless ``noise_keys`` gives them, integers in [1, 2³¹ − 1): elements with equal keys, equal initial
     V and equal inputs spike identically).
+
+    Before allocating, the memory the state needs (:func:`estimate_state_bytes`) is compared with what the
+    device has free (:func:`available_memory_bytes`): ValueError with both numbers when it does not fit.
     """
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     device, n, cfg = network.device, network.n_neurons, network.config
+    backend = resolve_backend(network.config.backend if backend is None else backend, device)
+    if noise_windows is not None and (noise_windows.dim() != 2 or noise_windows.shape[1] != n):
+        raise ValueError(f"noise_windows must be the [L, {n}] windows of a state of this network, got "
+                         f"{tuple(noise_windows.shape)}")  # fmt: skip
+    _check_memory(network, batch_size, backend, bank_size, noise_windows is not None)
     if generator is None:
         generator = torch.Generator(device=device)
         generator.manual_seed(cfg.seed)
@@ -249,12 +362,11 @@ def init_state(
     windows = noise_windows if noise_windows is not None else _noise_bank(network, generator, bank_size)
     offsets, keys = _noise_block(keys, windows.shape[0])
     depth = network.max_delay_steps + 1
-    backend = resolve_backend(network.config.backend if backend is None else backend, device)
     empty_int = torch.zeros(0, dtype=torch.int64, device=device)
     if backend == "numba":
         from encephagen_gym.brain import cpu_kernel  # imports numba, only when used
 
-        cpu_kernel.kernel_tables(network)  # checks the network, builds and caches its tables
+        kernel = (cpu_kernel.fused_step, cpu_kernel.kernel_tables(network))  # checks the network, builds tables
         ring = torch.zeros(0, device=device)
         syn_offset = empty_int
         # only the first queue_length entries of a slot are ever read: leave the rest unwritten (untouched
@@ -267,6 +379,7 @@ def init_state(
         ring = torch.zeros((2 * depth, batch_size, 2, n), device=device)
         syn_offset = network.delay_steps * (batch_size * 2 * n) + network.ring_target
         queue = cursor = due = queue_length = torch.zeros(0, dtype=torch.int32, device=device)
+        kernel = None
     state = BrainState(
         v=v,
         v_pre_reset=v.clone(),
@@ -275,6 +388,8 @@ def init_state(
         spikes=torch.zeros(shape, device=device),
         arrivals=torch.zeros((batch_size, 2, n), device=device),
         ring=ring,
+        adaptation=torch.zeros(shape, device=device),
+        spike_count=torch.zeros(shape, device=device),
         noise_key=keys,
         noise_offsets=offsets,
         step=0,
@@ -286,20 +401,22 @@ def init_state(
         queue_due=due,
         queue_length=queue_length,
         backend=backend,
+        fingerprint=network.fingerprint,
     )
-    return _with_views(state)
+    return _with_views(state, kernel)
 
 
-def _with_views(state: BrainState) -> BrainState:
+def _with_views(state: BrainState, kernel: tuple | None = None) -> BrainState:
     if state.backend == "numba":
         fields = ("v", "v_pre_reset", "currents", "refractory", "spikes", "arrivals", "spike_queue", "queue_cursor",
-                  "queue_due", "queue_length")  # fmt: skip
+                  "queue_due", "queue_length", "adaptation", "spike_count")  # fmt: skip
         windows = state.noise_windows
         bank = torch.as_strided(windows, (windows.shape[0] + windows.shape[1] - 1,), (1,))
         views = _KernelViews(
             arrays=tuple(getattr(state, name).numpy() for name in fields),
             bank=bank.numpy(),
             noise_offsets=state.noise_offsets.numpy(),
+            kernel=kernel,
         )
         return state._replace(views=views)
     views = _make_views(state.currents, state.arrivals, state.ring, state.noise_offsets, state.v,
@@ -317,9 +434,17 @@ def membrane_potential_mv(network: Network, v: torch.Tensor) -> torch.Tensor:
     return v + network.config.v_reset_mv
 
 
+def threshold_mv(network: Network, state: BrainState) -> torch.Tensor:
+    """``[B, N]`` absolute firing threshold (mV) in force during the state's last step: V_th + β_j a_j
+    (V_th for non-adaptive neurons)."""
+    return torch.addcmul(torch.full_like(state.v, network.config.v_threshold_mv), state.adaptation,
+                         network.adaptation_mv)  # fmt: skip
+
+
 def clone_state(state: BrainState) -> BrainState:
     """A deep copy of the dynamic tensors (the constant bank and synapse offsets are shared)."""
-    return _with_views(state._replace(**{name: getattr(state, name).clone() for name in _DYNAMIC_FIELDS}))
+    kernel = state.views.kernel if state.backend == "numba" else None
+    return _with_views(state._replace(**{name: getattr(state, name).clone() for name in _DYNAMIC_FIELDS}), kernel)
 
 
 def reset_elements(
@@ -330,10 +455,13 @@ def reset_elements(
     Each restarted brain gets what :func:`init_state` gives a new one — V uniform in [V_reset, θ) (drawn from
     ``generator``, a generator on the network's device; the default one is seeded with the wiring seed),
     no synaptic currents, no refractoriness, no spikes or arrivals, and no spikes still travelling along
-    its axons — while its background-noise stream continues where it was (the bank and keys are shared
-    state; restarting them would replay the same noise). Brains where ``mask`` is False are untouched.
+    its axons, no threshold adaptation — while its background-noise stream continues where it was (the bank
+    and keys are shared state; restarting them would replay the same noise) and its ``spike_count`` keeps
+    counting (a measurement, not part of the dynamics). Brains where ``mask`` is False are untouched.
     No device→host read.
     """
+    if state.fingerprint is not network.fingerprint:
+        check_same_network(network.fingerprint, state.fingerprint, "the state", "this network")
     batch, n = state.v.shape
     if mask.shape != (batch,):
         raise ValueError(f"mask must have shape ({batch},), got {tuple(mask.shape)}")
@@ -350,6 +478,7 @@ def reset_elements(
     state.refractory.mul_(keep[:, None])
     state.spikes.mul_(keep[:, None])
     state.arrivals.mul_(keep[:, None, None])
+    state.adaptation.mul_(keep[:, None])
     if state.backend == "numba":
         state.queue_length.masked_fill_(rows, 0)
     else:
@@ -369,6 +498,11 @@ def brain_step(
     held constant over the step, or None. The shape is checked here; finiteness is checked by the callers
     that own the inputs (:class:`~encephagen_gym.brain.module.SpikingBrain` does).
     """
+    if state.fingerprint is not network.fingerprint:
+        check_same_network(network.fingerprint, state.fingerprint, "the state", "this network")
+    if weights.shape != (network.n_synapses,):
+        raise ValueError(f"weights must have shape ({network.n_synapses},) (one per synapse of this network), "
+                         f"got {tuple(weights.shape)}")  # fmt: skip
     batch, n = state.v.shape
     if input_current is not None and input_current.shape != (batch, n):
         raise ValueError(f"input_current must have shape {(batch, n)}, got {tuple(input_current.shape)}")
@@ -378,12 +512,14 @@ def brain_step(
         block = step % _NOISE_BLOCK
         if block == 0 and step > 0:
             _refresh_noise_offsets(state)
-        from encephagen_gym.brain import cpu_kernel
+        kernel = views.kernel
+        if kernel is None:  # an unpickled state: look the kernel up once
+            from encephagen_gym.brain import cpu_kernel
 
-        tables = cpu_kernel.kernel_tables(network)
-        offsets = views.noise_offsets[block]
-        cpu_kernel.fused_step(tables, weights, views.arrays, views.bank, offsets, input_current, step)
-        return state._replace(step=step + 1)
+            kernel = (cpu_kernel.fused_step, cpu_kernel.kernel_tables(network))
+            views = views._replace(kernel=kernel)
+        kernel[0](kernel[1], weights, views.arrays, views.bank, views.noise_offsets[block], input_current, step)
+        return state._replace(step=step + 1, views=views)
 
     # (1) membrane, in u = V − V_reset: u(t+1) = u(t)·e^{-h/τm} + Σ_x P_x I_x(t)
     #     + (1 − e^{-h/τm})(I_ext + V_rest − V_reset); refractory neurons are held at u = 0 by the gate g
@@ -402,10 +538,17 @@ def brain_step(
     torch.sub(1.0, state.refractory, out=gate).clamp_(min=0.0)
     v_new.mul_(gate)
 
-    # (2) threshold, reset (u = 0), refractory countdown
+    # (2) adaptation a(t+1) = ρ a(t) + z(t) (ALIF neurons), threshold θ + β a(t+1), reset (u = 0),
+    #     refractory countdown
     spikes = state.spikes
-    torch.ge(v_new, network.v_threshold_rel, out=spikes)
+    if network.alif_active:
+        state.adaptation.mul_(network.decay_adaptation).addcmul_(spikes, network.adaptation_jump)
+        threshold = torch.mul(state.adaptation, network.adaptation_mv, out=views.threshold)
+        torch.ge(v_new, threshold.add_(network.v_threshold_rel), out=spikes)
+    else:
+        torch.ge(v_new, network.v_threshold_rel, out=spikes)
     torch.addcmul(v_new, v_new, spikes, value=-1.0, out=state.v)
+    state.spike_count.add_(spikes)
     state.refractory.sub_(1.0).clamp_(min=0.0).add_(spikes, alpha=float(network.refractory_steps))
 
     # (3) currents decay and take this step's arrivals (ring slots s and s + D) and background counts

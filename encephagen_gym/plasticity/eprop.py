@@ -46,8 +46,26 @@ for E = ½ Σ_t Σ_k (y_k(t) − y*_k(t))², dE/dw_ji = Σ_t L_j(t) ē_ji(t) wit
 is *exact* within the approximation above when B = W_outᵀ (symmetric feedback). ē is the only per-synapse
 state (``[P, B]``).
 
-ALIF (adaptive threshold) neurons and their adaptation eligibility are not implemented: the brain's
-neurons have no adaptation.
+**Adaptive neurons (ALIF).** A postsynaptic neuron j with an adaptive threshold (``BrainConfig.alif_roles``;
+see :mod:`encephagen_gym.brain.simulator`) spikes when z_j(t) = H(u_j(t) − θ − β_j a_j(t)), with the
+adaptation a_j(t+1) = ρ a_j(t) + z_j(t), ρ = e^{−dt/τ_a}. Its own spikes feed back into its threshold, so its
+hidden state is (u_j, a_j) and the eligibility gains an adaptation component (Bellec et al. 2020, Methods,
+"ALIF"). Re-derived for our neuron, with the same approximations as above (no derivative through other
+neurons' spikes, the reset or the refractory clamp), writing ε^v_ji(t) = ∂u_j(t)/∂w_ji = x_i(t − d_ji)
+(the NMDA mixture where it applies) and ε^a_ji(t) = ∂a_j(t)/∂w_ji:
+
+    ψ_j(t)       = (γ_pd/θ) · max(0, 1 − |u_j(t) − θ − β_j a_j(t)| / θ)      (against the adaptive threshold)
+    e_ji(t)      = ∂z_j(t)/∂w_ji = ψ_j(t) (ε^v_ji(t) − β_j ε^a_ji(t))
+    ε^a_ji(t+1)  = ρ ε^a_ji(t) + e_ji(t) = ψ_j(t) ε^v_ji(t) + (ρ − ψ_j(t) β_j) ε^a_ji(t)
+
+which is Bellec's ε_a recursion. The threshold does not enter the (current-based, exactly integrated)
+membrane equation, so ε^v is unchanged, needs no postsynaptic information, and the delay enters only
+through it; the refractory clamp holds u = 0, where ψ = 0, so e and the ε^a input vanish during refractoriness
+while ε^a decays by ρ. For non-adaptive neurons β_j = 0 and e_ji = ψ_j x_i(t − d_ji) as before. ε^a is kept
+only for the ``Q`` synapses of the projection that end on ALIF neurons (``[Q, B]``; a projection without ALIF
+targets carries none and runs exactly the LIF code); ``a_j(t)`` is the state's ``adaptation`` after the step.
+The reference (:mod:`encephagen_gym.plasticity.reference`) keeps the own-spike path z_j → a_j in its
+autograd graph and the tests check that it reproduces these traces to float32 precision.
 """
 
 from __future__ import annotations
@@ -60,7 +78,7 @@ import torch
 
 from encephagen_gym.brain.config import resolve_backend
 from encephagen_gym.brain.decoders import LeakyReadout
-from encephagen_gym.brain.network import Network
+from encephagen_gym.brain.network import Network, check_same_network
 from encephagen_gym.brain.simulator import BrainState
 from encephagen_gym.plasticity.base import Decision, LearningSignal, require
 from encephagen_gym.plasticity.delays import (
@@ -72,8 +90,15 @@ from encephagen_gym.plasticity.delays import (
     init_history,
 )
 from encephagen_gym.plasticity.feedback import Feedback, feedback_matrix, learning_signal, make_feedback
-from encephagen_gym.plasticity.projection import PlasticProjection, apply_weight_update
-from encephagen_gym.plasticity.validation import check_activity, check_finite, check_rate, check_shape
+from encephagen_gym.plasticity.projection import PlasticProjection, apply_weight_update, check_weights
+from encephagen_gym.plasticity.validation import (
+    check_activity,
+    check_finite,
+    check_rate,
+    check_shape,
+    check_state_network,
+    check_synapse_rows,
+)
 
 __all__ = [
     "DEFAULT_GAMMA_PD",
@@ -120,6 +145,10 @@ class EpropParams(NamedTuple):
     ``propagator_nmda``, ``kappa`` κ, ``threshold_mv`` θ, ``gamma_pd``. ``backend``: ``"numba"`` runs the
     trace step as one compiled CPU pass (:mod:`~encephagen_gym.plasticity.eprop_kernel`), ``"torch"`` as
     tensor ops; taken from the brain's backend (``BrainConfig.backend``).
+    ALIF (only when ``use_alif``: some postsynaptic neuron adapts): ``post_adaptation_mv`` ``[V, 1]`` β_j of
+    each postsynaptic neuron (0 for non-adaptive ones), ``alif_synapses`` ``[Q]`` the positions (into the
+    projection) of the synapses onto adaptive neurons, ``alif_adaptation_mv`` ``[Q, 1]`` their targets' β_j,
+    ``decay_adaptation`` ρ.
     """
 
     projection: PlasticProjection
@@ -139,6 +168,11 @@ class EpropParams(NamedTuple):
     threshold_mv: float
     gamma_pd: float
     backend: str = "torch"
+    use_alif: bool = False
+    post_adaptation_mv: torch.Tensor | None = None
+    alif_synapses: torch.Tensor | None = None
+    alif_adaptation_mv: torch.Tensor | None = None
+    decay_adaptation: float = 0.0
 
 
 @dataclasses.dataclass(eq=False)
@@ -148,7 +182,8 @@ class EpropTraces:
     ``current``/``membrane`` ``[U, B]``: the two filter stages a, x of each presynaptic neuron (AMPA/GABA);
     ``*_nmda`` the same for the NMDA path and ``mixed`` ``[C·U, B]`` the per-channel mixtures (None when
     NMDA is unused); ``history``: the delayed ring of ``membrane`` (or ``mixed``); ``eligibility``
-    ``[P, B]``: the κ-filtered eligibility ē (1/mV)."""
+    ``[P, B]``: the κ-filtered eligibility ē (1/mV); ``adaptation`` ``[Q, B]``: ε^a of the synapses onto
+    ALIF neurons (None without them)."""
 
     current: torch.Tensor
     membrane: torch.Tensor
@@ -158,6 +193,7 @@ class EpropTraces:
     history: DelayedHistory
     eligibility: torch.Tensor
     time: int
+    adaptation: torch.Tensor | None = None
 
 
 def make_eprop_params(
@@ -168,8 +204,7 @@ def make_eprop_params(
         raise ValueError(f"kappa must lie in [0, 1), got {kappa!r}")
     if not (math.isfinite(gamma_pd) and gamma_pd > 0):
         raise ValueError(f"gamma_pd must be positive, got {gamma_pd!r}")
-    if projection.n_neurons != network.n_neurons:
-        raise ValueError("the projection was built for another network")
+    check_same_network(network.fingerprint, projection.fingerprint, "the projection", "the network")
     pre_exc = network.is_excitatory.index_select(0, projection.pre_neurons)[:, None]
 
     def per_pre(excitatory: float, inhibitory: float) -> torch.Tensor:
@@ -186,6 +221,15 @@ def make_eprop_params(
         channel_nmda = torch.where(pre_exc[None], values, 0.0)
         columns = channel * projection.n_pre + projection.pre_local
         width = int(values.shape[0]) * projection.n_pre
+    post_beta = network.adaptation_mv.index_select(0, projection.post_neurons)
+    use_alif = bool(network.alif_active and bool((post_beta > 0).any()))
+    alif = {}
+    if use_alif:
+        syn_beta = post_beta.index_select(0, projection.post_local)
+        synapses = (syn_beta > 0).nonzero().squeeze(1)
+        alif = dict(post_adaptation_mv=post_beta[:, None].contiguous(), alif_synapses=synapses,
+                    alif_adaptation_mv=syn_beta.index_select(0, synapses)[:, None].contiguous(),
+                    decay_adaptation=network.decay_adaptation)  # fmt: skip
     return EpropParams(
         projection=projection,
         decay_current=per_pre(network.decay_ampa, network.decay_gaba),
@@ -204,6 +248,8 @@ def make_eprop_params(
         threshold_mv=float(network.v_threshold_rel),
         gamma_pd=float(gamma_pd),
         backend=resolve_backend(network.config.backend, network.device),
+        use_alif=use_alif,
+        **alif,
     )
 
 
@@ -225,21 +271,31 @@ def init_eprop_traces(params: EpropParams, batch_size: int) -> EpropTraces:
         ),
         eligibility=torch.zeros((proj.n_synapses, batch_size), device=device),
         time=0,
+        adaptation=torch.zeros((params.alif_synapses.numel(), batch_size), device=device) if params.use_alif else None,
     )
 
 
-def eprop_trace_step(params: EpropParams, traces: EpropTraces, spikes: torch.Tensor, v_pre_reset: torch.Tensor) -> None:
-    """Advance the traces by one simulation step, in place, given that step's ``spikes`` and
-    ``v_pre_reset`` (``[B, N]``, from the brain state right after the step).
+def eprop_trace_step(
+    params: EpropParams,
+    traces: EpropTraces,
+    spikes: torch.Tensor,
+    v_pre_reset: torch.Tensor,
+    adaptation: torch.Tensor | None = None,
+) -> None:
+    """Advance the traces by one simulation step, in place, given that step's ``spikes``, ``v_pre_reset``
+    and (needed when the projection ends on ALIF neurons, ``params.use_alif``) ``adaptation`` (``[B, N]``,
+    from the brain state right after the step).
 
     Order (time t = ``traces.time + 1``): x(t) = α x(t−1) + P a(t−1); a(t) = β a(t−1) + J z(t); push x(t);
-    ē(t) = κ ē(t−1) + ψ_j(t) x_i(t − d)."""
+    e(t) = ψ_j(t) (x_i(t − d) − β_j ε^a(t)); ē(t) = κ ē(t−1) + e(t); ε^a(t+1) = ρ ε^a(t) + e(t)."""
     proj = params.projection
     time = traces.time + 1
+    if params.use_alif and adaptation is None:
+        raise ValueError("this projection ends on adaptive (ALIF) neurons: pass the state's adaptation")
     if params.backend == "numba":
         from encephagen_gym.plasticity import eprop_kernel  # imports numba, only when used
 
-        eprop_kernel.trace_step(params, traces, spikes, v_pre_reset, time)
+        eprop_kernel.trace_step(params, traces, spikes, v_pre_reset, time, adaptation)
         traces.time = time
         return
     z_pre = spikes.index_select(1, proj.pre_neurons).t()  # [U, B]
@@ -256,9 +312,22 @@ def eprop_trace_step(params: EpropParams, traces: EpropTraces, spikes: torch.Ten
         history_push(traces.history, traces.membrane, time)
     arrived = history_gather(traces.history, time)  # [P, B]
     v_post = gather_neurons(v_pre_reset, proj.post_neurons)  # [V, B], a fresh tensor
+    if params.use_alif:  # ψ against the adaptive threshold: u − β a is compared with θ
+        v_post.addcmul_(gather_neurons(adaptation, proj.post_neurons), params.post_adaptation_mv, value=-1.0)
     psi = _pseudo_derivative_(v_post, params.threshold_mv, params.gamma_pd)
     psi_syn = gather_rows(psi, proj.post_local)  # [P, B]
     traces.eligibility.mul_(params.kappa).addcmul_(psi_syn, arrived)
+    if params.use_alif:  # synapses onto ALIF neurons: e = ψ (x − β ε^a), ε^a ← ρ ε^a + e
+        index, epsilon, eligibility = params.alif_synapses, traces.adaptation, traces.eligibility
+        psi_alif = gather_rows(psi_syn, index)
+        correction = epsilon * params.alif_adaptation_mv * psi_alif  # ψ β ε^a
+        event = gather_rows(arrived, index).mul_(psi_alif).sub_(correction)  # e
+        corrected = gather_rows(eligibility, index).sub_(correction)
+        if eligibility.shape[1] == 1:  # the flat copy is much faster at B = 1 (as in gather_rows)
+            eligibility.view(-1).index_copy_(0, index, corrected.view(-1))
+        else:
+            eligibility.index_copy_(0, index, corrected)
+        epsilon.mul_(params.decay_adaptation).add_(event)
     traces.time = time
 
 
@@ -267,7 +336,7 @@ def reset_eprop_traces(traces: EpropTraces, mask: torch.Tensor) -> None:
     presynaptic filters, delayed history and eligibility: as if those brains had just started)."""
     keep = 1.0 - mask.to(device=traces.eligibility.device, dtype=traces.eligibility.dtype)
     for tensor in (traces.current, traces.membrane, traces.current_nmda, traces.membrane_nmda, traces.mixed,
-                   traces.history.buffer, traces.eligibility):  # fmt: skip
+                   traces.history.buffer, traces.eligibility, traces.adaptation):  # fmt: skip
         if tensor is not None:
             tensor.mul_(keep)
 
@@ -316,6 +385,7 @@ class EProp:
         seed: int = 0,
         learning_rate: float = 1.0,
     ) -> None:
+        check_same_network(network.fingerprint, readout.fingerprint, "the readout", "the network")
         self.network = network
         self.projection = projection
         self.readout = readout
@@ -330,9 +400,13 @@ class EProp:
         return init_eprop_traces(self.params, batch_size)
 
     def step(self, traces: EpropTraces, state: BrainState) -> None:
-        """Update the traces after one brain step, in place (reads ``state.spikes`` and ``state.v_pre_reset``)."""
+        """Update the traces after one brain step, in place (reads ``state.spikes``, ``state.v_pre_reset`` and,
+        with ALIF targets, ``state.adaptation``)."""
+        check_state_network(self.projection, state)
+        check_synapse_rows("the traces", traces.eligibility, self.projection.n_synapses)
         check_activity(state.spikes, traces.eligibility.shape[1], self.network.n_neurons)
-        eprop_trace_step(self.params, traces, state.spikes, state.v_pre_reset)
+        adaptation = state.adaptation if self.params.use_alif else None
+        eprop_trace_step(self.params, traces, state.spikes, state.v_pre_reset, adaptation)
 
     def record_decision(self, traces: EpropTraces, decision: Decision) -> None:
         """Nothing to record: supervised e-prop learns from the readout error alone."""
@@ -349,12 +423,14 @@ class EProp:
 
     def gradient(self, traces: EpropTraces, signal: torch.Tensor) -> torch.Tensor:
         """``[P]`` batch-mean L·ē for this step (see :func:`eprop_gradient`)."""
+        check_synapse_rows("the traces", traces.eligibility, self.projection.n_synapses)
         check_shape("learning signal", signal, (traces.eligibility.shape[1], self.projection.n_post))
         return eprop_gradient(self.params, traces, signal)
 
     def weight_update(self, weights: torch.Tensor, traces: EpropTraces, signal: LearningSignal) -> torch.Tensor:
         """Δw = −η · mean_b L ē, ``[P]`` mV, for ``signal.output_error`` ``[B, K]`` (a gradient-descent step
         on this time step's loss)."""
+        check_weights(self.projection, weights)
         error = require(signal, "output_error", "EProp", (traces.eligibility.shape[1], self.readout.n_outputs))
         return self.gradient(traces, self.learning_signal(error, check=False)).mul_(-self.learning_rate)
 

@@ -2,7 +2,8 @@
 
 Same equations and order of operations as the torch path (see :mod:`encephagen_gym.plasticity.eprop`):
 presynaptic filter stages, push into the delayed history, pseudo-derivative of the postsynaptic voltage,
-then ē ← κ ē + ψ_post · x_pre(t − d) per synapse, without the ``[P, B]`` temporaries of the gathers. Used
+then ē ← κ ē + ψ_post · x_pre(t − d) per synapse, without the ``[P, B]`` temporaries of the gathers, and for
+the synapses onto ALIF neurons the adaptation term (ē −= ψ β ε^a, ε^a ← ρ ε^a + e) in a second loop. Used
 when the brain's backend is ``"numba"`` (the default on CPU); results agree with the torch path to float32
 rounding.
 """
@@ -21,10 +22,11 @@ __all__ = ["trace_step"]
 @numba.njit(cache=True, nogil=True, boundscheck=False)
 def _trace_step(spikes, v_pre, pre_neurons, post_neurons, post_local, index, current, membrane, decay_current,
                 jump, propagator, use_nmda, current_nmda, membrane_nmda, nmda_jump, channel_fast, channel_nmda,
-                mixed, buffer, eligibility, scalars, slot, depth, width):  # fmt: skip
+                mixed, buffer, eligibility, scalars, slot, depth, width, use_alif, adaptation, post_beta,
+                alif_synapses, alif_beta, epsilon):  # fmt: skip
     n_pre, batch = current.shape
     decay_m, decay_nmda, propagator_nmda = scalars[0], scalars[1], scalars[2]
-    kappa, threshold, gamma_pd = scalars[3], scalars[4], scalars[5]
+    kappa, threshold, gamma_pd, decay_adaptation = scalars[3], scalars[4], scalars[5], scalars[6]
     zero = np.float32(0.0)
 
     # presynaptic filter stages: x ← α x + P a, then a ← β a + J z (and the NMDA path)
@@ -62,7 +64,10 @@ def _trace_step(spikes, v_pre, pre_neurons, post_neurons, post_local, index, cur
     for v in range(n_post):
         neuron = post_neurons[v]
         for b in range(batch):
-            value = abs(v_pre[b, neuron] - threshold) * slope + peak
+            u = v_pre[b, neuron]
+            if use_alif:  # against the adaptive threshold: u − β a is compared with θ
+                u = u - adaptation[b, neuron] * post_beta[v, 0]
+            value = abs(u - threshold) * slope + peak
             psi[v, b] = value if value > zero else zero
 
     # ē ← κ ē + ψ_post x_pre(t − d), reading the history window that starts at this slot
@@ -78,11 +83,23 @@ def _trace_step(spikes, v_pre, pre_neurons, post_neurons, post_local, index, cur
             for b in range(batch):
                 eligibility[p, b] = eligibility[p, b] * kappa + psi[post, b] * buffer[row, b]
 
+    # synapses onto ALIF neurons: e = ψ (x − β ε^a), so ē loses ψ β ε^a; then ε^a ← ρ ε^a + e
+    if use_alif:
+        for q in range(alif_synapses.shape[0]):
+            p = alif_synapses[q]
+            row = low + index[p]
+            post = post_local[p]
+            beta = alif_beta[q, 0]
+            for b in range(batch):
+                correction = epsilon[q, b] * beta * psi[post, b]
+                eligibility[p, b] -= correction
+                epsilon[q, b] = epsilon[q, b] * decay_adaptation + (buffer[row, b] * psi[post, b] - correction)
+
 
 def _copy(tensor: torch.Tensor | None, dims: int = 2, dtype=np.float32) -> np.ndarray:
     """A numpy copy (no reference to the tensor, so the cache below does not keep it alive)."""
     if tensor is None:
-        return np.zeros((1,) * dims, dtype=np.float32)
+        return np.zeros((1,) * dims, dtype=dtype)
     return np.array(tensor.detach().cpu().numpy(), dtype=dtype, copy=True)
 
 
@@ -108,16 +125,27 @@ def _constants(params, history) -> tuple:
         _copy(params.nmda_jump),
         _copy(params.channel_fast, 3),
         _copy(params.channel_nmda, 3),
+        _copy(params.post_adaptation_mv),
+        _copy(params.alif_synapses, 1, dtype=np.int32),
+        _copy(params.alif_adaptation_mv),
     ))  # fmt: skip
 
 
-def trace_step(params, traces, spikes: torch.Tensor, v_pre_reset: torch.Tensor, time: int) -> None:
-    """Advance ``traces`` (:class:`~encephagen_gym.plasticity.eprop.EpropTraces`, CPU) in place to ``time``."""
+def trace_step(
+    params, traces, spikes: torch.Tensor, v_pre_reset: torch.Tensor, time: int, adaptation: torch.Tensor | None
+) -> None:
+    """Advance ``traces`` (:class:`~encephagen_gym.plasticity.eprop.EpropTraces`, CPU) in place to ``time``;
+    ``adaptation`` ``[B, N]`` is needed when ``params.use_alif``."""
     history = traces.history
     (pre_neurons, post_neurons, post_local, index, decay_current, jump, propagator, nmda_jump, channel_fast,
-     channel_nmda) = _constants(params, history)  # fmt: skip
+     channel_nmda, post_beta, alif_synapses, alif_beta) = _constants(params, history)  # fmt: skip
     scalars = np.array([params.decay_m, params.decay_nmda, params.propagator_nmda, params.kappa,
-                        params.threshold_mv, params.gamma_pd], dtype=np.float32)  # fmt: skip
+                        params.threshold_mv, params.gamma_pd, params.decay_adaptation], dtype=np.float32)  # fmt: skip
+    if params.use_alif:
+        adaptation_view = adaptation.detach().to(torch.float32).contiguous().numpy()
+        epsilon = traces.adaptation.numpy()
+    else:
+        adaptation_view = epsilon = np.zeros((1, 1), dtype=np.float32)
     _trace_step(
         spikes.detach().to(torch.float32).contiguous().numpy(),
         v_pre_reset.detach().to(torch.float32).contiguous().numpy(),
@@ -143,4 +171,10 @@ def trace_step(params, traces, spikes: torch.Tensor, v_pre_reset: torch.Tensor, 
         time % history.depth,
         history.depth,
         history.width,
+        params.use_alif,
+        adaptation_view,
+        post_beta,
+        alif_synapses,
+        alif_beta,
+        epsilon,
     )

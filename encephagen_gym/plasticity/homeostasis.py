@@ -20,12 +20,12 @@ from typing import NamedTuple
 
 import torch
 
-from encephagen_gym.brain.network import Network
+from encephagen_gym.brain.network import Network, check_same_network
 from encephagen_gym.brain.simulator import BrainState
 from encephagen_gym.plasticity.base import Decision, LearningSignal, require
 from encephagen_gym.plasticity.delays import gather_rows
-from encephagen_gym.plasticity.projection import PlasticProjection, apply_weight_update
-from encephagen_gym.plasticity.validation import check_activity
+from encephagen_gym.plasticity.projection import PlasticProjection, apply_weight_update, check_weights
+from encephagen_gym.plasticity.validation import check_activity, check_state_network, check_synapse_rows
 
 __all__ = [
     "ScalingConfig",
@@ -113,8 +113,7 @@ class SynapticScaling:
         config = config or ScalingConfig()
         if overrides:
             config = dataclasses.replace(config, **overrides)
-        if projection.n_neurons != network.n_neurons:
-            raise ValueError("the projection was built for another network")
+        check_same_network(network.fingerprint, projection.fingerprint, "the projection", "the network")
         if not bool(projection.is_excitatory.all()):
             raise ValueError("synaptic scaling acts on excitatory synapses; build the projection with "
                              "excitatory_only=True")  # fmt: skip
@@ -128,6 +127,8 @@ class SynapticScaling:
 
     def step(self, traces: ScalingTraces, state: BrainState | torch.Tensor) -> None:
         """Update the rate estimates after one step, in place (``state`` or its ``[B, N]`` spikes)."""
+        check_state_network(self.projection, state)
+        check_synapse_rows("the traces", traces.rate_hz, self.projection.n_post)
         spikes = state if isinstance(state, torch.Tensor) else state.spikes
         check_activity(spikes, traces.rate_hz.shape[1], self.network.n_neurons)
         scaling_trace_step(self.params, traces, spikes)
@@ -137,6 +138,8 @@ class SynapticScaling:
 
     def weight_update(self, weights: torch.Tensor, traces: ScalingTraces, signal: LearningSignal) -> torch.Tensor:
         """Δw ``[P]`` for ``signal.elapsed_ms`` of scaling at the current rate estimates."""
+        check_weights(self.projection, weights)
+        check_synapse_rows("the traces", traces.rate_hz, self.projection.n_post)
         elapsed_ms = require(signal, "elapsed_ms", "SynapticScaling")
         if not (isinstance(elapsed_ms, int | float) and math.isfinite(elapsed_ms) and elapsed_ms >= 0):
             raise ValueError(f"elapsed_ms must be a finite number >= 0, got {elapsed_ms!r}")

@@ -19,12 +19,19 @@ from typing import NamedTuple
 
 import torch
 
-from encephagen_gym.brain.network import EXCITATORY, Network
+from encephagen_gym.brain.network import (
+    EXCITATORY,
+    Network,
+    NetworkFingerprint,
+    check_same_network,
+    weights_fingerprint,
+)
 
 __all__ = [
     "DEFAULT_PLASTIC_PAIRS",
     "PlasticProjection",
     "apply_weight_update",
+    "check_weights",
     "incoming_projection",
     "projection_from_synapses",
     "select_projection",
@@ -68,6 +75,8 @@ class PlasticProjection(NamedTuple):
     histories). ``pairs`` records the role pairs it was built from (empty when built from synapse ids).
     ``by_id`` ``[P]``: the synapses' positions in increasing synapse-id order, and ``synapses_by_id`` /
     ``w_max_by_id`` the ids and bounds in that order (weight updates sweep the weight array in order).
+    ``fingerprint``: the identity of the network it was made for (checked by :func:`apply_weight_update` and
+    by the rules at every entry point).
     """
 
     synapses: torch.Tensor
@@ -86,6 +95,7 @@ class PlasticProjection(NamedTuple):
     by_id: torch.Tensor
     synapses_by_id: torch.Tensor
     w_max_by_id: torch.Tensor
+    fingerprint: NetworkFingerprint
 
     @property
     def n_synapses(self) -> int:
@@ -226,7 +236,22 @@ def projection_from_synapses(
         by_id=(by_id := torch.argsort(synapses)),
         synapses_by_id=synapses.index_select(0, by_id),
         w_max_by_id=w_max.index_select(0, by_id),
+        fingerprint=network.fingerprint,
     )
+
+
+def check_weights(projection: PlasticProjection, weights: torch.Tensor) -> None:
+    """ValueError unless ``weights`` has one entry per synapse of the projection's network and, when it is the
+    weights tensor of a brain (see :func:`~encephagen_gym.brain.network.weights_fingerprint`), of that
+    network. O(1)."""
+    if not isinstance(weights, torch.Tensor) or weights.shape != (projection.fingerprint.n_synapses,):
+        shape = tuple(weights.shape) if isinstance(weights, torch.Tensor) else type(weights).__name__
+        made_for = projection.fingerprint
+        raise ValueError(f"weights has shape {shape}, but the projection was made for a network of "
+                         f"{made_for.n_synapses} synapses ({made_for.describe()})")  # fmt: skip
+    owner = weights_fingerprint(weights)
+    if owner is not None and owner is not projection.fingerprint:
+        check_same_network(projection.fingerprint, owner, "the weights", "the projection")
 
 
 def apply_weight_update(
@@ -234,11 +259,14 @@ def apply_weight_update(
 ) -> torch.Tensor:
     """``w ← clamp(w + Δw, 0, w_max)`` on the projection's synapses, in place; returns ``weights``.
 
-    ``delta`` is ``[P]`` in mV (already averaged over the batch and scaled by the learning rate). The
+    ``delta`` is ``[P]`` in mV (already averaged over the batch and scaled by the learning rate); ``weights``
+    must be the ``[S]`` weights of the projection's network (another brain's weight vector is refused; a
+    clone of the right length is accepted, it carries no identity). The
     clamp keeps every weight a non-negative magnitude (Dale's law: the sign stays the presynaptic
     neuron's) and bounded. ``check_finite`` rejects NaN/inf updates (one device→host read; updates happen
     at environment steps, not every simulation step).
     """
+    check_weights(projection, weights)
     if delta.shape != (projection.n_synapses,):
         raise ValueError(f"delta must have shape ({projection.n_synapses},), got {tuple(delta.shape)}")
     if check_finite and not bool(torch.isfinite(delta).all()):

@@ -8,7 +8,8 @@ to the weights. Spikes are a Heaviside step whose backward pass is e-prop's pseu
 - ``"eprop"``: the e-prop approximation, i.e. exactly the derivative that
   :mod:`encephagen_gym.plasticity.eprop` computes forward in time: recurrent spikes are detached (no
   derivative through other neurons), the reset is ``u − stopgrad(u·z)`` and the refractory clamp
-  ``u − stopgrad(u·(1 − g))`` (no derivative through either).
+  ``u − stopgrad(u·(1 − g))`` (no derivative through either). A neuron's own spikes stay in the graph where
+  they raise its adaptive threshold (ALIF: a(t+1) = ρ a(t) + z(t)), which is the ε^a path of e-prop.
 - ``"bptt"``: full backpropagation through time with the surrogate gradient through everything (recurrent
   spikes, the reset ``u·(1 − z)``, the clamp ``u·g``).
 
@@ -42,6 +43,23 @@ class _Spike(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):
         (u,) = ctx.saved_tensors
         return grad * pseudo_derivative(u, ctx.threshold, ctx.gamma_pd), None, None
+
+
+class _AdaptiveSpike(torch.autograd.Function):
+    """z = H(u − θ − βa) forward (threshold formed as the simulator forms it); backward dz/du = ψ(u − βa),
+    dz/d(βa) = −ψ(u − βa), with ψ centred on θ."""
+
+    @staticmethod
+    def forward(ctx, u: torch.Tensor, beta_a: torch.Tensor, threshold: float, gamma_pd: float) -> torch.Tensor:
+        ctx.save_for_backward(u, beta_a)
+        ctx.threshold, ctx.gamma_pd = threshold, gamma_pd
+        return (u >= beta_a + threshold).to(u.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        u, beta_a = ctx.saved_tensors
+        psi = pseudo_derivative(u - beta_a, ctx.threshold, ctx.gamma_pd)
+        return grad * psi, -grad * psi, None, None
 
 
 class ReferenceRun(NamedTuple):
@@ -85,6 +103,8 @@ def differentiable_run(
     v = v_initial
     i_ampa = i_nmda = i_gaba = torch.zeros_like(v_initial)
     refractory = torch.zeros_like(v_initial)
+    adaptation = torch.zeros_like(v_initial)
+    z = torch.zeros_like(v_initial)
     history: list[torch.Tensor] = []  # z(1), z(2), ... ; spikes of time t at index t − 1
     spikes_out, v_out = [], []
     for step in range(steps):
@@ -95,8 +115,12 @@ def differentiable_run(
         u = u + network.leak_drive + (1.0 - alpha) * input_current[step]
         gate = (1.0 - refractory).clamp(min=0.0)
         u = u * gate if mode == "bptt" else u - (u * (1.0 - gate)).detach()
-        # (2) spike, reset, refractoriness
-        z = _Spike.apply(u, theta, gamma_pd)
+        # (2) adaptation (own spikes, kept in the graph), spike, reset, refractoriness
+        if network.alif_active:
+            adaptation = network.decay_adaptation * adaptation + network.adaptation_jump * z
+            z = _AdaptiveSpike.apply(u, adaptation * network.adaptation_mv, theta, gamma_pd)
+        else:
+            z = _Spike.apply(u, theta, gamma_pd)
         v = u * (1.0 - z) if mode == "bptt" else u - (u * z).detach()
         refractory = ((refractory - 1.0).clamp(min=0.0) + z * network.refractory_steps).detach()
         spikes_out.append(z)

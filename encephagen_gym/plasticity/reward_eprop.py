@@ -53,7 +53,7 @@ import dataclasses
 import torch
 
 from encephagen_gym.brain.decoders import ActorCriticReadout
-from encephagen_gym.brain.network import Network
+from encephagen_gym.brain.network import Network, check_same_network
 from encephagen_gym.brain.simulator import BrainState
 from encephagen_gym.plasticity.base import Decision, LearningSignal, keep_mask, require
 from encephagen_gym.plasticity.eprop import (
@@ -66,8 +66,8 @@ from encephagen_gym.plasticity.eprop import (
     reset_eprop_traces,
 )
 from encephagen_gym.plasticity.feedback import FEEDBACK_MODES, feedback_matrix, learning_signal, make_feedback
-from encephagen_gym.plasticity.projection import PlasticProjection, apply_weight_update
-from encephagen_gym.plasticity.validation import check_activity, check_rate
+from encephagen_gym.plasticity.projection import PlasticProjection, apply_weight_update, check_weights
+from encephagen_gym.plasticity.validation import check_activity, check_rate, check_state_network, check_synapse_rows
 
 __all__ = ["RewardEProp", "RewardEpropConfig", "RewardEpropTraces", "td_error"]
 
@@ -154,6 +154,8 @@ class RewardEProp:
             config = dataclasses.replace(config, **overrides)
         if not isinstance(readout, ActorCriticReadout):
             raise ValueError("readout must be an ActorCriticReadout")
+        check_same_network(network.fingerprint, projection.fingerprint, "the projection", "the network")
+        check_same_network(network.fingerprint, readout.fingerprint, "the readout", "the network")
         self.config = config
         self.network = network
         self.projection = projection
@@ -185,11 +187,15 @@ class RewardEProp:
 
     def step(self, traces: RewardEpropTraces, state: BrainState) -> None:
         """After each simulation step: the e-prop eligibility ē, in place."""
+        check_state_network(self.projection, state)
+        check_synapse_rows("the traces", traces.recurrent, self.projection.n_synapses)
         check_activity(state.spikes, traces.batch_size, self.network.n_neurons)
-        eprop_trace_step(self.params, traces.eprop, state.spikes, state.v_pre_reset)
+        adaptation = state.adaptation if self.params.use_alif else None
+        eprop_trace_step(self.params, traces.eprop, state.spikes, state.v_pre_reset, adaptation)
 
     def record_decision(self, traces: RewardEpropTraces, decision: Decision) -> None:
         """Learning signals L_j of ``decision`` and ẽ ← γλ ẽ + L ē, ℓ ← γλ ℓ + 1; the entropy direction."""
+        check_synapse_rows("the traces", traces.recurrent, self.projection.n_synapses)
         readout, cfg = self.readout, self.config
         score = readout.score(decision.output, decision.actions)  # [B, K]
         b_pi = feedback_matrix(self.policy_feedback, readout.policy_weight)  # [V, K]
@@ -205,6 +211,8 @@ class RewardEProp:
 
     def weight_update(self, weights: torch.Tensor, traces: RewardEpropTraces, signal: LearningSignal) -> torch.Tensor:
         """Δw ``[P]`` (mV) = η (mean_b M_b ẽ_b/ℓ_b + c_H · entropy direction)."""
+        check_weights(self.projection, weights)
+        check_synapse_rows("the traces", traces.recurrent, self.projection.n_synapses)
         modulator = require(signal, "modulator", "RewardEProp", (traces.batch_size,))
         coefficient = modulator.to(traces.recurrent.dtype) / traces.length.clamp(min=1.0)
         rate = self.learning_rate

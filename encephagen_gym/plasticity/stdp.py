@@ -32,7 +32,7 @@ from typing import NamedTuple
 
 import torch
 
-from encephagen_gym.brain.network import Network
+from encephagen_gym.brain.network import Network, check_same_network
 from encephagen_gym.brain.simulator import BrainState
 from encephagen_gym.plasticity.base import Decision, LearningSignal, require
 from encephagen_gym.plasticity.delays import (
@@ -42,8 +42,8 @@ from encephagen_gym.plasticity.delays import (
     history_push,
     init_history,
 )
-from encephagen_gym.plasticity.projection import PlasticProjection, apply_weight_update
-from encephagen_gym.plasticity.validation import check_activity
+from encephagen_gym.plasticity.projection import PlasticProjection, apply_weight_update, check_weights
+from encephagen_gym.plasticity.validation import check_activity, check_state_network, check_synapse_rows
 
 __all__ = [
     "RewardModulatedSTDP",
@@ -187,8 +187,7 @@ class RewardModulatedSTDP:
         config = config or StdpConfig()
         if overrides:
             config = dataclasses.replace(config, **overrides)
-        if projection.n_neurons != network.n_neurons:
-            raise ValueError("the projection was built for another network")
+        check_same_network(network.fingerprint, projection.fingerprint, "the projection", "the network")
         self.config = config
         self.network = network
         self.projection = projection
@@ -201,6 +200,8 @@ class RewardModulatedSTDP:
 
     def step(self, traces: StdpTraces, state: BrainState | torch.Tensor) -> None:
         """Update the traces after one step, in place; ``state`` is a brain state or a ``[B, N]`` spike tensor."""
+        check_state_network(self.projection, state)
+        check_synapse_rows("the traces", traces.eligibility, self.projection.n_synapses)
         spikes = state if isinstance(state, torch.Tensor) else state.spikes
         check_activity(spikes, traces.eligibility.shape[1], self.network.n_neurons)
         stdp_trace_step(self.params, traces, spikes)
@@ -210,6 +211,8 @@ class RewardModulatedSTDP:
 
     def weight_update(self, weights: torch.Tensor, traces: StdpTraces, signal: LearningSignal) -> torch.Tensor:
         """Δw ``[P]`` = η · mean_b M_b e_b for ``signal.modulator`` ``[B]``."""
+        check_weights(self.projection, weights)
+        check_synapse_rows("the traces", traces.eligibility, self.projection.n_synapses)
         modulator = require(signal, "modulator", "RewardModulatedSTDP", (traces.eligibility.shape[1],))
         params = self.params._replace(learning_rate=self.learning_rate)
         return modulated_update(params, traces, modulator)
