@@ -62,7 +62,7 @@ def _row(rows, variable, feature, population, period):
 
 
 def test_recording_follows_the_trials(pattern_probe):
-    recording, _, _ = pattern_probe
+    recording, populations, _ = pattern_probe
     assert recording.periods == ("fixation", "stimulus", "decision")
     assert recording.n_trials == 120 and recording.rates_hz.shape == (120, 3, 960)
     # withholding: every trial runs its full course, period by period (10 ms steps)
@@ -71,15 +71,9 @@ def test_recording_follows_the_trials(pattern_probe):
     assert all(outcome["outcome"] == "no_response" for outcome in recording.outcomes)
     assert {outcome["label"] for outcome in recording.outcomes} == set(range(5))
     # rates are spikes per second: the spontaneous brain fires at a few Hz, driven visual cells faster
-    visual = default_populations_ids(recording)
+    visual = populations["visual E"]
     assert 1.0 < recording.rates_hz[:, 0].mean() < 30.0
     assert recording.rates_hz[:, 1][:, visual].mean() > 2 * recording.rates_hz[:, 0][:, visual].mean()
-
-
-def default_populations_ids(recording):
-    envs = make_envs(PR, 1)
-    policy = make_probe_policy(envs[0], seed=3, device="cpu", neurons_per_region=10)
-    return role_populations(policy.network, ["visual"])["visual E"]
 
 
 def test_probe_rows_cover_every_cell(pattern_probe):
@@ -102,7 +96,7 @@ def test_probe_rows_cover_every_cell(pattern_probe):
 
 
 def test_visual_cortex_carries_the_stimulus_and_the_controls_stay_at_chance(pattern_probe):
-    recording, populations, rows = pattern_probe
+    _, _, rows = pattern_probe
     chance = _row(rows, "label", "rate", "visual E", "stimulus").chance
     on_screen = _row(rows, "label", "rate", "visual E", "stimulus")
     assert on_screen.accuracy > chance + 0.3 and on_screen.ci_low > chance
@@ -116,7 +110,7 @@ def test_visual_cortex_carries_the_stimulus_and_the_controls_stay_at_chance(patt
 
 
 def test_markdown_tables_show_each_variable_with_chance(pattern_probe):
-    _, populations, rows = pattern_probe
+    _, _, rows = pattern_probe
     text = markdown_tables(summarise(rows), {"label": "stimulus class"})
     assert "### `label` — stimulus class; from the spike rate" in text
     assert "| population (neurons) | fixation | stimulus | decision |" in text
