@@ -635,7 +635,7 @@ def run_probe(
     act: str = "withhold",
     filter_ms: float = 0.0,
     roles: Sequence[str] | None = None,
-    populations: Mapping[str, np.ndarray] | None = None,
+    populations: Mapping[str, np.ndarray] | Callable[[ConnectomePolicy], Mapping[str, np.ndarray]] | None = None,
     variables: Mapping[str, TaskVariable] | None = None,
     env_kwargs: Mapping[str, Any] | None = None,
     folds: int = DEFAULT_FOLDS,
@@ -650,7 +650,8 @@ def run_probe(
     seeds then vary its initial states, noise and trials); otherwise a fresh brain per seed
     (:func:`make_probe_policy` with ``brain`` = ConnectomePolicy options / BrainConfig fields, the seed
     seeding the wiring). ``roles`` restricts the role populations (``"a+b"`` joins roles); ``populations``
-    replaces the defaults (:func:`default_populations`); ``variables`` those of :func:`task_variables`."""
+    (a mapping, or a function of the policy that returns one) replaces the defaults
+    (:func:`default_populations`); ``variables`` those of :func:`task_variables`."""
     if not seeds:
         raise ValueError("seeds must name at least one seed")
     if policy is not None and brain:
@@ -659,9 +660,15 @@ def run_probe(
     variables = dict(task_variables(envs[0]) if variables is None else variables)
     rows: list[ProbeRow] = []
     for seed in seeds:
-        probed = policy or make_probe_policy(envs[0], seed=seed, device=device, **dict(brain or {}))
+        if policy is not None:
+            probed = policy
+        else:
+            probed = make_probe_policy(envs[0], seed=seed, device=device, **dict(brain or {}))
+        if populations is None:
+            chosen = default_populations(probed, roles)
+        else:
+            chosen = populations(probed) if callable(populations) else populations
         recording = record_trials(probed, envs, n_trials, act=act, filter_ms=filter_ms, seed=seed,
                                   update_statistics=policy is None, progress=progress)  # fmt: skip
-        chosen = default_populations(probed, roles) if populations is None else populations
         rows += probe_recording(recording, chosen, variables, folds=folds, C=C)
     return rows

@@ -40,10 +40,7 @@ from encephagen_gym.agents.probe import (
     DEFAULT_C,
     DEFAULT_FOLDS,
     default_populations,
-    make_envs,
-    make_probe_policy,
-    probe_recording,
-    record_trials,
+    run_probe,
     task_variables,
     trace_feature,
 )
@@ -108,7 +105,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--C", type=_positive, default=DEFAULT_C, help=f"inverse L2 penalty (default {DEFAULT_C})")
     parser.add_argument("--out", type=Path, default=Path("probe"), help="output directory (default ./probe)")
     parser.add_argument("--device", default="auto", help="auto (default: CUDA when available), cpu, cuda or cuda:N")
-    parser.add_argument("--threads", type=int_at_least(1), default=1, help="CPU threads for the brain (default 1)")
+    parser.add_argument("--threads", type=int_at_least(1), default=1,
+                        help="CPU threads of the brain (default 1: on a busy CPU more are slower)")  # fmt: skip
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -184,54 +182,43 @@ def _file_name(variable: str, feature: str) -> str:
     return f"heatmap_{variable}.png" if feature == "rate" else f"heatmap_{variable}_{feature}.png"
 
 
-def _policy(parser: argparse.ArgumentParser, args: argparse.Namespace, env: gym.Env, seed: int):
-    """The probed policy and its populations; a bad option exits with the usage message (status 2)."""
-    try:
-        if args.model is not None:
-            policy = BrainAgent.load(args.model, device=args.device).policy
-        else:
-            policy = make_probe_policy(env, seed=seed, device=args.device, **args.brain_kwargs)
-    except (TypeError, ValueError, KeyError) as error:
-        parser.error(f"--model {str(args.model)!r}: {error}" if args.model is not None else f"--brain: {error}")
-    try:
-        return policy, _populations(policy, args.populations_spec)
-    except ValueError as error:
-        parser.error(f"--populations: {error}")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = _parse(parser, argv)
     _set_threads(args.threads)
-    envs = make_envs(args.env, min(args.n_envs, args.trials), **args.env_kwargs)
-    variables = task_variables(envs[0])
-    rows = []
-    policy = populations = None
-    for seed in args.seeds:
-        if policy is None or args.model is None:
-            policy, populations = _policy(parser, args, envs[0], seed)
+    policy = None
+    if args.model is not None:
         try:
-            recording = record_trials(policy, envs, args.trials, act=args.act, filter_ms=args.filter_ms, seed=seed,
-                                      update_statistics=args.model is None,
-                                      progress=not args.no_progress)  # fmt: skip
-        except ValueError as error:  # e.g. a model made for another env
-            parser.error(str(error))
-        rows += probe_recording(recording, populations, variables, folds=args.folds, C=args.C)
+            policy = BrainAgent.load(args.model, device=args.device).policy
+        except (TypeError, ValueError, KeyError, OSError) as error:
+            parser.error(f"--model {str(args.model)!r} could not be loaded: {error}")
+    try:  # a bad brain option, population or model/env mismatch exits with the usage message (status 2)
+        rows = run_probe(
+            args.env, seeds=args.seeds, n_trials=args.trials, n_envs=args.n_envs,
+            brain=None if policy is not None else args.brain_kwargs, policy=policy, act=args.act,
+            filter_ms=args.filter_ms, populations=lambda probed: _populations(probed, args.populations_spec),
+            env_kwargs=args.env_kwargs, folds=args.folds, C=args.C, device=args.device,
+            progress=not args.no_progress,
+        )  # fmt: skip
+    except (TypeError, ValueError) as error:
+        parser.error(str(error))
     summaries = summarise(rows)
-    descriptions = {name: variable.description for name, variable in variables.items()}
-    tables = markdown_tables(summaries, descriptions)
+    variables = task_variables(gym.make(args.env, **args.env_kwargs))
+    tables = markdown_tables(summaries, {name: variable.description for name, variable in variables.items()})
     print(tables)
-    _write(args, argv, rows, summaries, tables, policy)
+    _write(args, argv, rows, summaries, tables)
     return 0
 
 
-def _write(args, argv, rows, summaries, tables: str, policy) -> None:
+def _write(args, argv, rows, summaries, tables: str) -> None:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     write_atomically(out / "probe.csv", lambda path: Path(path).write_text(csv_text(rows)))
-    config = policy.brain.config
-    brain = f"{config.connectome}, {config.neurons_per_region} neurons per region"
-    source = f"trained model {args.model}" if args.model is not None else f"fresh (frozen) brain: {brain}"
+    if args.model is not None:
+        source = f"trained model {args.model}"
+    else:
+        connectome = args.brain_kwargs.get("connectome", BrainConfig().connectome)
+        source = f"fresh (frozen) brain: {connectome}, {args.brain_kwargs['neurons_per_region']} neurons per region"
     features = "rate" if args.filter_ms == 0 else f"rate and {trace_feature(args.filter_ms)}"
     header = [
         f"# Information probe: {args.env}",
