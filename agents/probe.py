@@ -23,8 +23,9 @@ a trial that ends early (an abort) lacks its later periods, which are then left 
 end of every episode the brain restarts as :class:`~encephagen_gym.agents.BrainAgent` restarts it
 (``policy.reset_state``: fresh state, noise stream continued), and so do the traces.
 
-**Decoding** (:func:`~encephagen_gym.agents.probe_decoding.decode`): standardised features, multinomial logistic regression with a fixed L2
-penalty (:data:`DEFAULT_C`; fitted in the span of the training trials when neurons outnumber them, which is
+**Decoding** (:func:`~encephagen_gym.agents.probe_decoding.decode`): standardised features, multinomial
+logistic regression with a fixed L2 penalty (:data:`DEFAULT_C`; fitted in the span of the training trials
+when neurons outnumber them, which is
 the same model), stratified k-fold cross-validation (default 5 folds, shuffled with the seed).
 Reported: the accuracy of the pooled out-of-fold predictions, its 95 % Wilson interval (binomial, on those n
 predictions), the chance level (the majority-class rate) and a *shuffle control*: the same cross-validation
