@@ -25,8 +25,8 @@ end of every episode the brain restarts as :class:`~encephagen_gym.agents.BrainA
 
 **Decoding** (:func:`~encephagen_gym.agents.probe_decoding.decode`): standardised features, multinomial
 logistic regression with a fixed L2 penalty (:data:`DEFAULT_C`; fitted in the span of the training trials
-when neurons outnumber them, which is
-the same model), stratified k-fold cross-validation (default 5 folds, shuffled with the seed).
+when neurons outnumber them, which is the same model), stratified k-fold cross-validation (default 5 folds,
+shuffled with the seed).
 Reported: the accuracy of the pooled out-of-fold predictions, its 95 % Wilson interval (binomial, on those n
 predictions), the chance level (the majority-class rate) and a *shuffle control*: the same cross-validation
 with the labels permuted across trials, whose accuracy must sit at chance (if it does not, the pipeline leaks).
