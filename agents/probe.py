@@ -245,6 +245,11 @@ class ProbeRecording:
         """The feature kinds recorded: ``"rate"`` and, with a filter, ``"trace_<τ>ms"``."""
         return ("rate",) if self.traces is None else ("rate", trace_feature(self.filter_ms))
 
+    @property
+    def spike_counts(self) -> np.ndarray:
+        """``[T, P, N]`` each neuron's spike count in each period of each trial (NaN where absent)."""
+        return self.rates_hz * (self.period_ms[:, :, None] * 1e-3)
+
     def present(self, period: str) -> np.ndarray:
         """``[T]`` bool: the trials that had ``period``."""
         return self.period_ms[:, self.periods.index(period)] > 0

@@ -160,6 +160,10 @@ def test_working_memory_variables():
     assert recording.periods == ("fixation", "sample", "delay", "test", "decision")
     delays = np.array([outcome["delay_ms"] for outcome in recording.outcomes])
     assert np.array_equal(recording.period_ms[:, 2], delays)
+    counts = recording.spike_counts
+    assert np.allclose(counts, np.round(counts)) and counts.sum() > 0  # whole spikes per period
+    again = record_trials(policy, envs, 8, seed=1)  # the same seed: the same trials and spikes
+    assert again.outcomes == recording.outcomes and np.array_equal(again.rates_hz, recording.rates_hz)
     variables = task_variables(envs[0])
     assert list(variables) == ["sample", "match", "delay_bin", "gt"]
     outcome = {"sample": 2, "test": 2, "delay_ms": 700.0, "gt": 1}
