@@ -461,8 +461,9 @@ def _progress_bar(total: int, show: bool):
 class ProbeRow:
     """One decoding: a task variable from one feature kind of one population in one period, for one seed.
 
-    NaN accuracies (with ``n_classes`` < 2 or a class under 2 trials) mean the period's trials could not be
-    decoded (e.g. a variable constant over them)."""
+    Classes with fewer than two trials in the period are left out (``n_trials`` and ``n_classes`` count what
+    was decoded); NaN accuracies (``n_classes`` < 2) mean nothing was left to decode (e.g. a variable constant
+    over the trials)."""
 
     seed: int
     variable: str
@@ -518,7 +519,7 @@ def probe_recording(
         label_array = np.array(labels, dtype=object)
         for feature in recording.features:
             for period in recording.periods:
-                use = labelled & recording.present(period)
+                use = _decodable_trials(label_array, labelled & recording.present(period))
                 y = label_array[use]
                 for name, neurons in populations.items():
                     ids = np.asarray(neurons, dtype=np.int64)
@@ -526,11 +527,19 @@ def probe_recording(
     return rows
 
 
+def _decodable_trials(labels: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """``candidates`` without the trials of classes that have fewer than two of them (no fold could both train
+    and test on such a class)."""
+    keys = labels.astype(str)
+    classes, counts = np.unique(keys[candidates], return_counts=True)
+    return candidates & np.isin(keys, classes[counts >= 2])
+
+
 def _row(recording, feature, period, name, ids, use, y, variable, folds, C, seed) -> ProbeRow:
     counts = np.unique(y.astype(str), return_counts=True)[1] if y.size else np.zeros(0, dtype=int)
     common = dict(seed=recording.seed, variable=variable, feature=feature, population=name, n_neurons=int(ids.size),
                   period=period, n_trials=int(y.size), n_classes=int(counts.size))  # fmt: skip
-    if counts.size < 2 or counts.min() < 2:
+    if counts.size < 2:
         chance = float(counts.max() / y.size) if y.size else float("nan")
         nan = float("nan")
         return ProbeRow(accuracy=nan, ci_low=nan, ci_high=nan, chance=chance, shuffle_accuracy=nan, **common)

@@ -21,7 +21,15 @@ import numpy as np
 from encephagen_gym.agents.probe import ProbeRow
 from encephagen_gym.stats import format_mean_ci, mean_ci
 
-__all__ = ["CSV_FIELDS", "ProbeSummary", "csv_text", "markdown_tables", "plot_probe_heatmap", "summarise"]
+__all__ = [
+    "CSV_FIELDS",
+    "ProbeSummary",
+    "csv_text",
+    "decodable",
+    "markdown_tables",
+    "plot_probe_heatmap",
+    "summarise",
+]
 
 #: Columns of the probe's CSV (one row per seed × variable × feature × population × period).
 CSV_FIELDS = tuple(field.name for field in dataclasses.fields(ProbeRow))
@@ -32,7 +40,8 @@ class ProbeSummary:
     """One cell of the probe's tables: a variable decoded from one feature kind of a population in a period,
     over ``n_seeds`` seeds. ``accuracy ± accuracy_ci`` (t-interval half-width; NaN for one seed, when
     ``ci_low``/``ci_high`` are that seed's Wilson interval, else mean ∓ half-width); ``chance`` and
-    ``shuffle_accuracy`` are means over the seeds; ``n_trials`` the mean number of trials decoded."""
+    ``shuffle_accuracy`` are means over the seeds; ``n_trials`` the mean number of trials decoded;
+    ``n_classes`` the most classes any seed had."""
 
     variable: str
     feature: str
@@ -48,6 +57,7 @@ class ProbeSummary:
     shuffle_accuracy: float
     shuffle_ci: float
     n_trials: float
+    n_classes: int
 
     @property
     def above_chance(self) -> bool:
@@ -72,7 +82,7 @@ def summarise(rows: Sequence[ProbeRow], confidence: float = 0.95) -> list[ProbeS
             variable=variable, feature=feature, population=population, n_neurons=group[0].n_neurons, period=period,
             n_seeds=len(group), accuracy=accuracy, accuracy_ci=half, ci_low=low, ci_high=high,
             chance=float(np.mean([row.chance for row in group])), shuffle_accuracy=shuffle, shuffle_ci=shuffle_half,
-            n_trials=float(np.mean([row.n_trials for row in group])),
+            n_trials=float(np.mean([row.n_trials for row in group])), n_classes=max(row.n_classes for row in group),
         ))  # fmt: skip
     return summaries
 
@@ -125,6 +135,12 @@ def markdown_tables(summaries: Sequence[ProbeSummary], descriptions: Mapping[str
             )
             continue
         shown[numbers] = variable
+        if not decodable(summaries, variable, feature):
+            classes = max(s.n_classes for s in cells.values())
+            blocks.append(f"### `{variable}`{about}; from the {_feature_words(feature)}\n\n"
+                          f"Not decodable: {classes} class{'es' if classes != 1 else ''} over the trials "
+                          "(decoding needs two, each in at least two trials).")  # fmt: skip
+            continue
         interval = "mean ± 95 % t-interval over" if seeds > 1 else "accuracy [95 % Wilson interval],"
         lines = [
             f"### `{variable}`{about}; from the {_feature_words(feature)}",
@@ -153,6 +169,12 @@ def markdown_tables(summaries: Sequence[ProbeSummary], descriptions: Mapping[str
         lines.append("| trials decoded (per seed) | " + " | ".join(_number(t, 0) for t in trials) + " |")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) + "\n"
+
+
+def decodable(summaries: Sequence[ProbeSummary], variable: str, feature: str) -> bool:
+    """Whether any cell of (``variable``, ``feature``) could be decoded (False e.g. for a variable that is
+    constant over the trials, such as the delay bin with a fixed delay)."""
+    return any(math.isfinite(s.accuracy) for s in summaries if s.variable == variable and s.feature == feature)
 
 
 def _mean(values: Sequence[float]) -> float:

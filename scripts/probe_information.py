@@ -10,7 +10,8 @@ columns: periods, cells: accuracy ± 95 % CI; the chance level and a shuffled-la
 - ``DIR/probe.csv``: one row per seed × variable × feature × population × period (accuracy, Wilson CI, chance,
   shuffle-control accuracy, trials, classes);
 - ``DIR/probe.md``: the command, the set-up and the tables;
-- ``DIR/heatmap_<variable>[_<feature>].png``: population × period, colour = accuracy − chance.
+- ``DIR/heatmap_<variable>[_<feature>].png``: population × period, colour = accuracy − chance (none for a
+  variable that is constant over the trials, e.g. the delay bin with a fixed delay).
 
 Usage::
 
@@ -44,7 +45,7 @@ from encephagen_gym.agents.probe import (
     task_variables,
     trace_feature,
 )
-from encephagen_gym.agents.probe_report import csv_text, markdown_tables, plot_probe_heatmap, summarise
+from encephagen_gym.agents.probe_report import csv_text, decodable, markdown_tables, plot_probe_heatmap, summarise
 from encephagen_gym.brain import BrainConfig
 from encephagen_gym.brain.config import resolve_device
 from encephagen_gym.envs.trial_env import TrialEnv
@@ -233,6 +234,8 @@ def _write(args, argv, rows, summaries, tables: str) -> None:
     ]
     write_atomically(out / "probe.md", lambda path: Path(path).write_text("\n".join(header) + "\n" + tables))
     for variable, feature in dict.fromkeys((s.variable, s.feature) for s in summaries):
+        if not decodable(summaries, variable, feature):
+            continue  # a constant variable: the Markdown says so, a heatmap of n/a would not
         target = out / _file_name(variable, feature)
         write_atomically(target, lambda path, v=variable, f=feature: plot_probe_heatmap(summaries, v, f, path,
                                                                                      title=args.env))  # fmt: skip

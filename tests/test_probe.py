@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 from pathlib import Path
 
 import imageio.v2 as imageio
@@ -12,6 +13,7 @@ import torch
 
 from encephagen_gym.agents import BrainAgent
 from encephagen_gym.agents.probe import (
+    TaskVariable,
     decode,
     default_populations,
     make_envs,
@@ -173,6 +175,17 @@ def test_working_memory_variables():
     rows = probe_recording(recording, {"visual E": role_populations(policy.network, ["visual"])["visual E"]},
                            variables, folds=2)  # fmt: skip
     assert {row.variable for row in rows} == set(variables)
+    fixed = make_envs("Encephagen-WorkingMemory-v0", 1, delay_ms=1000)[0]  # one delay bin: nothing to decode
+    constant = {"delay_bin": task_variables(fixed)["delay_bin"]}
+    recording = dataclasses.replace(recording, outcomes=tuple({**o, "delay_ms": 1000.0} for o in recording.outcomes))
+    rows = probe_recording(recording, {"visual E": np.arange(10)}, constant, folds=2)
+    assert all(np.isnan(row.accuracy) and row.n_classes == 1 and row.chance == 1.0 for row in rows)
+    assert "Not decodable: 1 class over the trials" in markdown_tables(summarise(rows))
+    labels = ["once", "a", "b", "a", "b", "a", "b", "a"]
+    outcomes = tuple({**o, "k": k} for o, k in zip(recording.outcomes, labels, strict=True))
+    rows = probe_recording(dataclasses.replace(recording, outcomes=outcomes), {"visual E": np.arange(10)},
+                           {"k": TaskVariable("k", "a class seen once", lambda o: o["k"])}, folds=2)  # fmt: skip
+    assert all(row.n_trials == 7 and row.n_classes == 2 for row in rows)  # the class seen once is left out
 
 
 def test_populations_join_roles_and_find_adaptive_neurons():
@@ -213,7 +226,7 @@ def test_cli_writes_csv_markdown_and_heatmaps(tmp_path, capsys):
     assert len(rows) == 2 * 2 * 2 * 2 * 3  # seeds × variables × features × populations × periods
     assert {row["population"] for row in rows} == {"visual E", "all"}
     assert {row["feature"] for row in rows} == {"rate", "trace_100ms"}
-    assert all(row["n_trials"] == "10" for row in rows)
+    assert all(8 <= int(row["n_trials"]) <= 10 for row in rows)  # a class seen once is left out
     report = (out / "probe.md").read_text()
     assert report.startswith(f"# Information probe: {PR}") and "--filter-ms 100" in report
     assert "| visual E (64) |" in capsys.readouterr().out
