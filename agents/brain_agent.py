@@ -45,7 +45,7 @@ from stable_baselines3.common.utils import FloatSchedule, safe_mean
 
 from encephagen_gym.agents.episode_metrics import EpisodeMetrics
 from encephagen_gym.agents.policies import ConnectomePolicy, ConnectomeState, check_spaces
-from encephagen_gym.brain import RegionActivity, clone_state
+from encephagen_gym.brain import BrainConfig, RegionActivity, clone_state
 from encephagen_gym.plasticity import (
     DEFAULT_PLASTIC_PAIRS,
     Decision,
@@ -106,6 +106,8 @@ class BrainAgent(BaseAlgorithm):
     :param homeostasis: add synaptic scaling of the excitatory inputs of the plastic projection's targets.
     :param homeostasis_kwargs: options of :class:`~encephagen_gym.plasticity.ScalingConfig`.
     :param td_scale_tau: time constant (env steps) of the TD error's running RMS.
+    :param td_gain: factor on the TD error before any rule sees it: 1 normally; 0 is the zero-TD control (the
+        same code path, no reward information: only the entropy bonus moves the weights).
     :param step_ms: duration of one env step in ms, for envs that do not say (``env.unwrapped.step_ms``, or
         Gymnasium's ``dt`` in seconds); the brain runs ``step_ms / dt_ms`` steps per decision.
     :param policy_kwargs: options of :class:`~encephagen_gym.agents.policies.ConnectomePolicy`, including
@@ -141,6 +143,7 @@ class BrainAgent(BaseAlgorithm):
         homeostasis: bool = False,
         homeostasis_kwargs: dict[str, Any] | None = None,
         td_scale_tau: float = 1000.0,
+        td_gain: float = 1.0,
         step_ms: float | None = None,
         policy_kwargs: dict[str, Any] | None = None,
         stats_window_size: int = 100,
@@ -179,6 +182,7 @@ class BrainAgent(BaseAlgorithm):
         self.homeostasis = bool(homeostasis)
         self.homeostasis_kwargs = dict(homeostasis_kwargs or {})
         self.td_scale_tau = td_scale_tau
+        self.td_gain = float(td_gain)
         self.step_ms = step_ms
         self._learning_state: dict[str, Any] | None = None
         for name in ("gamma", "gae_lambda"):
@@ -236,6 +240,11 @@ class BrainAgent(BaseAlgorithm):
         self.policy_kwargs = stored  # saved with the model, so that it can be rebuilt without the env
         self.policy = self.policy_class(self.observation_space, self.action_space, self.lr_schedule,
                                         device=self.device, **self.policy_kwargs)  # fmt: skip
+        # keep the brain as one resolved config (with its wiring seed): the saved model says exactly which brain
+        brain_fields = {field.name for field in dataclasses.fields(BrainConfig)}
+        brain_fields = (brain_fields - {"seed"}) | {"wiring_seed"}  # "seed" is also the policy's own seed
+        self.policy_kwargs = {key: value for key, value in stored.items() if key not in brain_fields}
+        self.policy_kwargs["brain"] = dataclasses.replace(self.policy.brain.config, device="auto")
         self.rules = self._make_rules()
         self.td_scaler = TDErrorScaler(self.td_scale_tau, device=self.policy.brain.device)
         self._train: _TrainingState | None = None
@@ -302,6 +311,7 @@ class BrainAgent(BaseAlgorithm):
                 elapsed_ms: float) -> None:  # fmt: skip
         """Apply every rule's update for TD errors ``delta`` (only elements where ``include`` is 1)."""
         train = self._train
+        delta = delta * self.td_gain
         if include is not None:
             delta = delta * include
         modulator = self.td_scaler.scale(delta, include)

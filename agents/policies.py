@@ -13,7 +13,7 @@ it stays on the device.
 policy it responds in every window and aborts every fixation (issue 9). For an env that names a withhold
 action (``env.unwrapped.withhold_action``: the cognitive tasks' 0 = withhold/fixate/no choice), the readout's
 initial bias on that action is set so that the untrained policy takes any other action at
-``initial_go_rate_hz`` (default 0.5 Hz: a Poisson rate of "go" decisions, ≈ 0.005 per 10 ms step). Learning
+``initial_go_rate_hz`` (default 0.3 Hz: a Poisson rate of "go" decisions, 0.003 per 10 ms step). Learning
 moves the bias and weights from there. Continuous actions start at the zero (no-op) action: the Gaussian's
 mean is tanh(0) = 0.
 """
@@ -114,7 +114,9 @@ class ConnectomePolicy(BasePolicy):
         policy_init_std: std of the initial policy weights (default 0.1/√M: a nearly flat policy).
         update_statistics_in_predict: let :meth:`predict` keep updating the encoder's running mean/std
             (default False: frozen after training).
-        seed: seeds the readout's initial weights and the generator of :meth:`predict`.
+        seed: seeds the readout's initial weights, the generator of :meth:`predict` and, unless ``wiring_seed``
+            or ``brain`` gives one, the wiring.
+        wiring_seed: the network's wiring seed (``BrainConfig.seed``).
         device: where the brain and everything else lives (``"auto"``: CUDA when available).
     """
 
@@ -133,18 +135,23 @@ class ConnectomePolicy(BasePolicy):
         signed_code: str = "push_pull",
         modality_roles: Mapping[str, Sequence[str]] | None = None,
         withhold_action: int | None = None,
-        initial_go_rate_hz: float = 0.5,
+        initial_go_rate_hz: float = 0.3,
         log_std_init: float = -0.5,
         policy_init_std: float | None = None,
         update_statistics_in_predict: bool = False,
         seed: int = 0,
+        wiring_seed: int | None = None,
         device: torch.device | str = "auto",
         **brain_fields: Any,
     ) -> None:
         check_spaces(observation_space, action_space)
         super().__init__(observation_space, action_space)
         device = resolve_device(device)
-        config = _brain_config(brain, brain_fields, device)
+        if not (isinstance(seed, int) and seed >= 0):
+            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+        if wiring_seed is None:
+            wiring_seed = brain_fields.pop("seed", brain.seed if isinstance(brain, BrainConfig) else seed)
+        config = _brain_config(brain, {**brain_fields, "seed": wiring_seed}, device)
         if step_ms is None:
             raise ValueError(
                 "step_ms (the duration of one environment step in ms) is required: read it from the env "
@@ -152,8 +159,6 @@ class ConnectomePolicy(BasePolicy):
             )
         self.substeps = config.substeps(float(step_ms))
         self.step_ms = float(step_ms)
-        if not (isinstance(seed, int) and seed >= 0):
-            raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
         if not (math.isfinite(initial_go_rate_hz) and initial_go_rate_hz > 0):
             raise ValueError(f"initial_go_rate_hz must be a positive number of Hz, got {initial_go_rate_hz!r}")
         self._constructor = dict(

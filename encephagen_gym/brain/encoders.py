@@ -17,8 +17,9 @@ neurons of the region roles given by :data:`MODALITY_ROLES`, through one of two 
 
 **Which neurons.** The pools that target the same roles share those roles' excitatory neurons. The neurons
 are listed in order of (position within the region, region) — so consecutive neurons lie in different
-regions — and neuron ``k`` of the list joins pool ``k mod F`` (F pools): every pool has neurons in every
-target region (each region sees a strided sample of the whole image), and pool sizes differ by at most one.
+regions — and neuron ``k`` of the list joins pool ``(k + ⌊k/F⌋) mod F`` (F pools): each pass over the pools
+is shifted by one, so that the neurons of a pool lie in different regions even when the number of regions
+divides F, each region sees a strided sample of the whole image, and pool sizes differ by at most one.
 A ValueError is raised when there are fewer neurons than pools (use more ``neurons_per_region``). Neurons
 that two modalities share (when their roles overlap) receive the sum of both currents.
 
@@ -232,7 +233,8 @@ class ObservationEncoder(nn.Module):
                     f"have only {len(strided)} excitatory neurons (neurons_per_region={network.neurons_per_region}); "
                     "use a larger brain or signed_code='push_pull'"
                 )
-            assignment = np.arange(len(strided)) % len(group_pools)
+            position = np.arange(len(strided))
+            assignment = (position + position // len(group_pools)) % len(group_pools)
             targets.append(strided)
             pools.append(np.asarray(group_pools)[assignment])
             pool_gain.append(np.asarray(group_gain, dtype=np.float32)[assignment])
