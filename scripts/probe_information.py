@@ -35,7 +35,7 @@ import gymnasium as gym
 import torch
 
 import encephagen_gym  # noqa: F401  (registers the ids)
-from encephagen_gym.agents import BrainAgent
+from encephagen_gym.agents import DEFAULT_ACTION_ROLES, BrainAgent
 from encephagen_gym.agents.probe import (
     ACTS,
     DEFAULT_C,
@@ -207,19 +207,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     variables = task_variables(gym.make(args.env, **args.env_kwargs))
     tables = markdown_tables(summaries, {name: variable.description for name, variable in variables.items()})
     print(tables)
-    _write(args, argv, rows, summaries, tables)
+    _write(args, argv, rows, summaries, tables, policy)
     return 0
 
 
-def _write(args, argv, rows, summaries, tables: str) -> None:
+def _write(args, argv, rows, summaries, tables: str, model_policy) -> None:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     write_atomically(out / "probe.csv", lambda path: Path(path).write_text(csv_text(rows)))
-    if args.model is not None:
-        source = f"trained model {args.model}"
+    if model_policy is not None:
+        config, readout_roles = model_policy.brain.config, model_policy.readout.roles
+        source = f"trained model {args.model} ({config.connectome}, {config.neurons_per_region} neurons per region)"
     else:
         connectome = args.brain_kwargs.get("connectome", BrainConfig().connectome)
         source = f"fresh (frozen) brain: {connectome}, {args.brain_kwargs['neurons_per_region']} neurons per region"
+        readout_roles = tuple(args.brain_kwargs.get("readout_roles", DEFAULT_ACTION_ROLES))
     features = "rate" if args.filter_ms == 0 else f"rate and {trace_feature(args.filter_ms)}"
     header = [
         f"# Information probe: {args.env}",
@@ -230,6 +232,8 @@ def _write(args, argv, rows, summaries, tables: str) -> None:
         f"seeds {args.seeds}, {min(args.n_envs, args.trials)} brains per batch",
         f"- features: {features}; decoder: standardised multinomial logistic regression (C = {args.C}), "
         f"stratified {args.folds}-fold cross-validation",
+        f"- populations: `<role> E` = the excitatory neurons of a region role; `readout` = the policy readout's "
+        f"input neurons ({' + '.join(readout_roles)} E); `all` = every neuron, excitatory and inhibitory",
         "",
     ]
     write_atomically(out / "probe.md", lambda path: Path(path).write_text("\n".join(header) + "\n" + tables))

@@ -229,6 +229,7 @@ def test_cli_writes_csv_markdown_and_heatmaps(tmp_path, capsys):
     assert all(8 <= int(row["n_trials"]) <= 10 for row in rows)  # a class seen once is left out
     report = (out / "probe.md").read_text()
     assert report.startswith(f"# Information probe: {PR}") and "--filter-ms 100" in report
+    assert "input neurons (motor + premotor + basal_ganglia E)" in report
     assert "| visual E (64) |" in capsys.readouterr().out
     for name in ("heatmap_label.png", "heatmap_label_trace_100ms.png", "heatmap_gt.png"):
         image = imageio.imread(out / name)
@@ -248,7 +249,7 @@ def test_cli_probes_a_saved_model(tmp_path):
     assert {row["variable"] for row in rows} == {"stimulus", "cs_plus", "gt"}
     assert {row["period"] for row in rows} == {"iti", "cs", "trace", "response"}
     assert {(row["population"], row["n_neurons"]) for row in rows} == {("visual E", "64"), ("readout", "128")}
-    assert "trained model" in (out / "probe.md").read_text()
+    assert "(tvb96, 10 neurons per region)" in (out / "probe.md").read_text()
 
 
 @pytest.mark.parametrize(
