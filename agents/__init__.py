@@ -2,7 +2,8 @@
 
 :class:`BrainAgent` is the connectome spiking brain as a stable-baselines3 algorithm (online local learning;
 policy :class:`ConnectomePolicy`); :class:`EpisodeMetricsCallback` logs every env's ``info["metrics"]`` as
-``rollout/<metric>`` for any SB3 algorithm.
+``rollout/<metric>`` for any SB3 algorithm. :mod:`encephagen_gym.agents.probe` is the information probe
+(which task variables a brain's populations carry in each trial period; ``encephagen-probe``).
 """
 
 from encephagen_gym.agents.brain_agent import RULES, BrainAgent

@@ -25,6 +25,17 @@ satisfies ``low <= d < high`` counts in the bin, except that the 1500–2000 bin
 bin holds ``d > 2000``. The same keys whatever the env's arguments, so that tables over runs line up."""
 
 
+def delay_bin(delay_ms: float) -> str:
+    """The key of the :data:`DELAY_BINS_MS` bin that holds a delay of ``delay_ms`` ms (≥ 0)."""
+    top = DELAY_BINS_MS[-1][1]  # 2000 ms: the last finite bin includes it, the open bin starts above it
+    for key, low, high in DELAY_BINS_MS:
+        above = delay_ms > low if low == top else delay_ms >= low
+        below = delay_ms <= high if high == top else delay_ms < high
+        if above and below:
+            return key
+    raise ValueError(f"delay_ms must be a number of ms >= 0, got {delay_ms!r}")
+
+
 class WorkingMemoryEnv(ChoiceTrialEnv):
     """Delayed match-to-sample: hold a sample image through a blank delay, then judge a test image.
 
@@ -168,12 +179,10 @@ class WorkingMemoryEnv(ChoiceTrialEnv):
 
     def _episode_metrics(self, outcomes: list[dict[str, Any]]) -> dict[str, float]:
         metrics = super()._episode_metrics(outcomes)
-        delays = np.array([o["delay_ms"] for o in outcomes])
+        bins = np.array([delay_bin(o["delay_ms"]) for o in outcomes])
         correct = np.array([o["correct"] for o in outcomes], dtype=float)
-        top = DELAY_BINS_MS[-1][1]  # 2000 ms: the last finite bin includes it, the open bin starts above it
-        for key, low, high in DELAY_BINS_MS:
-            upper = delays <= high if high == top else delays < high
-            in_bin = (delays > low if low == top else delays >= low) & upper
+        for key, _, _ in DELAY_BINS_MS:
+            in_bin = bins == key
             metrics[key] = float(correct[in_bin].mean()) if in_bin.any() else float("nan")
         return metrics
 

@@ -1,0 +1,277 @@
+"""The information probe: recording per trial period, decoding with its controls, reports and the CLI."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+from pathlib import Path
+
+import imageio.v2 as imageio
+import numpy as np
+import pytest
+import torch
+
+from encephagen_gym.agents import BrainAgent
+from encephagen_gym.agents.probe import (
+    TaskVariable,
+    decode,
+    default_populations,
+    make_envs,
+    make_probe_policy,
+    probe_recording,
+    record_trials,
+    role_populations,
+    task_variables,
+)
+from encephagen_gym.agents.probe_report import markdown_tables, summarise
+from encephagen_gym.scripts import probe_information
+
+PR = "Encephagen-PatternRecognition-v0"
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    import numba
+
+    threads, numba_threads = torch.get_num_threads(), numba.get_num_threads()
+    torch.set_num_threads(1)
+    numba.set_num_threads(1)  # a batch spread over two busy cores runs ten times slower than on one
+    yield
+    torch.set_num_threads(threads)
+    numba.set_num_threads(numba_threads)
+
+
+@pytest.fixture(scope="module")
+def pattern_probe():
+    """120 PatternRecognition trials of 16 frozen 96×10 brains (withholding), and their decoding."""
+    import numba
+
+    torch.set_num_threads(1)
+    numba.set_num_threads(1)
+    envs = make_envs(PR, 16)
+    policy = make_probe_policy(envs[0], seed=3, device="cpu", neurons_per_region=10)
+    recording = record_trials(policy, envs, 120, filter_ms=200.0, seed=3)
+    populations = {name: ids for name, ids in default_populations(policy).items()
+                   if name in ("visual E", "readout", "all")}  # fmt: skip
+    rows = probe_recording(recording, populations, task_variables(envs[0]))
+    return recording, populations, rows
+
+
+def _row(rows, variable, feature, population, period):
+    (row,) = [r for r in rows if (r.variable, r.feature, r.population, r.period) == (variable, feature, population,
+                                                                                       period)]  # fmt: skip
+    return row
+
+
+def test_recording_follows_the_trials(pattern_probe):
+    recording, populations, _ = pattern_probe
+    assert recording.periods == ("fixation", "stimulus", "decision")
+    assert recording.n_trials == 120 and recording.rates_hz.shape == (120, 3, 960)
+    # withholding: every trial runs its full course, period by period (10 ms steps)
+    assert np.array_equal(recording.period_ms, np.tile([100.0, 300.0, 100.0], (120, 1)))
+    assert np.isfinite(recording.rates_hz).all() and np.isfinite(recording.traces).all()
+    assert all(outcome["outcome"] == "no_response" for outcome in recording.outcomes)
+    assert {outcome["label"] for outcome in recording.outcomes} == set(range(5))
+    # rates are spikes per second: the spontaneous brain fires at a few Hz, driven visual cells faster
+    visual = populations["visual E"]
+    assert 1.0 < recording.rates_hz[:, 0].mean() < 30.0
+    assert recording.rates_hz[:, 1][:, visual].mean() > 2 * recording.rates_hz[:, 0][:, visual].mean()
+
+
+def test_probe_rows_cover_every_cell(pattern_probe):
+    recording, populations, rows = pattern_probe
+    cells = {(r.variable, r.feature, r.population, r.period) for r in rows}
+    expected = {(v, f, p, period) for v in ("label", "gt") for f in ("rate", "trace_200ms") for p in populations
+                for period in recording.periods}  # fmt: skip
+    assert cells == expected and len(rows) == len(expected)
+    labels = np.array([outcome["label"] for outcome in recording.outcomes])
+    majority = np.bincount(labels).max() / labels.size
+    for row in rows:
+        assert 0.0 <= row.accuracy <= 1.0 and 0.0 <= row.shuffle_accuracy <= 1.0
+        assert row.ci_low <= row.accuracy <= row.ci_high
+        assert row.chance == pytest.approx(majority) and row.n_trials == 120 and row.n_classes == 5
+        assert row.n_neurons == len(populations[row.population])
+    # gt = label + 1 splits the trials identically: decoded once, reported under both names
+    for row in rows:
+        if row.variable == "gt":
+            assert row.accuracy == _row(rows, "label", row.feature, row.population, row.period).accuracy
+
+
+def test_visual_cortex_carries_the_stimulus_and_the_controls_stay_at_chance(pattern_probe):
+    _, _, rows = pattern_probe
+    chance = _row(rows, "label", "rate", "visual E", "stimulus").chance
+    on_screen = _row(rows, "label", "rate", "visual E", "stimulus")
+    assert on_screen.accuracy > chance + 0.3 and on_screen.ci_low > chance
+    # the slow trace still holds the image when the decision period starts, not before the image was shown
+    assert _row(rows, "label", "trace_200ms", "visual E", "decision").accuracy > chance + 0.3
+    before = _row(rows, "label", "rate", "visual E", "fixation")
+    assert before.ci_low < chance + 0.05 and before.accuracy < chance + 0.15
+    # shuffled labels: nothing to decode, in any population or period
+    for row in rows:
+        assert row.shuffle_accuracy < row.chance + 0.15, row
+
+
+def test_markdown_tables_show_each_variable_with_chance(pattern_probe):
+    _, _, rows = pattern_probe
+    text = markdown_tables(summarise(rows), {"label": "stimulus class"})
+    assert "### `label` — stimulus class; from the spike rate" in text
+    assert "| population (neurons) | fixation | stimulus | decision |" in text
+    assert "| visual E (64) |" in text and "| chance (majority class) |" in text
+    assert "Splits the trials exactly as `label` does" in text  # gt is not printed twice
+
+
+def test_decode_on_known_data():
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1, 2], 30)
+    separable = rng.normal(size=(90, 20))
+    separable[:, 0] += 6.0 * labels
+    result = decode(separable, labels)
+    assert result.accuracy > 0.9 and result.chance == pytest.approx(1 / 3) and result.n_folds == 5
+    assert result.shuffle_accuracy < 0.5 and result.ci_low > 0.8
+    noise = decode(rng.normal(size=(90, 20)), labels)
+    assert noise.accuracy < 0.6 and noise.ci_low < 1 / 3 < noise.ci_high
+    unbalanced = decode(rng.normal(size=(12, 3)), ["a"] * 9 + ["b"] * 3)
+    assert unbalanced.chance == 0.75 and unbalanced.n_folds == 3  # folds shrink to the smallest class
+    with pytest.raises(ValueError, match="2 classes"):
+        decode(rng.normal(size=(10, 3)), [1] * 10)
+    with pytest.raises(ValueError, match="NaN"):
+        decode(np.full((10, 3), np.nan), [0, 1] * 5)
+    with pytest.raises(ValueError, match="folds"):
+        decode(rng.normal(size=(10, 3)), [0, 1] * 5, folds=1)
+
+
+def test_aborted_trials_lack_their_later_periods():
+    envs = make_envs(PR, 4)
+    policy = make_probe_policy(envs[0], seed=0, device="cpu", neurons_per_region=10)
+    with torch.no_grad():
+        policy.readout.policy_bias[0] = -20.0  # never withhold: every trial aborts on its first step
+    recording = record_trials(policy, envs, 8, act="model", seed=0)
+    assert all(outcome["outcome"] == "abort" for outcome in recording.outcomes)
+    assert recording.periods == ("fixation",) and np.all(recording.period_ms == 10.0)
+    with pytest.raises(ValueError, match="act must be one of"):
+        record_trials(policy, envs, 8, act="random")
+    with pytest.raises(ValueError, match="filter_ms"):
+        record_trials(policy, envs, 8, filter_ms=-1.0)
+
+
+def test_working_memory_variables():
+    envs = make_envs("Encephagen-WorkingMemory-v0", 4, fixation_ms=50, sample_ms=100, delay_ms=(100, 900),
+                     test_ms=100, decision_ms=50)  # fmt: skip
+    policy = make_probe_policy(envs[0], seed=1, device="cpu", neurons_per_region=10)
+    recording = record_trials(policy, envs, 8, seed=1)
+    assert recording.periods == ("fixation", "sample", "delay", "test", "decision")
+    delays = np.array([outcome["delay_ms"] for outcome in recording.outcomes])
+    assert np.array_equal(recording.period_ms[:, 2], delays)
+    counts = recording.spike_counts
+    assert np.allclose(counts, np.round(counts)) and counts.sum() > 0  # whole spikes per period
+    again = record_trials(policy, envs, 8, seed=1)  # the same seed: the same trials and spikes
+    assert again.outcomes == recording.outcomes and np.array_equal(again.rates_hz, recording.rates_hz)
+    variables = task_variables(envs[0])
+    assert list(variables) == ["sample", "match", "delay_bin", "gt"]
+    outcome = {"sample": 2, "test": 2, "delay_ms": 700.0, "gt": 1}
+    assert variables["match"].extract(outcome) is True and variables["delay_bin"].extract(outcome) == "500_1000ms"
+    recall = task_variables(make_envs("Encephagen-WorkingMemory-v0", 1, mode="recall")[0])
+    assert "match" not in recall
+    rows = probe_recording(recording, {"visual E": role_populations(policy.network, ["visual"])["visual E"]},
+                           variables, folds=2)  # fmt: skip
+    assert {row.variable for row in rows} == set(variables)
+    fixed = make_envs("Encephagen-WorkingMemory-v0", 1, delay_ms=1000)[0]  # one delay bin: nothing to decode
+    constant = {"delay_bin": task_variables(fixed)["delay_bin"]}
+    recording = dataclasses.replace(recording, outcomes=tuple({**o, "delay_ms": 1000.0} for o in recording.outcomes))
+    rows = probe_recording(recording, {"visual E": np.arange(10)}, constant, folds=2)
+    assert all(np.isnan(row.accuracy) and row.n_classes == 1 and row.chance == 1.0 for row in rows)
+    assert "Not decodable: 1 class over the trials" in markdown_tables(summarise(rows))
+    labels = ["once", "a", "b", "a", "b", "a", "b", "a"]
+    outcomes = tuple({**o, "k": k} for o, k in zip(recording.outcomes, labels, strict=True))
+    rows = probe_recording(dataclasses.replace(recording, outcomes=outcomes), {"visual E": np.arange(10)},
+                           {"k": TaskVariable("k", "a class seen once", lambda o: o["k"])}, folds=2)  # fmt: skip
+    assert all(row.n_trials == 7 and row.n_classes == 2 for row in rows)  # the class seen once is left out
+
+
+def test_populations_join_roles_and_find_adaptive_neurons():
+    envs = make_envs(PR, 1)
+    network = make_probe_policy(envs[0], seed=0, device="cpu", neurons_per_region=10).network
+    joined = role_populations(network, ["motor+premotor"])["motor+premotor E"]
+    motor, premotor = (role_populations(network, [r])[f"{r} E"] for r in ("motor", "premotor"))
+    assert sorted(joined) == sorted(np.concatenate([motor, premotor]))
+    with pytest.raises(ValueError, match="unknown role"):
+        role_populations(network, ["cerebellum"])
+
+    class WithAdaptive:  # a network with ALIF neurons: the first two excitatory cells of every region
+        def __init__(self, inner):
+            self.inner = inner
+            local = torch.arange(inner.n_neurons) % inner.neurons_per_region
+            self.is_adaptive = local < 2
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    populations = role_populations(WithAdaptive(network), ["visual"])
+    assert sorted(populations) == ["visual ALIF", "visual E"]
+    assert len(populations["visual ALIF"]) == 2 * 8  # 8 visual regions
+
+
+def _csv(path: Path) -> list[dict[str, str]]:
+    with path.open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_cli_writes_csv_markdown_and_heatmaps(tmp_path, capsys):
+    out = tmp_path / "probe"
+    argv = ["--env", PR, "--trials", "10", "--seeds", "0", "1", "--n-envs", "5", "--neurons-per-region", "10",
+            "--populations", "visual", "all", "--filter-ms", "100", "--out", str(out), "--device", "cpu",
+            "--no-progress"]  # fmt: skip
+    assert probe_information.main(argv) == 0
+    rows = _csv(out / "probe.csv")
+    assert len(rows) == 2 * 2 * 2 * 2 * 3  # seeds × variables × features × populations × periods
+    assert {row["population"] for row in rows} == {"visual E", "all"}
+    assert {row["feature"] for row in rows} == {"rate", "trace_100ms"}
+    assert all(8 <= int(row["n_trials"]) <= 10 for row in rows)  # a class seen once is left out
+    report = (out / "probe.md").read_text()
+    assert report.startswith(f"# Information probe: {PR}") and "--filter-ms 100" in report
+    assert "input neurons (motor + premotor + basal_ganglia E)" in report
+    assert "| visual E (64) |" in capsys.readouterr().out
+    for name in ("heatmap_label.png", "heatmap_label_trace_100ms.png", "heatmap_gt.png"):
+        image = imageio.imread(out / name)
+        assert image.ndim == 3 and image.shape[0] > 200 and image.shape[1] > 500
+
+
+def test_cli_probes_a_saved_model(tmp_path):
+    agent = BrainAgent("ConnectomePolicy", "Encephagen-Conditioning-v0", policy_kwargs=dict(neurons_per_region=10),
+                       seed=0, device="cpu")  # fmt: skip
+    agent.save(tmp_path / "model.zip")
+    out = tmp_path / "probe"
+    argv = ["--env", "Encephagen-Conditioning-v0", "--trials", "10", "--n-envs", "5", "--model",
+            str(tmp_path / "model.zip"), "--act", "model", "--populations", "visual", "readout", "--out", str(out),
+            "--device", "cpu", "--no-progress"]  # fmt: skip
+    assert probe_information.main(argv) == 0
+    rows = _csv(out / "probe.csv")
+    assert {row["variable"] for row in rows} == {"stimulus", "cs_plus", "gt"}
+    assert {row["period"] for row in rows} == {"iti", "cs", "trace", "response"}
+    assert {(row["population"], row["n_neurons"]) for row in rows} == {("visual E", "64"), ("readout", "128")}
+    assert "(tvb96, 10 neurons per region)" in (out / "probe.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--env", "Nope-v0"], "not a registered env id"),
+        (["--env", "Encephagen-CPGGait-v0"], "not a trial task"),
+        (["--env", PR, "--trials", "5"], "integer >= 10"),
+        (["--env", PR, "--filter-ms", "-1"], "ms >= 0"),
+        (["--env", PR, "--act", "model"], "needs a trained --model"),
+        (["--env", PR, "--model", "missing.zip"], "no such file"),
+        (["--env", PR, "--brain", "seed=3"], "set by --seeds"),
+        (["--env", PR, "--env-arg", "n_classes=1"], "--env-arg"),
+        (["--env", PR, "--populations", "roles", "all"], "stands alone"),
+        (["--env", PR, "--neurons-per-region", "10", "--brain", "tau_m_ms=-1", "--device", "cpu"], "tau_m_ms"),
+        (["--env", PR, "--brain", "no_such_option=1", "--device", "cpu"], "no_such_option"),
+        (["--env", PR, "--neurons-per-region", "10", "--populations", "cerebellum", "--device", "cpu"],
+         "unknown role"),
+    ],
+)  # fmt: skip
+def test_cli_rejects_bad_arguments(argv, message, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        probe_information.main([*argv, "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
