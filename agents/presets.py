@@ -120,7 +120,9 @@ def overrides_for(algo: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def allowed_keys(algorithm: Algorithm) -> frozenset[str]:
-    """Hyperparameter names a preset or override may set for ``algorithm``."""
+    """Hyperparameter names a preset or override may set for ``algorithm`` (the controls: only ``env_kwargs``)."""
+    if not algorithm.learns:
+        return frozenset({"env_kwargs"})
     keys = (constructor_kwargs(algorithm.load_class()) - _RUN_ARGS) | PRESET_KEYS | {"policy", "env_kwargs"}
     if algorithm.name == "brain":
         keys |= brain_config_fields()
@@ -228,9 +230,11 @@ def resolve_preset(
     algorithm = get_algorithm(algo)
     overrides = dict(overrides or {})
     if not algorithm.learns:
-        if overrides:
-            raise ValueError(f"{algo} does not learn and takes no hyperparameters, got {sorted(overrides)}")
-        return Preset(algo, env_id, 1, None, None, None, None, {}, {}, {})
+        unknown = sorted(set(overrides) - {"env_kwargs"})
+        if unknown:
+            raise ValueError(f"{algo} does not learn and takes no hyperparameters but env_kwargs, got {unknown}")
+        env_kwargs = dict(overrides.get("env_kwargs") or {})
+        return Preset(algo, env_id, 1, None, None, None, None, env_kwargs, {}, dict(overrides))
 
     raw = _raw_entry(algo, env_id)
     if algo == "brain":

@@ -100,12 +100,11 @@ def plan_grid(
         raise ValueError("the grid needs at least one env, one algorithm and one seed")
     algorithms = [get_algorithm(a) for a in dict.fromkeys(algos)]
     hyperparams = dict(hyperparams or {})
-    learners = [a for a in algorithms if a.learns]
     for key in hyperparams:
         scope, _, name = key.rpartition(".")
-        if scope and scope not in {a.name for a in learners}:
-            raise ValueError(f"--hyperparams {key}: {scope!r} is not a learning algorithm of this grid")
-        targets = [a for a in learners if not scope or a.name == scope]
+        if scope and scope not in {a.name for a in algorithms}:
+            raise ValueError(f"--hyperparams {key}: {scope!r} is not an algorithm of this grid")
+        targets = [a for a in algorithms if not scope or a.name == scope]
         if not any(name in allowed_keys(a) for a in targets):
             raise ValueError(f"--hyperparams {key}: no algorithm of this grid takes {name!r}")
 
@@ -120,10 +119,8 @@ def plan_grid(
             if not algorithm.supports(action_space):
                 notes.append(f"{algorithm.name} left out on {env_id}: it needs a Box action space ({action_space})")
                 continue
-            overrides = {}
-            if algorithm.learns:
-                allowed = allowed_keys(algorithm)
-                overrides = {k: v for k, v in overrides_for(algorithm.name, hyperparams).items() if k in allowed}
+            allowed = allowed_keys(algorithm)
+            overrides = {k: v for k, v in overrides_for(algorithm.name, hyperparams).items() if k in allowed}
             for seed in dict.fromkeys(seeds):
                 specs.append(
                     RunSpec(
@@ -307,8 +304,13 @@ def run_grid(
         import_ray()  # fail before any work when the extra is missing
     out_path = Path(out).resolve()
     out_path.mkdir(parents=True, exist_ok=True)
-    for spec in specs:  # refuse to mix experiments in one directory, before any work
-        existing_run(out_path, spec)
+    done, todo = [], []
+    for spec in specs:  # refuse to mix experiments in one directory, and skip finished runs, before any work
+        run_dir = existing_run(out_path, spec)
+        if run_dir is not None and read_status(run_dir).get("status") == "finished":
+            done.append(RunOutcome(spec.env_id, spec.algo, spec.seed, "skipped", str(run_dir)))
+        else:
+            todo.append(spec)
 
     outcomes: list[RunOutcome] = []
     bar = tqdm(total=len(specs), desc="grid", unit="run", disable=not progress, dynamic_ncols=True)
@@ -322,11 +324,13 @@ def run_grid(
         )
         bar.update(1)
 
+    for outcome in done:
+        on_done(outcome)
     try:
-        if backend == "local":
-            _run_local(specs, str(out_path), jobs, on_done)
-        else:
-            _run_ray(specs, str(out_path), jobs, ray_address, on_done)
+        if todo and backend == "local":
+            _run_local(todo, str(out_path), jobs, on_done)
+        elif todo:
+            _run_ray(todo, str(out_path), jobs, ray_address, on_done)
     finally:
         bar.close()
     return outcomes

@@ -282,9 +282,10 @@ def plot_curves(directory: Path, env: str, runs: Sequence[RunRecord]) -> Path:
             ax.fill_between(grid[ok], (mean - half)[ok], (mean + half)[ok], color=colour, alpha=0.2, linewidth=0)
         for algo, style, colour in (("reference", "--", "black"), ("random", ":", "grey")):
             group = [r for r in finished if r.algo == algo]
-            if group:
-                values = [r.mean_return() if key is None else r.mean_metric(key) for r in group]
-                ax.axhline(float(np.nanmean(values)), linestyle=style, color=colour, label=algo)
+            values = [r.mean_return() if key is None else r.mean_metric(key) for r in group]
+            finite = [v for v in values if math.isfinite(v)]
+            if finite:
+                ax.axhline(float(np.mean(finite)), linestyle=style, color=colour, label=algo)
         ax.set_xlabel("environment steps")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)

@@ -394,7 +394,8 @@ def _evaluate_controls(spec: RunSpec, algorithm: Algorithm, run_dir: Path, times
     from encephagen_gym.agents.callbacks import log_evaluation
     from encephagen_gym.agents.evaluation import evaluate_episodes, make_vec_env
 
-    venv = make_vec_env(spec.env_id, spec.eval_episodes)
+    env_kwargs = resolve_preset(spec.algo, spec.env_id, spec.hyperparams).env_kwargs
+    venv = make_vec_env(spec.env_id, spec.eval_episodes, env_kwargs=env_kwargs)
     try:
         agent = algorithm.load_class()(venv, seed=spec.seed)
         results = evaluate_episodes(agent, venv, deterministic=spec.deterministic_eval)
@@ -455,9 +456,7 @@ def _train(spec: RunSpec, run_dir: Path, resuming: bool) -> int:
     from encephagen_gym.agents.evaluation import evaluate_episodes, make_vec_env, training_env_seeds
 
     algorithm = get_algorithm(spec.algo)
-    probe_kwargs = {}
-    if algorithm.learns:
-        probe_kwargs = resolve_preset(spec.algo, spec.env_id, spec.hyperparams, action_dim=1).env_kwargs
+    probe_kwargs = resolve_preset(spec.algo, spec.env_id, spec.hyperparams, action_dim=1).env_kwargs
     _, action_space = _probe_spaces(spec.env_id, probe_kwargs)
     algorithm.check_supports(action_space, spec.env_id)
     action_dim = int(action_space.shape[0]) if action_space.shape else None
