@@ -446,16 +446,16 @@ def train(spec: RunSpec, out: str | os.PathLike[str] = "runs", *, run_dir: Path 
     return run_dir
 
 
-def _train(spec: RunSpec, run_dir: Path, resuming: bool) -> int:
-    from encephagen_gym.agents.callbacks import (
-        CheckpointEveryCallback,
-        EpisodeMetricsCallback,
-        PeriodicEvalCallback,
-        log_evaluation,
-    )
-    from encephagen_gym.agents.evaluation import evaluate_episodes, make_vec_env, training_env_seeds
+def prepare(spec: RunSpec) -> tuple[Algorithm, Preset, int, int]:
+    """Check ``spec`` against its env and preset before any work: the algorithm, the resolved preset, the
+    training budget (env steps) and the number of envs. ``ValueError`` explains what does not fit."""
+    import gymnasium as gym
+
+    import encephagen_gym  # noqa: F401  (registers the ids)
 
     algorithm = get_algorithm(spec.algo)
+    if spec.env_id not in gym.registry:
+        raise ValueError(f"unknown env id {spec.env_id!r}")
     probe_kwargs = resolve_preset(spec.algo, spec.env_id, spec.hyperparams, action_dim=1).env_kwargs
     _, action_space = _probe_spaces(spec.env_id, probe_kwargs)
     algorithm.check_supports(action_space, spec.env_id)
@@ -466,7 +466,19 @@ def _train(spec: RunSpec, run_dir: Path, resuming: bool) -> int:
         if algorithm.learns:
             raise ValueError(f"--timesteps is needed: the {spec.algo} preset for {spec.env_id} sets no n_timesteps")
         timesteps = 0
-    n_envs = spec.n_envs or preset.n_envs
+    return algorithm, preset, int(timesteps), spec.n_envs or preset.n_envs
+
+
+def _train(spec: RunSpec, run_dir: Path, resuming: bool) -> int:
+    from encephagen_gym.agents.callbacks import (
+        CheckpointEveryCallback,
+        EpisodeMetricsCallback,
+        PeriodicEvalCallback,
+        log_evaluation,
+    )
+    from encephagen_gym.agents.evaluation import evaluate_episodes, make_vec_env, training_env_seeds
+
+    algorithm, preset, timesteps, n_envs = prepare(spec)
 
     if not algorithm.learns:
         write_config(run_dir, spec, timesteps=timesteps, learns=False, eval_seeds_start=_eval_base())
@@ -708,7 +720,8 @@ def main(argv: list[str] | None = None) -> None:
                 progress_bar=progress,
                 verbose=args.verbose,
             )
-        except ValueError as error:
+            prepare(spec)
+        except (ValueError, ImportError) as error:
             parser.error(str(error))
         path = train(spec, args.out)
     summary = read_json(path / EVAL)
