@@ -40,6 +40,7 @@ __all__ = [
     "brain_config_fields",
     "load_preset_file",
     "parse_hyperparams",
+    "preset_entry",
     "preset_path",
     "resolve_preset",
 ]
@@ -201,6 +202,16 @@ def _raw_entry(algo: str, env_id: str) -> dict[str, Any]:
         return dict(entries["default"])
     known = ", ".join(k for k in entries if k != "default")
     raise ValueError(f"no {algo} preset for {env_id} and no 'default' entry in {algo}.yml (presets: {known})")
+
+
+def preset_entry(algo: str, env_id: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """``algo``'s preset entry for ``env_id`` with ``overrides`` applied, as written (no checks; empty for the
+    controls): what identifies a run's settings beside its command-line arguments."""
+    if not get_algorithm(algo).learns:
+        return dict(overrides or {})
+    raw = _raw_entry(algo, env_id)
+    raw.update(overrides or {})
+    return raw
 
 
 def _merge_brain_fields(raw: dict[str, Any], overrides: dict[str, Any]) -> None:

@@ -48,8 +48,15 @@ from encephagen_gym.agents.files import (
     atomic_write_text,
     atomic_write_yaml,
     read_json,
+    yaml_safe,
 )
-from encephagen_gym.agents.presets import Preset, brain_config_fields, parse_hyperparams, resolve_preset
+from encephagen_gym.agents.presets import (
+    Preset,
+    brain_config_fields,
+    parse_hyperparams,
+    preset_entry,
+    resolve_preset,
+)
 
 __all__ = ["RunSpec", "find_checkpoint", "main", "new_run_dir", "train"]
 
@@ -117,7 +124,8 @@ class RunSpec:
             raise ValueError(f"timesteps must be a non-negative integer, got {self.timesteps!r}")
 
     def key(self) -> dict[str, Any]:
-        """The settings that make two runs the same experiment (used to skip finished runs)."""
+        """The settings that make two runs the same experiment (used to skip finished runs): the arguments and
+        the preset entry they resolve to (so an edited preset file is not mistaken for a finished run)."""
         return {
             "env": self.env_id,
             "algo": self.algo,
@@ -125,7 +133,10 @@ class RunSpec:
             "timesteps": self.timesteps,
             "n_envs": self.n_envs,
             "hyperparams": dict(sorted(self.hyperparams.items())),
+            "preset": yaml_safe(preset_entry(self.algo, self.env_id, self.hyperparams)),
             "eval_episodes": self.eval_episodes,
+            "curve_episodes": self.curve_episodes,
+            "n_evaluations": self.n_evaluations,
         }
 
 
