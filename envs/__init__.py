@@ -2,7 +2,7 @@
 
 Every env module holds its env class (whose docstring is the task's specification) and a scripted reference
 policy, available from any env as ``env.unwrapped.make_reference_policy()``. Envs depend only on gymnasium,
-mujoco and numpy.
+mujoco and numpy (and on matplotlib's font rasteriser, imported on the first text drawn on a rendered frame).
 """
 
 from __future__ import annotations

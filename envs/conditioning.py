@@ -8,8 +8,9 @@ from typing import Any, ClassVar
 import numpy as np
 from gymnasium import spaces
 
+from encephagen_gym.envs.checks import check_integer, check_number
 from encephagen_gym.envs.stimuli import RETINA_SIZE, binary_prototypes
-from encephagen_gym.envs.trial_env import Duration, Trial, TrialEnd, TrialEnv, validate_duration
+from encephagen_gym.envs.trial_env import MAX_IMAGES, Duration, Trial, TrialEnd, TrialEnv, validate_duration
 
 
 class ConditioningEnv(TrialEnv):
@@ -49,7 +50,8 @@ class ConditioningEnv(TrialEnv):
     (default −0.5) for the first response in the window on a CS− trial. Withholding earns 0.
 
     ## Starting State and Episode End
-    An episode is a block of ``trials_per_episode`` trials; it terminates after the last trial. Trial ``k``'s
+    An episode is a block of ``trials_per_episode`` trials; it terminates after the last trial (a step after
+    that raises ``RuntimeError`` until ``reset``). Trial ``k``'s
     contingency: the stimuli in ``cs_plus`` are rewarded, the others not; from trial ``reversal_after`` on
     (counted from 0 within the block) the roles swap; from trial ``extinction_after`` on no US is delivered.
     The CS of each trial is drawn uniformly from the ``n_stimuli`` images.
@@ -58,14 +60,29 @@ class ConditioningEnv(TrialEnv):
     ``period``, ``trial``, ``gt`` (1 if responding is correct, i.e. the CS is currently rewarded, else 0),
     ``new_trial``, ``reward_terms``; at trial end ``trial_outcome`` (``hit``, ``miss``, ``false_alarm``,
     ``correct_rejection``; with ``stimulus``, ``cs_plus``, ``extinction``); at episode end ``metrics``:
-    ``hit_rate`` (responses on CS+ trials), ``false_alarm_rate`` (responses on CS− trials), ``discrimination``
-    (hit − FA), ``accuracy`` and ``mean_reward_per_trial``.
+    ``hit_rate`` (fraction of CS+ trials with a response), ``false_alarm_rate`` (fraction of CS− trials with a
+    response), ``discrimination`` (hit rate − false-alarm rate), ``accuracy`` and ``mean_reward_per_trial``.
+    **NaN metrics:** a block without a CS+ trial has ``hit_rate`` = NaN, one without a CS− trial
+    ``false_alarm_rate`` = NaN, and then ``discrimination`` is NaN too. The stimuli are drawn uniformly, so with
+    the default 2 stimuli a block of ``trials_per_episode`` = k trials has no CS+ (or no CS−) trial with
+    probability 2⁻ᵏ (k = 20: 1 in a million; k = 1: always). Average such metrics with ``np.nanmean``.
 
     ## Arguments
-    ``n_stimuli`` (2), ``cs_plus`` ((0,)), ``reversal_after`` (None), ``extinction_after`` (None),
-    ``false_alarm_penalty`` (−0.5), ``iti_ms`` ((200, 600)), ``cs_ms`` (500), ``trace_ms`` (200),
-    ``response_ms`` (300), ``dt`` (10 ms per step), ``trials_per_episode`` (20), ``task_seed`` (0: which CS
-    images), ``render_mode`` (None or ``"rgb_array"``).
+    | argument | default | accepted | meaning |
+    |---|---|---|---|
+    | ``n_stimuli`` | 2 | 2–1000 | number of CS images (``make`` takes ≈ 1 s at 1000) |
+    | ``cs_plus`` | ``(0,)`` | distinct indices in 0..n_stimuli−1, at least one CS− left | rewarded stimuli |
+    | ``reversal_after`` | None | None or an integer ≥ 0 | trial of the block from which CS+ and CS− swap |
+    | ``extinction_after`` | None | None or an integer ≥ 0 | trial of the block from which no US is delivered |
+    | ``false_alarm_penalty`` | −0.5 | [−100, 0] | reward of a response on a CS− trial |
+    | ``iti_ms`` | (200, 600) | ms in [0, 60000], a number or a (low, high) range | inter-trial interval |
+    | ``cs_ms`` | 500 | as ``iti_ms``, at least one step | CS presentation |
+    | ``trace_ms`` | 200 | as ``iti_ms`` | stimulus-free trace interval |
+    | ``response_ms`` | 300 | as ``iti_ms``, at least one step | response window |
+    | ``step_ms`` | 10 | (0, 1000] | duration of an env step (ms); ``env.dt`` is the same in seconds |
+    | ``trials_per_episode`` | 20 | ≥ 1 | trials per episode (block) |
+    | ``task_seed`` | 0 | integer ≥ 0 | which CS images (the same in every copy of the env) |
+    | ``render_mode`` | None | None or ``"rgb_array"`` | labelled picture of the step (see ``render``) |
 
     ## Version History
     * v0: initial version.
@@ -85,29 +102,32 @@ class ConditioningEnv(TrialEnv):
         cs_ms: Duration = 500.0,
         trace_ms: Duration = 200.0,
         response_ms: Duration = 300.0,
-        dt: float = 10.0,
+        step_ms: float = 10.0,
         trials_per_episode: int = 20,
         task_seed: int = 0,
         render_mode: str | None = None,
     ) -> None:
         super().__init__(
             observation_layout={"vision": RETINA_SIZE, "us": 1, "cue": 1},
-            dt=dt,
+            step_ms=step_ms,
             trials_per_episode=trials_per_episode,
             render_mode=render_mode,
         )
-        if int(n_stimuli) != n_stimuli or n_stimuli < 2:
-            raise ValueError(f"n_stimuli must be an integer >= 2 (a CS+ and a CS-), got {n_stimuli!r}")
-        cs_plus = tuple(int(s) for s in cs_plus)
-        if not cs_plus or len(set(cs_plus)) != len(cs_plus) or not all(0 <= s < n_stimuli for s in cs_plus):
-            raise ValueError(f"cs_plus must be distinct stimulus indices in 0..{n_stimuli - 1}, got {cs_plus!r}")
+        n_stimuli = check_integer("n_stimuli (a CS+ and a CS-)", n_stimuli, low=2, high=MAX_IMAGES)
+        indices = f"cs_plus must be distinct stimulus indices in 0..{n_stimuli - 1}, got {cs_plus!r}"
+        try:
+            cs_plus = tuple(check_integer("cs_plus", s, low=0, high=n_stimuli - 1) for s in cs_plus)
+        except (TypeError, ValueError):
+            raise ValueError(indices) from None
+        if not cs_plus or len(set(cs_plus)) != len(cs_plus):
+            raise ValueError(indices)
         if len(cs_plus) == n_stimuli:
             raise ValueError("cs_plus must leave at least one stimulus unrewarded (a CS-)")
-        for name, value in (("reversal_after", reversal_after), ("extinction_after", extinction_after)):
-            if value is not None and (int(value) != value or value < 0):
-                raise ValueError(f"{name} must be None or a non-negative integer, got {value!r}")
-        if not np.isfinite(false_alarm_penalty) or false_alarm_penalty > 0:
-            raise ValueError(f"false_alarm_penalty must be a finite number <= 0, got {false_alarm_penalty!r}")
+        if reversal_after is not None:
+            reversal_after = check_integer("reversal_after (None or a trial index)", reversal_after, low=0)
+        if extinction_after is not None:
+            extinction_after = check_integer("extinction_after (None or a trial index)", extinction_after, low=0)
+        false_alarm_penalty = check_number("false_alarm_penalty", false_alarm_penalty, low=-100.0, high=0.0)
         self.periods: tuple[tuple[str, Duration], ...] = tuple(
             (name, validate_duration(name, d))
             for name, d in (("iti", iti_ms), ("cs", cs_ms), ("trace", trace_ms), ("response", response_ms))
@@ -115,15 +135,19 @@ class ConditioningEnv(TrialEnv):
         self._min_steps("cs", self.periods[1][1])
         self._min_steps("response", self.periods[3][1])
 
-        self.n_stimuli = int(n_stimuli)
+        self.n_stimuli = n_stimuli
         self.cs_plus = cs_plus
         self.reversal_after = reversal_after
         self.extinction_after = extinction_after
-        self.false_alarm_penalty = float(false_alarm_penalty)
-        self.task_seed = int(task_seed)
+        self.false_alarm_penalty = false_alarm_penalty
+        self.task_seed = check_integer("task_seed", task_seed, low=0)
         self.stimuli = binary_prototypes(self.n_stimuli, self.task_seed)
         self.action_space = spaces.Discrete(2)
         self._responded = False
+
+    def action_meaning(self, action: int) -> str:
+        """``"withhold"`` (0) or ``"respond"`` (1)."""
+        return ("withhold", "respond")[action]
 
     def rewarded_stimuli(self, trial_index: int) -> tuple[int, ...]:
         """Stimuli that are CS+ on trial ``trial_index`` of the block (after reversal, the former CS−)."""

@@ -11,13 +11,8 @@ from typing import Any, ClassVar
 import mujoco
 import numpy as np
 
-from encephagen_gym.envs.body_env import (
-    DEFAULT_SIZE,
-    MujocoBodyEnv,
-    available_render_modes,
-    check_number,
-    check_range,
-)
+from encephagen_gym.envs.body_env import BODY_RENDER_MODES, DEFAULT_SIZE, MujocoBodyEnv
+from encephagen_gym.envs.checks import check_number, check_range
 from encephagen_gym.envs.cpg import MatsuokaParams, MatsuokaState, matsuoka_decay, matsuoka_step
 
 LEGS = ("rear", "front")
@@ -217,38 +212,43 @@ class CPGGaitEnv(MujocoBodyEnv):
     ``target_speed_range``.
 
     ## Episode End
-    * Termination: a fall — torso below 0.2 m or pitched more than 1 rad.
-    * Truncation: after ``episode_s`` seconds of body time (default 10 s = 500 steps; registered with
-      ``max_episode_steps=500``).
+    * Termination: a fall — torso below 0.2 m or pitched more than 1 rad; or unstable physics (MuJoCo's
+      bad-state warnings, ``info["physics_unstable"]``; see :mod:`encephagen_gym.envs.body_env`).
+    * Truncation: after ``episode_s`` seconds of body time (default 10 s = 500 steps), by the env itself
+      (no ``TimeLimit`` wrapper is registered). A step after the end raises ``RuntimeError`` until ``reset``.
 
     ## Info
-    ``reward_terms``; ``time_s``; ``speed`` (smoothed forward speed, m/s); ``target_speed`` (m/s);
-    ``x_position`` (m). On the final step ``metrics``: ``mean_speed`` (torso displacement ÷ episode time,
+    ``reward_terms``; ``physics_unstable`` (bool); ``time_s`` (s); ``speed`` (smoothed forward speed, m/s);
+    ``target_speed`` (m/s); ``x_position`` (m). On the final step ``metrics`` (all NaN but ``physics_unstable``
+    = 1.0 after unstable physics): ``mean_speed`` (torso displacement ÷ episode time,
     m/s), ``speed_error`` (mean |v̄ − v*| after the first 2 s of body time, m/s), ``stepping_frequency_hz``
     (rear-hip cycles per second of body time after the first 2 s; NaN if fewer than two cycles),
     ``interleg_phase_deg`` (front hip's phase lag behind the rear hip, 180 = alternation; NaN if undefined),
-    ``target_speed`` and ``fell``.
+    ``target_speed``, ``fell`` and ``physics_unstable`` (1.0 or 0.0).
 
     ## Arguments
-    | argument | default | meaning |
-    |---|---|---|
-    | ``cpg`` | True | drive the legs through the CPG (action = 2 drives) or directly (action = 4 torques) |
-    | ``target_speed_range`` | ``(0.05, 0.3)`` | range of the per-episode target speed (m/s) |
-    | ``cpg_params`` | ``MatsuokaParams()`` | the oscillators' parameters |
-    | ``mapping`` | ``SpinalMapping()`` | drive → CPG → joints mapping and feedback |
-    | ``alive_bonus``, ``tracking_weight``, ``tracking_sigma`` | 0.1, 1.0, 0.05 | reward terms (σ in m/s) |
-    | ``speed_tau_s`` | 1.0 | time constant of the smoothed speed (s) |
-    | ``episode_s`` | 10.0 | episode length in body time (s) |
-    | ``frame_skip`` | 4 | physics steps (5 ms) per env step |
-    | ``reset_noise_scale`` | 0.02 | initial joint-angle noise (rad) |
-    | ``render_mode`` | None | ``"rgb_array"`` or ``"human"`` (side view following the torso) |
-    | ``width``, ``height`` | 480 | rendered frame size (pixels) |
+    | argument | default | accepted | meaning |
+    |---|---|---|---|
+    | ``cpg`` | True | bool | drive the legs through the CPG (action = 2 drives) or directly (4 torques) |
+    | ``target_speed_range`` | ``(0.05, 0.3)`` | finite, low ≤ high | range of the per-episode target speed (m/s) |
+    | ``cpg_params`` | ``MatsuokaParams()`` | a ``MatsuokaParams`` | the oscillators' parameters |
+    | ``mapping`` | ``SpinalMapping()`` | a ``SpinalMapping`` | drive → CPG → joints mapping and feedback |
+    | ``alive_bonus``, ``tracking_weight`` | 0.1, 1.0 | ≥ 0 | reward terms |
+    | ``tracking_sigma`` | 0.05 | > 0 | width of the tracking reward (m/s) |
+    | ``speed_tau_s`` | 1.0 | > 0 | time constant of the smoothed speed (s) |
+    | ``episode_s`` | 10.0 | (0, 3600] | episode length in body time (s) |
+    | ``frame_skip`` | 4 | 1–100 | physics steps (5 ms) per env step |
+    | ``reset_noise_scale`` | 0.02 | [0, 0.3] | initial joint-angle noise (rad) |
+    | ``render_mode`` | None | None, ``"rgb_array"``, ``"human"`` | side view following the torso |
+    | ``width``, ``height`` | 480 | 16–4096 | rendered frame size (pixels) |
+
+    ``dt`` = ``frame_skip`` × 5 ms, in seconds (0.02 by default); ``step_ms`` is the same in ms.
 
     ## Version History
     * v0: initial version.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": available_render_modes(), "render_fps": 50}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": BODY_RENDER_MODES, "render_fps": 50}
     fall_height = 0.2
     """Torso height (m) below which the walker has fallen."""
     fall_pitch = 1.0
@@ -418,9 +418,8 @@ class CPGGaitEnv(MujocoBodyEnv):
             mujoco.mj_step(m, d, nstep=self.frame_skip)
         self._speed = self._speed_decay * self._speed + (1.0 - self._speed_decay) * float(d.qvel[0])
         step = self.elapsed_steps
-        if step < self.episode_steps:  # (stepping on after the episode's end is not recorded)
-            self._hips[step] = d.qpos[[3, 5]]
-            self._errors[step] = abs(self._speed - self._target)
+        self._hips[step] = d.qpos[[3, 5]]
+        self._errors[step] = abs(self._speed - self._target)
         height, pitch = d.qpos[1] + m.body_pos[1, 2], d.qpos[2]
         self._fell = bool(height < self.fall_height or abs(pitch) > self.fall_pitch)
         terms = {
@@ -442,6 +441,13 @@ class CPGGaitEnv(MujocoBodyEnv):
             "target_speed": self._target,
             "fell": float(self._fell),
         }
+
+    def _frame_status(self) -> list[str]:
+        return [
+            f"t = {self.elapsed_steps * self.dt:.2f} s",
+            f"distance {float(self.data.qpos[0]) - self._x0:+.2f} m",
+            f"speed {self._speed:.2f} m/s (target {self._target:.2f})",
+        ]
 
     def make_reference_policy(self) -> SpeedTrackingDrive | SpinalTorquePolicy:
         """``cpg=True``: :class:`SpeedTrackingDrive`; ``cpg=False``: :class:`SpinalTorquePolicy`."""

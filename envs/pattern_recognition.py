@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 from gymnasium import spaces
 
+from encephagen_gym.envs.checks import check_integer, check_number
 from encephagen_gym.envs.stimuli import RETINA_SIZE, binary_prototypes, digits_split, flip_pixels, shifted_copies
-from encephagen_gym.envs.trial_env import ChoiceTrialEnv, Duration, Trial, validate_duration
+from encephagen_gym.envs.trial_env import MAX_IMAGES, ChoiceTrialEnv, Duration, Trial, validate_duration
 
 DATASETS = ("prototypes", "digits")
 
@@ -42,7 +43,7 @@ class PatternRecognitionEnv(ChoiceTrialEnv):
 
     ## Starting State and Episode End
     The class of each trial is uniform over ``n_classes``. An episode is ``trials_per_episode`` trials and
-    terminates after the last.
+    terminates after the last (a step after that raises ``RuntimeError`` until ``reset``).
 
     ## Info
     ``period``, ``trial``, ``gt`` (the correct action, class + 1), ``new_trial``, ``reward_terms``; at trial end
@@ -51,10 +52,21 @@ class PatternRecognitionEnv(ChoiceTrialEnv):
     ``mean_reward_per_trial``.
 
     ## Arguments
-    ``n_classes`` (5), ``dataset`` (``"prototypes"`` or ``"digits"``), ``split`` (``"train"`` or ``"test"``;
-    digits only), ``flip_prob`` (0.05), ``jitter`` (1 pixel), ``fixation_ms`` (100), ``stimulus_ms`` (300),
-    ``decision_ms`` (100), ``abort_penalty`` (−0.1), ``dt`` (10 ms), ``trials_per_episode`` (20),
-    ``task_seed`` (0), ``render_mode`` (None or ``"rgb_array"``).
+    | argument | default | accepted | meaning |
+    |---|---|---|---|
+    | ``n_classes`` | 5 | 2–1000 (``"digits"``: 2–10) | number of classes |
+    | ``dataset`` | ``"prototypes"`` | ``"prototypes"``, ``"digits"`` | random prototypes or scikit-learn's digits |
+    | ``split`` | ``"train"`` | ``"train"``, ``"test"`` | digits split (ignored for prototypes) |
+    | ``flip_prob`` | 0.05 | [0, 0.5] | probability of flipping each pixel per trial |
+    | ``jitter`` | 1 | 0–3 | largest shift of the image (pixels, each axis) |
+    | ``fixation_ms`` | 100 | ms in [0, 60000], a number or a (low, high) range | fixation period |
+    | ``stimulus_ms`` | 300 | as ``fixation_ms``, at least one step | image presentation |
+    | ``decision_ms`` | 100 | as ``fixation_ms``, at least one step | decision period |
+    | ``abort_penalty`` | −0.1 | [−100, 0] | reward of a choice before the decision period |
+    | ``step_ms`` | 10 | (0, 1000] | duration of an env step (ms); ``env.dt`` is the same in seconds |
+    | ``trials_per_episode`` | 20 | ≥ 1 | trials per episode (block) |
+    | ``task_seed`` | 0 | integer ≥ 0 | which prototypes / which digits split |
+    | ``render_mode`` | None | None or ``"rgb_array"`` | labelled picture of the step (see ``render``) |
 
     ## Version History
     * v0: initial version.
@@ -72,7 +84,7 @@ class PatternRecognitionEnv(ChoiceTrialEnv):
         stimulus_ms: Duration = 300.0,
         decision_ms: Duration = 100.0,
         abort_penalty: float = -0.1,
-        dt: float = 10.0,
+        step_ms: float = 10.0,
         trials_per_episode: int = 20,
         task_seed: int = 0,
         render_mode: str | None = None,
@@ -80,20 +92,17 @@ class PatternRecognitionEnv(ChoiceTrialEnv):
         super().__init__(
             observation_layout={"vision": RETINA_SIZE, "cue": 1},
             abort_penalty=abort_penalty,
-            dt=dt,
+            step_ms=step_ms,
             trials_per_episode=trials_per_episode,
             render_mode=render_mode,
         )
-        if int(n_classes) != n_classes or n_classes < 2:
-            raise ValueError(f"n_classes must be an integer >= 2, got {n_classes!r}")
+        n_classes = check_integer("n_classes", n_classes, low=2, high=MAX_IMAGES)
         if dataset not in DATASETS:
             raise ValueError(f"unknown dataset {dataset!r}; choose one of {DATASETS}")
         if split not in ("train", "test"):
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-        if not 0.0 <= flip_prob <= 0.5:
-            raise ValueError(f"flip_prob must be in [0, 0.5], got {flip_prob!r}")
-        if int(jitter) != jitter or not 0 <= jitter <= 3:
-            raise ValueError(f"jitter must be an integer number of pixels in 0..3, got {jitter!r}")
+        flip_prob = check_number("flip_prob", flip_prob, low=0.0, high=0.5)
+        jitter = check_integer("jitter (pixels)", jitter, low=0, high=3)
         self.periods: tuple[tuple[str, Duration], ...] = tuple(
             (name, validate_duration(name, d))
             for name, d in (("fixation", fixation_ms), ("stimulus", stimulus_ms), ("decision", decision_ms))
@@ -101,12 +110,12 @@ class PatternRecognitionEnv(ChoiceTrialEnv):
         self._min_steps("stimulus", self.periods[1][1])
         self._min_steps("decision", self.periods[2][1])
 
-        self.n_classes = int(n_classes)
+        self.n_classes = n_classes
         self.dataset = dataset
         self.split = split
-        self.flip_prob = float(flip_prob)
-        self.jitter = int(jitter)
-        self.task_seed = int(task_seed)
+        self.flip_prob = flip_prob
+        self.jitter = jitter
+        self.task_seed = check_integer("task_seed", task_seed, low=0)
         if dataset == "prototypes":
             self.prototypes = binary_prototypes(self.n_classes, self.task_seed)
             self.images, self.labels = self.prototypes, np.arange(self.n_classes)
@@ -115,6 +124,10 @@ class PatternRecognitionEnv(ChoiceTrialEnv):
         self._views = shifted_copies(self.images, self.jitter).reshape(len(self.images), -1, RETINA_SIZE)
         self._by_class = [np.flatnonzero(self.labels == c) for c in range(self.n_classes)]
         self.action_space = spaces.Discrete(self.n_classes + 1)
+
+    def action_meaning(self, action: int) -> str:
+        """``"fixate"`` (0) or ``"class k"`` (action ``k + 1``)."""
+        return "fixate" if action == 0 else f"class {action - 1}"
 
     def _sample_trial(self, index: int) -> Trial:
         label = int(self.np_random.integers(self.n_classes))

@@ -10,13 +10,16 @@ from gymnasium import spaces
 from gymnasium.envs.mujoco.walker2d_v5 import DEFAULT_CAMERA_CONFIG, Walker2dEnv
 
 from encephagen_gym.envs.body_env import (
+    BODY_RENDER_MODES,
     DEFAULT_SIZE,
+    MAX_EPISODE_S,
     BodyTaskMixin,
     available_render_modes,
-    check_number,
-    check_range,
+    body_metadata,
+    check_frame_size,
     check_render_mode,
 )
+from encephagen_gym.envs.checks import check_number, check_range
 
 _JOINTS = slice(3, 9)  # qpos/qvel indices of thigh, leg, foot, thigh_left, leg_left, foot_left
 
@@ -67,26 +70,33 @@ class Walker2dBalanceEnv(BodyTaskMixin, Walker2dEnv):
     ## Episode End
     * Termination: the walker leaves Walker2d-v5's healthy ranges (torso height outside ``(0.8, 2.0)`` m or
       pitch outside ``(−1, 1)`` rad) — it fell.
-    * Truncation: after ``episode_s`` seconds of body time (default 8 s = 1000 steps of 8 ms; registered with
-      ``max_episode_steps=1000``). The env counts its own steps, so it knows its last step.
+    * Termination also after unstable physics (``info["physics_unstable"]``; see
+      :mod:`encephagen_gym.envs.body_env`).
+    * Truncation: after ``episode_s`` seconds of body time (default 8 s = 1000 steps of 8 ms), by the env itself
+      (no ``TimeLimit`` wrapper is registered), so ``episode_s=16`` gives 2000 steps and its last step carries
+      the metrics. A step after the end raises ``RuntimeError`` until ``reset``.
 
     ## Info
-    ``reward_terms``; ``push_force`` (the horizontal force on the torso during this step, N); ``time_s``
-    (body time, s); ``x_position`` (m). On the final step ``metrics``: ``time_upright_s`` (body time spent
-    healthy, s), ``fell`` (1.0 if the episode ended by a fall), ``n_pushes`` (pushes started).
+    ``reward_terms``; ``physics_unstable`` (bool); ``push_force`` (the horizontal force on the torso during
+    this step, N); ``time_s`` (body time, s); ``x_position`` (m). On the final step ``metrics``:
+    ``time_upright_s`` (body time spent healthy, s), ``fell`` (1.0 if the episode ended by a fall),
+    ``n_pushes`` (pushes started) and ``physics_unstable`` (1.0 or 0.0; after unstable physics the other
+    metrics are NaN).
 
     ## Arguments
-    | argument | default | meaning |
-    |---|---|---|
-    | ``push_force`` | ``(30, 60)`` | push magnitude range (N); one number = fixed magnitude; 0 = no pushes |
-    | ``push_interval_s`` | ``(1.0, 2.0)`` | range of the time between push onsets (s) |
-    | ``push_duration_s`` | ``0.1`` | duration of a push (s) |
-    | ``ctrl_cost_weight`` | ``1e-3`` | weight of the control cost |
-    | ``healthy_reward`` | ``1.0`` | reward per healthy step |
-    | ``episode_s`` | ``8.0`` | episode length in body time (s) |
-    | ``reset_noise_scale`` | ``5e-3`` | scale of the initial-state noise |
-    | ``render_mode`` | None | ``"rgb_array"`` or ``"human"`` |
-    | ``width``, ``height`` | 480 | rendered frame size (pixels) |
+    | argument | default | accepted | meaning |
+    |---|---|---|---|
+    | ``push_force`` | ``(30, 60)`` | [0, 1000], a number or a (low, high) range | push magnitude (N); 0 = no pushes |
+    | ``push_interval_s`` | ``(1.0, 2.0)`` | (0, 3600], low ≤ high | range of the time between push onsets (s) |
+    | ``push_duration_s`` | ``0.1`` | [0, 3600] | duration of a push (s) |
+    | ``ctrl_cost_weight`` | ``1e-3`` | ≥ 0 | weight of the control cost |
+    | ``healthy_reward`` | ``1.0`` | ≥ 0 | reward per healthy step |
+    | ``episode_s`` | ``8.0`` | (0, 3600] | episode length in body time (s) |
+    | ``reset_noise_scale`` | ``5e-3`` | [0, 0.1] | scale of the initial-state noise |
+    | ``render_mode`` | None | None, ``"rgb_array"``, ``"human"`` | side view following the walker |
+    | ``width``, ``height`` | 480 | 16–4096 | rendered frame size (pixels) |
+
+    ``dt`` = 4 × 2 ms = 0.008 s per env step (Walker2d-v5's); ``step_ms`` = 8.0 is the same in ms.
 
     The default push range was calibrated (``python scripts/calibrate_bodies.py walker``) so that the
     reference policy (:class:`Walker2dPostureController`, a scripted PD posture controller; from
@@ -100,7 +110,10 @@ class Walker2dBalanceEnv(BodyTaskMixin, Walker2dEnv):
     * v0: initial version (Walker2d-v5 model, balance reward, random torso pushes).
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": available_render_modes(), "render_fps": 125}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": BODY_RENDER_MODES, "render_fps": 125}
+    max_push_force: ClassVar[float] = 1000.0
+    """Largest accepted push (N): a 1000 N push fells the walker within 0.2 s and the simulation stays stable;
+    far larger ones (10⁸ N) drive MuJoCo's velocities past its limits (``calibrate_bodies.py stability``)."""
 
     def __init__(
         self,
@@ -116,15 +129,15 @@ class Walker2dBalanceEnv(BodyTaskMixin, Walker2dEnv):
         width: int = DEFAULT_SIZE,
         height: int = DEFAULT_SIZE,
     ) -> None:
-        check_render_mode(render_mode, self.metadata["render_modes"])
+        check_render_mode(render_mode, available_render_modes())
         if np.ndim(push_force) == 0:
             push_force = (push_force, push_force)  # type: ignore[assignment]
-        self.push_force = check_range("push_force", push_force, low=0.0)
-        self.push_interval_s = check_range("push_interval_s", push_interval_s, positive=True)
-        self.push_duration_s = check_number("push_duration_s", push_duration_s, low=0.0)
+        self.push_force = check_range("push_force", push_force, low=0.0, high=self.max_push_force)
+        self.push_interval_s = check_range("push_interval_s", push_interval_s, positive=True, high=MAX_EPISODE_S)
+        self.push_duration_s = check_number("push_duration_s", push_duration_s, low=0.0, high=MAX_EPISODE_S)
         ctrl_cost_weight = check_number("ctrl_cost_weight", ctrl_cost_weight, low=0.0)
         healthy_reward = check_number("healthy_reward", healthy_reward, low=0.0)
-        reset_noise_scale = check_number("reset_noise_scale", reset_noise_scale, low=0.0)
+        reset_noise_scale = check_number("reset_noise_scale", reset_noise_scale, low=0.0, high=0.1)
         Walker2dEnv.__init__(
             self,
             frame_skip=4,
@@ -136,10 +149,10 @@ class Walker2dBalanceEnv(BodyTaskMixin, Walker2dEnv):
             reset_noise_scale=reset_noise_scale,
             render_mode=render_mode,
             camera_name="track",  # Walker2d's own camera, following the centre of mass
-            width=int(width),
-            height=int(height),
+            width=check_frame_size("width", width),
+            height=check_frame_size("height", height),
         )
-        self.metadata = {**type(self).metadata, "render_fps": round(1.0 / self.dt)}
+        self.metadata = body_metadata(type(self).metadata, self.dt)
         self._init_task(episode_s, self.dt)
         self.observation_layout = {"vestibular": slice(0, 5), "proprioception": slice(5, 17)}
         self.observation_space = spaces.Box(-np.inf, np.inf, shape=(17,), dtype=np.float32)
@@ -151,6 +164,7 @@ class Walker2dBalanceEnv(BodyTaskMixin, Walker2dEnv):
         self._push = 0.0
         self._n_pushes = 0
         self._upright_steps = 0
+        self._x0 = 0.0
 
     # -------------------------------------------------------------------------------------------- gym API
     def _get_obs(self) -> np.ndarray:
@@ -167,6 +181,7 @@ class Walker2dBalanceEnv(BodyTaskMixin, Walker2dEnv):
         self._push = 0.0
         self._n_pushes = 0
         self._upright_steps = 0
+        self._x0 = float(self.data.qpos[0])
         return obs, {"push_force": 0.0, "time_s": 0.0, "x_position": float(self.data.qpos[0])}
 
     def _draw_interval_steps(self) -> int:
@@ -199,6 +214,14 @@ class Walker2dBalanceEnv(BodyTaskMixin, Walker2dEnv):
             "fell": float(terminated),
             "n_pushes": float(self._n_pushes),
         }
+
+    def _frame_status(self) -> list[str]:
+        push = self._push if self.elapsed_steps - 1 < self._push_until_step and self.elapsed_steps else 0.0
+        return [
+            f"t = {self.elapsed_steps * self.dt:.2f} s",
+            f"distance {float(self.data.qpos[0]) - self._x0:+.2f} m",
+            f"push {push:+.0f} N" if push else "push none",
+        ]
 
     def make_reference_policy(self) -> Walker2dPostureController:
         """The scripted PD posture controller used to calibrate the task (see its docstring)."""

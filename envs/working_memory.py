@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import numpy as np
 from gymnasium import spaces
 
+from encephagen_gym.envs.checks import check_integer, check_number
 from encephagen_gym.envs.stimuli import RETINA_SIZE, binary_prototypes
-from encephagen_gym.envs.trial_env import ChoiceTrialEnv, Duration, Trial, validate_duration
+from encephagen_gym.envs.trial_env import MAX_IMAGES, ChoiceTrialEnv, Duration, Trial, validate_duration
 
 MODES = ("match", "recall")
+
+DELAY_BINS_MS: tuple[tuple[str, float, float], ...] = (
+    ("accuracy_delay_0_500ms", 0.0, 500.0),
+    ("accuracy_delay_500_1000ms", 500.0, 1000.0),
+    ("accuracy_delay_1000_1500ms", 1000.0, 1500.0),
+    ("accuracy_delay_1500_2000ms", 1500.0, 2000.0),
+    ("accuracy_delay_over_2000ms", 2000.0, float("inf")),
+)
+"""The fixed delay bins of the accuracy metrics: ``(metric key, low, high)`` in ms. A trial whose delay ``d``
+satisfies ``low <= d < high`` counts in the bin, except that the 1500–2000 bin includes 2000 and the last
+bin holds ``d > 2000``. The same keys whatever the env's arguments, so that tables over runs line up."""
 
 
 class WorkingMemoryEnv(ChoiceTrialEnv):
@@ -46,22 +57,38 @@ class WorkingMemoryEnv(ChoiceTrialEnv):
 
     ## Starting State and Episode End
     Sample uniform over the images; delay uniform over ``delay_ms`` (rounded to whole steps). An episode is
-    ``trials_per_episode`` trials and terminates after the last.
+    ``trials_per_episode`` trials and terminates after the last (a step after that raises ``RuntimeError``
+    until ``reset``).
 
     ## Info
     ``period``, ``trial``, ``gt``, ``new_trial``, ``reward_terms``; at trial end ``trial_outcome`` with
     ``delay_ms`` (the trial's actual delay), ``sample`` and ``test`` (−1 in recall mode); at episode end
-    ``metrics``: ``accuracy``, ``abort_rate``, ``no_response_rate``, ``mean_reward_per_trial`` and, per delay
-    bin, ``accuracy_delay_<lo>_<hi>ms`` (NaN for a bin without trials).
+    ``metrics``: ``accuracy``, ``abort_rate``, ``no_response_rate``, ``mean_reward_per_trial`` and the accuracy
+    in each of five fixed delay bins (:data:`DELAY_BINS_MS`), whatever ``delay_ms`` is, so that tables over
+    runs line up: ``accuracy_delay_0_500ms``, ``accuracy_delay_500_1000ms``, ``accuracy_delay_1000_1500ms``,
+    ``accuracy_delay_1500_2000ms`` (bins ``[low, high)`` ms, the last of these including 2000) and
+    ``accuracy_delay_over_2000ms`` (delays > 2000 ms). A bin without trials in the block is NaN (with the
+    default delays of 500–2000 ms, the 0–500 and over-2000 bins always are).
 
     ## Arguments
-    ``mode`` (``"match"``), ``n_stimuli`` (4), ``match_prob`` (0.5), ``delay_ms`` ((500, 2000)),
-    ``delay_bins`` (3 equal-width bins over ``delay_ms``), ``fixation_ms`` (200), ``sample_ms`` (300),
-    ``test_ms`` (300), ``decision_ms`` (200), ``abort_penalty`` (−0.1), ``dt`` (10 ms),
-    ``trials_per_episode`` (20), ``task_seed`` (0), ``render_mode`` (None or ``"rgb_array"``).
+    | argument | default | accepted | meaning |
+    |---|---|---|---|
+    | ``mode`` | ``"match"`` | ``"match"``, ``"recall"`` | match-to-sample or recall of the sample |
+    | ``n_stimuli`` | 4 | 2–1000 | number of images |
+    | ``match_prob`` | 0.5 | [0, 1] | probability that the test image is the sample (match mode) |
+    | ``delay_ms`` | (500, 2000) | ms in [0, 60000], a number or a (low, high) range | delay |
+    | ``fixation_ms`` | 200 | as ``delay_ms`` | fixation period |
+    | ``sample_ms`` | 300 | as ``delay_ms``, at least one step | sample presentation |
+    | ``test_ms`` | 300 | as ``delay_ms``, at least one step | test presentation (match mode) |
+    | ``decision_ms`` | 200 | as ``delay_ms``, at least one step | decision period |
+    | ``abort_penalty`` | −0.1 | [−100, 0] | reward of a choice before the decision period |
+    | ``step_ms`` | 10 | (0, 1000] | duration of an env step (ms); ``env.dt`` is the same in seconds |
+    | ``trials_per_episode`` | 20 | ≥ 1 | trials per episode (block) |
+    | ``task_seed`` | 0 | integer ≥ 0 | which images |
+    | ``render_mode`` | None | None or ``"rgb_array"`` | labelled picture of the step (see ``render``) |
 
     ## Version History
-    * v0: initial version.
+    * v0: initial version (fixed delay bins; the former ``delay_bins`` argument is gone).
     """
 
     def __init__(
@@ -71,13 +98,12 @@ class WorkingMemoryEnv(ChoiceTrialEnv):
         n_stimuli: int = 4,
         match_prob: float = 0.5,
         delay_ms: Duration = (500.0, 2000.0),
-        delay_bins: int = 3,
         fixation_ms: Duration = 200.0,
         sample_ms: Duration = 300.0,
         test_ms: Duration = 300.0,
         decision_ms: Duration = 200.0,
         abort_penalty: float = -0.1,
-        dt: float = 10.0,
+        step_ms: float = 10.0,
         trials_per_episode: int = 20,
         task_seed: int = 0,
         render_mode: str | None = None,
@@ -85,18 +111,14 @@ class WorkingMemoryEnv(ChoiceTrialEnv):
         super().__init__(
             observation_layout={"vision": RETINA_SIZE, "cue": 1},
             abort_penalty=abort_penalty,
-            dt=dt,
+            step_ms=step_ms,
             trials_per_episode=trials_per_episode,
             render_mode=render_mode,
         )
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; choose one of {MODES}")
-        if int(n_stimuli) != n_stimuli or n_stimuli < 2:
-            raise ValueError(f"n_stimuli must be an integer >= 2, got {n_stimuli!r}")
-        if not 0.0 <= match_prob <= 1.0:
-            raise ValueError(f"match_prob must be in [0, 1], got {match_prob!r}")
-        if int(delay_bins) != delay_bins or delay_bins < 1:
-            raise ValueError(f"delay_bins must be a positive integer, got {delay_bins!r}")
+        n_stimuli = check_integer("n_stimuli", n_stimuli, low=2, high=MAX_IMAGES)
+        match_prob = check_number("match_prob", match_prob, low=0.0, high=1.0)
         periods = [("fixation", fixation_ms), ("sample", sample_ms), ("delay", delay_ms)]
         if mode == "match":
             periods.append(("test", test_ms))
@@ -109,14 +131,17 @@ class WorkingMemoryEnv(ChoiceTrialEnv):
                 self._min_steps(name, duration)
 
         self.mode = mode
-        self.n_stimuli = int(n_stimuli)
-        self.match_prob = float(match_prob)
-        self.task_seed = int(task_seed)
+        self.n_stimuli = n_stimuli
+        self.match_prob = match_prob
+        self.task_seed = check_integer("task_seed", task_seed, low=0)
         self.stimuli = binary_prototypes(self.n_stimuli, self.task_seed)
-        delay = self.periods[2][1]
-        low, high = delay if isinstance(delay, tuple) else (delay, delay)
-        self.delay_bin_edges = np.linspace(low, high, int(delay_bins) + 1) if high > low else np.array([low, high])
         self.action_space = spaces.Discrete(3 if mode == "match" else self.n_stimuli + 1)
+
+    def action_meaning(self, action: int) -> str:
+        """``"fixate"`` (0); ``"match"``/``"non-match"`` (1/2) in match mode; ``"image k"`` (``k + 1``) in recall."""
+        if action == 0:
+            return "fixate"
+        return ("match", "non-match")[action - 1] if self.mode == "match" else f"image {action - 1}"
 
     def _sample_trial(self, index: int) -> Trial:
         sample = int(self.np_random.integers(self.n_stimuli))
@@ -134,7 +159,7 @@ class WorkingMemoryEnv(ChoiceTrialEnv):
             gt = sample + 1
         trial = Trial(gt, names, starts, obs)
         delay = trial.period_slice("delay")
-        trial.extras = {"sample": sample, "test": test, "delay_ms": (delay.stop - delay.start) * self.dt}
+        trial.extras = {"sample": sample, "test": test, "delay_ms": (delay.stop - delay.start) * self.step_ms}
         obs[trial.period_slice("sample"), vision] = self.stimuli[sample].ravel()
         if test >= 0:
             obs[trial.period_slice("test"), vision] = self.stimuli[test].ravel()
@@ -143,13 +168,12 @@ class WorkingMemoryEnv(ChoiceTrialEnv):
 
     def _episode_metrics(self, outcomes: list[dict[str, Any]]) -> dict[str, float]:
         metrics = super()._episode_metrics(outcomes)
-        edges = self.delay_bin_edges
         delays = np.array([o["delay_ms"] for o in outcomes])
         correct = np.array([o["correct"] for o in outcomes], dtype=float)
-        for i, (lo, hi) in enumerate(itertools.pairwise(edges)):
-            last = i == len(edges) - 2
-            in_bin = (delays >= lo) & ((delays <= hi) if last else (delays < hi))
-            key = f"accuracy_delay_{lo:.0f}_{hi:.0f}ms"
+        top = DELAY_BINS_MS[-1][1]  # 2000 ms: the last finite bin includes it, the open bin starts above it
+        for key, low, high in DELAY_BINS_MS:
+            upper = delays <= high if high == top else delays < high
+            in_bin = (delays > low if low == top else delays >= low) & upper
             metrics[key] = float(correct[in_bin].mean()) if in_bin.any() else float("nan")
         return metrics
 

@@ -7,12 +7,8 @@ from typing import Any, ClassVar
 import mujoco
 import numpy as np
 
-from encephagen_gym.envs.body_env import (
-    DEFAULT_SIZE,
-    MujocoBodyEnv,
-    available_render_modes,
-    check_number,
-)
+from encephagen_gym.envs.body_env import BODY_RENDER_MODES, DEFAULT_SIZE, MujocoBodyEnv
+from encephagen_gym.envs.checks import check_integer, check_number
 
 
 def worm_mjcf(
@@ -132,36 +128,60 @@ class WormCrawlEnv(MujocoBodyEnv):
     noise of ±``reset_noise_scale`` rad (default 0.02).
 
     ## Episode End
-    No termination. Truncation after ``episode_s`` seconds of body time (default 10 s = 500 steps of 20 ms;
-    registered with ``max_episode_steps=500``).
+    No termination, except after unstable physics (``info["physics_unstable"]``; see
+    :mod:`encephagen_gym.envs.body_env`). Truncation after ``episode_s`` seconds of body time (default 10 s =
+    500 steps of 20 ms), by the env itself (no ``TimeLimit`` wrapper is registered). A step after the end
+    raises ``RuntimeError`` until ``reset``.
 
     ## Info
-    ``reward_terms``; ``time_s`` (s); ``com_forward_m`` (centre-of-mass displacement along the initial
-    heading so far, m). On the final step ``metrics``: ``forward_distance_m`` (that displacement at the end of
-    the episode, m), ``lateral_distance_m`` (to the left of the initial heading, m), ``mean_forward_speed``
-    (m/s).
+    ``reward_terms``; ``physics_unstable`` (bool); ``time_s`` (s); ``com_forward_m`` (centre-of-mass
+    displacement along the initial heading so far, m). On the final step ``metrics``: ``forward_distance_m``
+    (that displacement at the end of the episode, m), ``lateral_distance_m`` (to the left of the initial
+    heading, m), ``mean_forward_speed`` (m/s) and ``physics_unstable`` (1.0 or 0.0; after unstable physics the
+    other metrics are NaN).
 
     ## Arguments
-    | argument | default | meaning |
-    |---|---|---|
-    | ``n_segments`` | 8 | number of segments (≥ 3); the action has ``n_segments − 1`` entries |
-    | ``segment_length`` | 0.1 | segment length (m) |
-    | ``drag_tangential`` | 10.0 | tangential drag coefficient per unit length ``c_t`` (N·s/m²) |
-    | ``drag_ratio`` | 10.0 | normal-to-tangential drag ratio ``c_n/c_t`` (≥ 1) |
-    | ``joint_stiffness`` | 0.5 | passive bending stiffness (N·m/rad) |
-    | ``gear`` | 1.0 | motor torque per unit action (N·m) |
-    | ``ctrl_cost_weight`` | 0.005 | weight of the control cost |
-    | ``episode_s`` | 10.0 | episode length in body time (s) |
-    | ``frame_skip`` | 4 | physics steps (5 ms) per env step |
-    | ``reset_noise_scale`` | 0.02 | initial bending noise (rad) |
-    | ``render_mode`` | None | ``"rgb_array"`` or ``"human"`` (top-down camera following the worm) |
-    | ``width``, ``height`` | 480 | rendered frame size (pixels) |
+    | argument | default | accepted | meaning |
+    |---|---|---|---|
+    | ``n_segments`` | 8 | 3–20 | number of segments; the action has ``n_segments − 1`` entries |
+    | ``segment_length`` | 0.1 | [0.1, 1] | segment length (m) |
+    | ``drag_tangential`` | 10.0 | [1, 30] | tangential drag coefficient per unit length ``c_t`` (N·s/m²) |
+    | ``drag_ratio`` | 10.0 | [1, 20] | normal-to-tangential drag ratio ``c_n/c_t`` |
+    | ``joint_stiffness`` | 0.5 | [0, 20] | passive bending stiffness (N·m/rad) |
+    | ``gear`` | 1.0 | (0, 2] | motor torque per unit action (N·m) |
+    | ``ctrl_cost_weight`` | 0.005 | ≥ 0 | weight of the control cost |
+    | ``episode_s`` | 10.0 | (0, 3600] | episode length in body time (s) |
+    | ``frame_skip`` | 4 | 1–100 | physics steps (5 ms) per env step |
+    | ``reset_noise_scale`` | 0.02 | [0, 0.5] | initial bending noise (rad) |
+    | ``render_mode`` | None | None, ``"rgb_array"``, ``"human"`` | top-down camera following the worm |
+    | ``width``, ``height`` | 480 | 16–4096 | rendered frame size (pixels) |
+
+    ``dt`` = ``frame_skip`` × 5 ms, in seconds (0.02 by default); ``step_ms`` is the same in ms.
+
+    The physical ranges (:attr:`LIMITS`) are where the simulation was measured stable: every corner of the box,
+    with gear at its maximum, ran 10 s episodes under random, bang-bang and zigzag torques and a 3 Hz wave
+    without a MuJoCo warning, the centre of mass never faster than 1.4 m/s (``python
+    scripts/calibrate_bodies.py stability``). Outside it the simulation blew up: ``gear`` ≥ 15 (MuJoCo reset
+    the worm after its centre of mass reached thousands of m/s), ``drag_tangential`` × ``drag_ratio`` ≥ 1000
+    (the drag, applied explicitly each 5 ms physics step, exceeds its stability limit ``c_n·L·Δt/m < 2``), and
+    light 6 cm segments with little drag at gear 2.
 
     ## Version History
     * v0: initial version.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": available_render_modes(), "render_fps": 50}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": BODY_RENDER_MODES, "render_fps": 50}
+    LIMITS: ClassVar[dict[str, tuple[float, float]]] = {
+        "n_segments": (3, 20),
+        "segment_length": (0.1, 1.0),
+        "drag_tangential": (1.0, 30.0),
+        "drag_ratio": (1.0, 20.0),
+        "joint_stiffness": (0.0, 20.0),
+        "gear": (0.0, 2.0),
+    }
+    """Accepted range of each physical argument (both ends included, except ``gear > 0``): the box in which
+    the simulation was measured stable (``python scripts/calibrate_bodies.py stability``). A subclass may widen
+    it to study the model outside; unstable episodes then end with ``info["physics_unstable"]``."""
 
     def __init__(
         self,
@@ -180,14 +200,17 @@ class WormCrawlEnv(MujocoBodyEnv):
         width: int = DEFAULT_SIZE,
         height: int = DEFAULT_SIZE,
     ) -> None:
-        if isinstance(n_segments, bool) or int(n_segments) != n_segments or n_segments < 3:
-            raise ValueError(f"n_segments must be an integer >= 3, got {n_segments!r}")
-        self.n_segments = int(n_segments)
-        self.segment_length = check_number("segment_length", segment_length, low=0.06, high=1.0)
-        self.drag_tangential = check_number("drag_tangential", drag_tangential, low=0.0, strict_low=True)
-        self.drag_ratio = check_number("drag_ratio", drag_ratio, low=1.0)
-        joint_stiffness = check_number("joint_stiffness", joint_stiffness, low=0.0)
-        gear = check_number("gear", gear, low=0.0, strict_low=True)
+        def limited(name: str, value: Any) -> float:
+            low, high = self.LIMITS[name]
+            return check_number(name, value, low=low, high=high, strict_low=name == "gear")
+
+        low, high = self.LIMITS["n_segments"]
+        self.n_segments = check_integer("n_segments", n_segments, low=int(low), high=int(high))
+        self.segment_length = limited("segment_length", segment_length)
+        self.drag_tangential = limited("drag_tangential", drag_tangential)
+        self.drag_ratio = limited("drag_ratio", drag_ratio)
+        joint_stiffness = limited("joint_stiffness", joint_stiffness)
+        gear = limited("gear", gear)
         self.ctrl_cost_weight = check_number("ctrl_cost_weight", ctrl_cost_weight, low=0.0)
         self.reset_noise_scale = check_number("reset_noise_scale", reset_noise_scale, low=0.0, high=0.5)
         xml = worm_mjcf(self.n_segments, segment_length=self.segment_length, joint_stiffness=joint_stiffness, gear=gear)
@@ -299,6 +322,12 @@ class WormCrawlEnv(MujocoBodyEnv):
             "lateral_distance_m": float(displacement @ (-h[1], h[0])),
             "mean_forward_speed": forward / (self.elapsed_steps * self.dt),
         }
+
+    def _frame_status(self) -> list[str]:
+        return [
+            f"t = {self.elapsed_steps * self.dt:.2f} s",
+            f"distance {float((self._com - self._com0) @ self._heading0):+.2f} m (forward)",
+        ]
 
     def make_reference_policy(self) -> TravellingWavePolicy:
         """The open-loop travelling wave with its default frequency, amplitude and wavelength."""

@@ -26,6 +26,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import resource
 import sys
 import time
@@ -36,7 +37,16 @@ import torch
 
 from encephagen_gym.brain import DEFAULT_DT_MS, BrainConfig, SpikingBrain
 from encephagen_gym.brain.decoders import ActorCriticReadout
-from encephagen_gym.plasticity import DEFAULT_PLASTIC_PAIRS, RewardEProp, select_projection
+from encephagen_gym.plasticity import (
+    DEFAULT_PLASTIC_PAIRS,
+    Decision,
+    LearningSignal,
+    ReadoutActorCritic,
+    RewardEProp,
+    TDErrorScaler,
+    select_projection,
+    td_error,
+)
 
 __all__ = ["benchmark_row", "benchmark_rows", "dt_check", "main", "trace_bytes_per_element"]
 
@@ -65,36 +75,47 @@ def trace_bytes_per_element(rule: RewardEProp) -> int:
     def nbytes(obj: object) -> int:
         if isinstance(obj, torch.Tensor):
             return obj.nbytes
-        if isinstance(obj, tuple):
+        if isinstance(obj, tuple | list):
             return sum(nbytes(item) for item in obj)
+        if dataclasses.is_dataclass(obj):
+            return sum(nbytes(getattr(obj, field.name)) for field in dataclasses.fields(obj))
         return 0
 
     return nbytes(rule.init_traces(2)) - nbytes(rule.init_traces(1))
 
 
 class _Learner:
-    """The per-step work of online reward-based e-prop (see the module docstring)."""
+    """The per-step work of online reward-based e-prop with a learning readout (see the module docstring)."""
 
     def __init__(self, brain: SpikingBrain, batch: int) -> None:
         net = brain.network
         projection = select_projection(net, brain.weights, DEFAULT_PLASTIC_PAIRS, skip_empty=True)
         self.readout = ActorCriticReadout(net, 2)
         self.rule = RewardEProp(net, projection, self.readout, learning_rate=1e-3)
-        self.traces = self.rule.init_traces(batch)
+        self.rules = (ReadoutActorCritic(self.readout), self.rule)
+        self.traces = [rule.init_traces(batch) for rule in self.rules]
+        self.z_bar = self.readout.init_trace(batch)
+        self.scaler = TDErrorScaler(device=brain.device)
         self.brain = brain
         self.env_steps = brain.substeps(ENV_STEP_MS)
         self.previous = None
         self.zeros = torch.zeros(batch, device=brain.device)
 
     def on_step(self, i: int, state) -> None:
-        self.traces = self.rule.step(self.traces, state)
+        self.readout.filter_spikes(self.z_bar, state.spikes)
+        for rule, trace in zip(self.rules, self.traces, strict=True):
+            rule.step(trace, state)
         if (i + 1) % self.env_steps:
             return
-        out = self.rule.evaluate(self.traces)
+        out = self.readout(self.z_bar)
         if self.previous is not None:
-            delta = self.rule.td_error(self.zeros, self.zeros, self.previous.value, out.value, 0.99)
-            self.rule.reinforce(self.brain.weights, self.traces, delta, self.zeros)
-        self.traces = self.rule.record_decision(self.traces, out, self.readout.sample(out))
+            delta = td_error(self.zeros, self.zeros, self.previous.value, out.value, 0.99)
+            signal = LearningSignal(td_error=delta, modulator=self.scaler.scale(delta), done=self.zeros)
+            for rule, trace in zip(self.rules, self.traces, strict=True):
+                rule.apply(self.brain.weights, trace, signal)
+        decision = Decision(out, self.readout.sample(out), self.z_bar)
+        for rule, trace in zip(self.rules, self.traces, strict=True):
+            rule.record_decision(trace, decision)
         self.previous = out
 
 

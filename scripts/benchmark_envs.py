@@ -4,6 +4,7 @@ Raw Gymnasium ``Walker2d-v5`` is measured in the same run as the yardstick for t
 is each env's cost per step in units of a raw ``Walker2d-v5`` step (the goal for Walker2dBalance is ≤ 1.3×).
 
     python scripts/benchmark_envs.py [--steps 20000] [--repeats 3] [--ids ID ...]
+    encephagen-benchmark-envs [--steps 20000] [--repeats 3] [--ids ID ...]
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 import gymnasium as gym
 
 import encephagen_gym
+from encephagen_gym.scripts.argtypes import int_at_least
 
 WALKER = "Walker2d-v5"
 BALANCE = "Encephagen-Walker2dBalance-v0"
@@ -31,7 +33,7 @@ def steps_per_second(env_id: str, n_steps: int, seed: int = 0) -> float:
     start = time.perf_counter()
     for action in actions:
         _, _, terminated, truncated, _ = env.step(action)
-        if terminated or truncated:
+        if terminated or truncated:  # (a step after the end raises)
             env.reset()
     elapsed = time.perf_counter() - start
     env.close()
@@ -40,10 +42,15 @@ def steps_per_second(env_id: str, n_steps: int, seed: int = 0) -> float:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=20_000, help="env steps per measurement")
-    parser.add_argument("--repeats", type=int, default=3, help="measurements per env; the best is reported")
+    parser.add_argument("--steps", type=int_at_least(1), default=20_000, help="env steps per measurement (>= 1)")
+    parser.add_argument(
+        "--repeats", type=int_at_least(1), default=3, help="measurements per env, >= 1; the best is reported"
+    )
     parser.add_argument("--ids", nargs="*", default=None, help="env ids (default: all registered + Walker2d-v5)")
     args = parser.parse_args(argv)
+    unknown = [env_id for env_id in args.ids or [] if env_id not in gym.registry]
+    if unknown:
+        parser.error(f"unknown env id(s) {unknown}; e.g. {[spec.id for spec in encephagen_gym.ENV_SPECS]}")
     ids = args.ids or [spec.id for spec in encephagen_gym.ENV_SPECS] + list(REFERENCE_IDS)
 
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")

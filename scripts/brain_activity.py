@@ -1,8 +1,11 @@
 """Run the spiking brain for a few seconds and draw what it does.
 
-Writes a PNG with (top) a spike raster of a sample of neurons sorted by region, with the regions' roles
-marked, and (bottom) a region × time rate heatmap; prints the mean rate per role. With ``--stimulus ROLE``
-a current step is injected into the excitatory neurons of that role's regions for a window in the middle.
+Writes a PNG with (top) a spike raster of a sample of excitatory (blue) and inhibitory (red) neurons sorted by
+region, with the regions' roles marked, and (bottom) a region × time rate heatmap with its colour bar (``--vmax``
+fixes the scale so that figures compare across runs); prints the mean rate per role. With ``--stimulus ROLE`` a
+current step is injected into the excitatory neurons of that role's regions for a window (shaded in the figure).
+The drawing is :func:`encephagen_gym.brain.figures.plot_activity`, shared with ``encephagen-console``'s
+``raster``.
 
 Usage::
 
@@ -14,6 +17,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,6 +25,7 @@ import numpy as np
 import torch
 
 from encephagen_gym.brain import BrainConfig, SpikingBrain
+from encephagen_gym.brain.figures import ActivityRecord, plot_activity, raster_sample
 
 __all__ = ["main", "record_activity"]
 
@@ -34,8 +39,8 @@ def record_activity(
     raster_per_region: int,
     bin_ms: float,
     warmup_ms: float = 200.0,
-) -> dict[str, np.ndarray]:
-    """Simulate one brain; return raster samples, binned region rates and per-role rates.
+) -> ActivityRecord:
+    """Simulate one brain; return the raster sample (E and I cells) and the binned region rates.
 
     Only the sampled raster neurons and per-region counts per bin are copied to the host (once per bin).
     """
@@ -43,8 +48,7 @@ def record_activity(
     state = brain.run(brain.initial_state(1), round(warmup_ms / brain.dt_ms))
     n_steps = round(seconds * 1000 / brain.dt_ms)
     bin_steps = max(1, round(bin_ms / brain.dt_ms))
-    per_region = min(raster_per_region, net.neurons_per_region)
-    sample = torch.cat([net.neurons_of_regions([r])[:per_region] for r in range(net.n_regions)])
+    sample, sample_excitatory = raster_sample(net, raster_per_region)
     stimulus = None
     if stimulus_role is not None:
         stimulus = brain.input_for_roles(stimulus_role, amplitude_mv, 1)
@@ -65,74 +69,27 @@ def record_activity(
             bins.append(region_counts.rates_hz()[0].cpu().numpy())
             region_counts.reset()
             sample_spikes.zero_()
-    return {
-        "raster_t": np.concatenate(raster_t) if raster_t else np.zeros(0),
-        "raster_i": np.concatenate(raster_i) if raster_i else np.zeros(0, dtype=int),
-        "region_rates": np.stack(bins, axis=1),  # [R, n_bins] Hz
-        "per_region": np.array(per_region),
-    }
+    return ActivityRecord(
+        raster_t_s=np.concatenate(raster_t) if raster_t else np.zeros(0),
+        raster_row=np.concatenate(raster_i) if raster_i else np.zeros(0, dtype=np.int64),
+        sample_excitatory=sample_excitatory,
+        per_region=int(sample.numel()) // net.n_regions,
+        region_rates_hz=np.stack(bins, axis=1),  # [R, n_bins] Hz
+        bin_ms=bin_steps * brain.dt_ms,
+    )
 
 
-def _sampled_cv_by_region(activity: dict[str, np.ndarray], n_regions: int) -> list[np.ndarray]:
+def _sampled_cv_by_region(record: ActivityRecord, n_regions: int) -> list[np.ndarray]:
     """ISI coefficients of variation of the raster's sampled neurons (>= 5 spikes), grouped by region."""
-    per_region = int(activity["per_region"])
-    order = np.lexsort((activity["raster_t"], activity["raster_i"]))
-    neurons, times = activity["raster_i"][order], activity["raster_t"][order]
+    order = np.lexsort((record.raster_t_s, record.raster_row))
+    neurons, times = record.raster_row[order], record.raster_t_s[order]
     cvs: list[list[float]] = [[] for _ in range(n_regions)]
     for neuron in np.unique(neurons):
         spikes = times[neurons == neuron]
         if len(spikes) >= 5:
             isi = np.diff(spikes)
-            cvs[int(neuron) // per_region].append(float(isi.std() / isi.mean()))
+            cvs[int(neuron) // record.per_region].append(float(isi.std() / isi.mean()))
     return [np.array(values) for values in cvs]
-
-
-def _role_order(roles: Sequence[str]) -> np.ndarray:
-    """Region order for plotting: grouped by role (alphabetical), file order within a role."""
-    return np.array(sorted(range(len(roles)), key=lambda r: (roles[r], r)))
-
-
-def plot_activity(
-    activity: dict[str, np.ndarray], roles: Sequence[str], seconds: float, title: str, path: Path
-) -> None:
-    """Draw the raster and heatmap into ``path``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    order = _role_order(roles)
-    rank = np.empty_like(order)
-    rank[order] = np.arange(len(order))
-    per_region = int(activity["per_region"])
-    region_of_sample = activity["raster_i"] // per_region
-    y = rank[region_of_sample] * per_region + activity["raster_i"] % per_region
-
-    fig, (ax_raster, ax_heat) = plt.subplots(
-        2, 1, figsize=(12, 10), sharex=True, height_ratios=[1.2, 1.0], layout="constrained"
-    )
-    ax_raster.scatter(activity["raster_t"], y, s=0.6, c="black", marker="|", linewidths=0.4)
-    ax_raster.set_ylim(len(roles) * per_region - 0.5, -0.5)  # top to bottom, like the heatmap
-    ax_raster.set_ylabel(f"neurons ({per_region} per region, sorted by role)")
-    rates = activity["region_rates"][order]
-    extent = (0.0, seconds, len(roles) - 0.5, -0.5)
-    image = ax_heat.imshow(rates, aspect="auto", cmap="magma", extent=extent, interpolation="nearest")
-    fig.colorbar(image, ax=[ax_raster, ax_heat], label="region rate (Hz)", pad=0.01, fraction=0.03)
-    ax_heat.set_ylabel("region (sorted by role)")
-    ax_heat.set_xlabel("time (s)")
-    # role bands and labels on both panels
-    sorted_roles = [roles[r] for r in order]
-    boundaries = [i for i in range(1, len(sorted_roles)) if sorted_roles[i] != sorted_roles[i - 1]]
-    starts = [0, *boundaries]
-    ends = [*boundaries, len(sorted_roles)]
-    for axis, scale, offset in ((ax_raster, per_region, 0.5), (ax_heat, 1, 0.0)):
-        for b in boundaries:
-            axis.axhline(b * scale - offset, color="tab:cyan", lw=0.6)
-        axis.set_yticks([(s + e) / 2 * scale - offset for s, e in zip(starts, ends, strict=True)])
-        axis.set_yticklabels([sorted_roles[s] for s in starts], fontsize=7)
-    ax_raster.set_title(title)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -141,21 +98,62 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add = parser.add_argument
-    add("--seconds", type=float, default=3.0, help="simulated seconds (after a 200 ms warm-up)")
-    add("--neurons-per-region", type=int, default=200, help="neurons per region")
+    add("--seconds", type=float, default=3.0, help="simulated seconds (after a 200 ms warm-up), > 0")
+    add("--neurons-per-region", type=int, default=200, help="neurons per region (>= 2)")
     add("--connectome", default="tvb96", help="connectome name, e.g. tvb96 or tvb96:rewired:3")
     add("--dt", type=float, default=None, help="time step in ms (default: the brain's default)")
     add("--seed", type=int, default=0, help="wiring and noise seed")
     add("--stimulus", default=None, help="role to stimulate (e.g. visual, auditory, prefrontal)")
     add("--amplitude", type=float, default=12.0, help="stimulus current in mV")
-    add("--stimulus-start", type=float, default=1.0, help="stimulus onset in s")
-    add("--stimulus-stop", type=float, default=1.5, help="stimulus offset in s")
-    add("--raster-per-region", type=int, default=10, help="neurons per region shown in the raster")
+    add("--stimulus-start", type=float, default=1.0, help="stimulus onset in s (within the run)")
+    add("--stimulus-stop", type=float, default=1.5, help="stimulus offset in s (after the onset, within the run)")
+    add("--raster-per-region", type=int, default=10, help="neurons per region shown in the raster (E and I)")
     add("--bin-ms", type=float, default=20.0, help="heatmap bin width in ms")
+    add(
+        "--vmax",
+        type=float,
+        default=None,
+        help="top of the heatmap colour scale in Hz (fixed, to compare figures across runs; default: the data's max)",
+    )
     add("--device", default="auto", help="cpu, cuda or auto")
     add("--threads", type=int, default=1, help="torch intra-op CPU threads")
     add("--out", type=Path, default=Path("brain_activity.png"), help="PNG file to write")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    _check_args(parser, args)
+    return args
+
+
+def _check_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse values that would fail later or draw nonsense (argparse error: message and exit status 2)."""
+
+    def finite(value: float) -> bool:
+        return math.isfinite(value)
+
+    if not (finite(args.seconds) and args.seconds > 0):
+        parser.error(f"--seconds must be a positive number of seconds, got {args.seconds:g}")
+    if args.neurons_per_region < 2:
+        parser.error(f"--neurons-per-region must be >= 2, got {args.neurons_per_region}")
+    if args.dt is not None and not (finite(args.dt) and 0 < args.dt <= 1.0):
+        parser.error(f"--dt must be in (0, 1] ms, got {args.dt:g}")
+    if not finite(args.amplitude):
+        parser.error(f"--amplitude must be a finite number of mV, got {args.amplitude:g}")
+    start, stop = args.stimulus_start, args.stimulus_stop
+    if not (finite(start) and finite(stop)):
+        parser.error("--stimulus-start and --stimulus-stop must be finite numbers of seconds")
+    if start >= stop:
+        parser.error(f"--stimulus-start ({start:g} s) must be before --stimulus-stop ({stop:g} s)")
+    if args.stimulus is not None and not (start >= 0 and stop <= args.seconds):
+        parser.error(f"the stimulus window {start:g}-{stop:g} s must lie within the run (0-{args.seconds:g} s)")
+    if args.raster_per_region < 1:
+        parser.error(f"--raster-per-region must be >= 1, got {args.raster_per_region}")
+    if not (finite(args.bin_ms) and args.bin_ms > 0) or args.bin_ms > args.seconds * 1000:
+        parser.error(f"--bin-ms must be a positive number of ms no longer than the run, got {args.bin_ms:g}")
+    if args.vmax is not None and not (finite(args.vmax) and args.vmax > 0):
+        parser.error(f"--vmax must be a positive number of Hz, got {args.vmax:g}")
+    if args.threads < 1:
+        parser.error(f"--threads must be >= 1, got {args.threads}")
+    if args.out.suffix.lower() != ".png":
+        parser.error(f"--out must name a .png file, got {str(args.out)!r}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -174,22 +172,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     roles = brain.network.roles
     if args.stimulus is not None and args.stimulus not in roles:
         raise SystemExit(f"unknown role {args.stimulus!r}; roles of {args.connectome}: {sorted(set(roles))}")
-    activity = record_activity(
-        brain, args.seconds, args.stimulus, args.amplitude, (args.stimulus_start, args.stimulus_stop),
-        args.raster_per_region, args.bin_ms,
-    )  # fmt: skip
+    window_s = (args.stimulus_start, args.stimulus_stop)
+    record = record_activity(brain, args.seconds, args.stimulus, args.amplitude, window_s, args.raster_per_region,
+                             args.bin_ms)  # fmt: skip
     window = f"{args.stimulus_start:g}-{args.stimulus_stop:g} s"
     stim = f", {args.amplitude:g} mV into {args.stimulus} E cells {window}" if args.stimulus else ""
     title = (f"{config.connectome}: {brain.n_neurons} LIF neurons ({config.neurons_per_region}/region), "
-             f"dt {config.dt_ms:g} ms{stim or ', spontaneous'}")  # fmt: skip
+             f"dt {config.dt_ms:g} ms{stim or ', spontaneous'}; one brain")  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    plot_activity(activity, roles, args.seconds, title, args.out)
+    plot_activity(record, roles, args.out, title, stimulus_window_s=window_s if args.stimulus else None,
+                  stimulus_label=f"{args.stimulus} stimulus", vmax=args.vmax, time_label="time after warm-up (s)",
+                  heatmap_label=f"region rate in {record.bin_ms:g} ms bins (Hz)")  # fmt: skip
 
-    rates = activity["region_rates"]  # [R, bins]
-    bin_times = (np.arange(rates.shape[1]) + 0.5) * args.bin_ms / 1000
+    rates = record.region_rates_hz  # [R, bins]
+    bin_times = (np.arange(rates.shape[1]) + 0.5) * record.bin_ms / 1000
     in_stimulus = (bin_times >= args.stimulus_start) & (bin_times < args.stimulus_stop)
     print(f"{title}\nwrote {args.out}")
-    cv_by_region = _sampled_cv_by_region(activity, len(roles))
+    cv_by_region = _sampled_cv_by_region(record, len(roles))
     header = f"{'role':15s} {'regions':>7s} {'rate Hz':>8s} {'ISI CV':>7s}"
     if args.stimulus:
         header += f" {'outside stim':>12s} {'during stim':>11s}"
@@ -207,8 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     median_cv = np.median(all_cvs) if len(all_cvs) else float("nan")
     print(f"{'all':15s} {len(roles):7d} {rates.mean():8.2f} {median_cv:7.2f}")
     print(
-        "rates: all neurons of each region; ISI CV: median over the raster's sampled neurons with >= 5 spikes"
-        + (" (whole run, stimulus included)" if args.stimulus else "")
+        "rates: all neurons of each region; ISI CV: median over the raster's sampled neurons (E and I) with >= 5 "
+        "spikes" + (" (whole run, stimulus included)" if args.stimulus else "")
     )
     return 0
 

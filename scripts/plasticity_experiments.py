@@ -41,13 +41,18 @@ import torch
 from encephagen_gym.brain import BrainConfig, SpikingBrain, clone_state
 from encephagen_gym.brain.decoders import ActorCriticReadout, LeakyReadout
 from encephagen_gym.plasticity import (
+    Decision,
     EProp,
+    LearningSignal,
+    ReadoutActorCritic,
     RewardBaseline,
     RewardEProp,
     RewardModulatedSTDP,
     SynapticScaling,
+    apply_weight_update,
     incoming_projection,
     select_projection,
+    td_error,
 )
 
 __all__ = ["contextual_bandit", "distal_reward", "homeostasis", "main", "pattern_generation", "small_brain"]
@@ -94,12 +99,12 @@ def pattern_generation(
         for t in range(steps):
             state = brain.step(state)
             readout.filter_spikes(readout_trace, state.spikes)
-            traces = rule.step(traces, state)
+            rule.step(traces, state)
             error = readout(readout_trace) - target[t]
             loss += 0.5 * error.square().sum()
             gradient += rule.gradient(traces, rule.learning_signal(error))
         losses.append(float(loss))
-        rule.apply(brain.weights, -learning_rate * gradient)
+        apply_weight_update(brain.weights, projection, -learning_rate * gradient)
     return {
         "loss_first": losses[0],
         "loss_last10": sum(losses[-10:]) / 10,
@@ -115,7 +120,7 @@ def contextual_bandit(
     steps: int = 100,
     mode: str = "learn",
     learning_rate: float = 20.0,
-    readout_learning_rate: float = 0.05,
+    readout_learning_rate: float = 0.8,
     cue_mv: float = 15.0,
     continuous: bool = False,
 ) -> dict[str, float]:
@@ -133,8 +138,10 @@ def contextual_bandit(
     readout = ActorCriticReadout(net, 1 if continuous else 2, continuous=continuous, seed=seed)
     projection = select_projection(net, brain.weights, [("prefrontal", "premotor"), ("prefrontal", "motor")])
     recurrent_rate = 0.0 if mode == "readout_only" else learning_rate
-    rule = RewardEProp(net, projection, readout, learning_rate=recurrent_rate,
-                       readout_learning_rate=readout_learning_rate, feedback="random", seed=seed)  # fmt: skip
+    readout_rule = ReadoutActorCritic(readout, learning_rate=readout_learning_rate,
+                                      value_learning_rate=readout_learning_rate)  # fmt: skip
+    rule = RewardEProp(net, projection, readout, learning_rate=recurrent_rate, feedback="random", seed=seed)
+    rules = (readout_rule, rule)
     initial = brain.weights[projection.synapses].clone()
     prefrontal = net.neurons_with_role("prefrontal", excitatory_only=True).view(-1, net.n_exc)
     halves = (prefrontal[:, : net.n_exc // 2].reshape(-1), prefrontal[:, net.n_exc // 2 :].reshape(-1))
@@ -142,7 +149,8 @@ def contextual_bandit(
     for context, neurons in enumerate(halves):
         cues[context, neurons] = cue_mv
     generator = torch.Generator().manual_seed(100 + seed)
-    state, traces = brain.initial_state(batch), rule.init_traces(batch)
+    state, z_bar = brain.initial_state(batch), readout.init_trace(batch)
+    traces = [r.init_traces(batch) for r in rules]
     rewarded, errors = [], []
     done = torch.ones(batch)
     targets = torch.tensor([0.5, -0.5])
@@ -151,20 +159,25 @@ def contextual_bandit(
         current = cues.index_select(0, context)
         for _ in range(steps):
             state = brain.step(state, current)
-            traces = rule.step(traces, state)
-        output = rule.evaluate(traces)
+            readout.filter_spikes(z_bar, state.spikes)
+            for r, t in zip(rules, traces, strict=True):
+                r.step(t, state)
+        output = readout(z_bar)
         action = readout.sample(output, generator)
-        traces = rule.record_decision(traces, output, action)
+        for r, t in zip(rules, traces, strict=True):
+            r.record_decision(t, Decision(output, action, z_bar))
         if continuous:
             target = targets.index_select(0, context)
             reward = 1.0 - (action[:, 0].clamp(-1.0, 1.0) - target).abs()
             errors.append(float((readout.mean(output)[:, 0] - target).abs().mean()))
         else:
             reward = (action == context).float()
-        td_error = rule.td_error(reward, done, output.value, torch.zeros(batch), rule.config.gamma)
+        delta = td_error(reward, done, output.value, torch.zeros(batch), 0.99)  # one-step episodes
         if mode == "zero_td":
-            td_error = torch.zeros_like(td_error)
-        rule.reinforce(brain.weights, traces, td_error, done)  # one-step episodes
+            delta = torch.zeros_like(delta)
+        signal = LearningSignal(td_error=delta, modulator=delta, done=done)  # the raw δ as third factor
+        for r, t in zip(rules, traces, strict=True):
+            r.apply(brain.weights, t, signal)
         rewarded.append(float(reward.mean()))
     window = min(50, trials)
     result = {
@@ -231,9 +244,9 @@ def distal_reward(
             if t == post_step:
                 kick[:, post] = paired * kick_mv
             state = brain.step(state, kick)
-            traces = rule.step(traces, state)
+            rule.step(traces, state)
             if t == outcome_step:
-                rule.apply(brain.weights, traces, baseline.modulator(reward))
+                rule.apply(brain.weights, traces, LearningSignal(modulator=baseline.modulator(reward)))
                 n_rewards += int(reward.sum())
     change = brain.weights[projection.synapses] - initial
     others = projection.is_excitatory & (torch.arange(projection.n_synapses) != target)
@@ -274,10 +287,10 @@ def homeostasis(
     rates = []
     for t in range(round(seconds * 1000.0 / net.config.dt_ms)):
         state = brain.step(state)
-        traces = rule.step(traces, state)
+        rule.step(traces, state)
         activity.update(state.spikes)
         if scaling and t % update_every == update_every - 1:
-            rule.apply(brain.weights, traces, update_every * net.config.dt_ms)
+            rule.apply(brain.weights, traces, LearningSignal(elapsed_ms=update_every * net.config.dt_ms))
         if activity.steps == window:
             rates.append(float(activity.role_rates_hz()["prefrontal"].mean()))
             activity.reset()

@@ -1,10 +1,13 @@
 """Score the scripted reference policy against random and zero actions on every registered env.
 
-Prints, per env and policy, the mean episode return with a 95 % confidence interval and the mean of each
-per-episode metric in ``info["metrics"]``: a task is well posed when the reference scores high and random low.
-Fixate-then-choose tasks get a chance-level "guess" row too: fixate, then choose at random at the go cue.
+Prints, per env and policy, the mean episode return with a 95 % Student-t confidence interval
+(``encephagen_gym.stats``) and the mean of each per-episode metric in ``info["metrics"]`` (NaN values, e.g. a
+rate over a block without the trials it needs, are left out of a metric's mean): a task is well posed when the
+reference scores high and random low. Fixate-then-choose tasks get a chance-level "guess" row too: fixate,
+then choose at random at the go cue.
 
     python scripts/score_references.py [--episodes 20] [--ids ID ...]
+    encephagen-score-references [--episodes 20] [--ids ID ...]
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import numpy as np
 
 import encephagen_gym
 from encephagen_gym.envs.trial_env import ChoiceTrialEnv
+from encephagen_gym.scripts.argtypes import int_at_least
+from encephagen_gym.stats import format_mean_ci, mean_ci
 
 
 def zero_action(space: gym.Space) -> Any:
@@ -37,11 +42,10 @@ def run_episode(env: gym.Env, policy: Callable[[np.ndarray], Any], seed: int) ->
     return total, info.get("metrics", {})
 
 
-def mean_ci(values: list[float]) -> tuple[float, float]:
-    """Mean and half-width of a normal-approximation 95 % confidence interval."""
-    array = np.asarray(values, dtype=float)
-    half = 1.96 * array.std(ddof=1) / np.sqrt(len(array)) if len(array) > 1 else float("nan")
-    return float(array.mean()), float(half)
+def _nanmean(values: list[float]) -> float:
+    finite = np.asarray(values, dtype=float)
+    finite = finite[np.isfinite(finite)]
+    return float(finite.mean()) if finite.size else float("nan")
 
 
 def score(env_id: str, episodes: int) -> list[tuple[str, tuple[float, float], dict[str, float]]]:
@@ -70,25 +74,31 @@ def score(env_id: str, episodes: int) -> list[tuple[str, tuple[float, float], di
             returns.append(ret)
             metrics.append(met)
         keys = metrics[0].keys() if metrics else []
-        rows.append((name, mean_ci(returns), {k: float(np.nanmean([m[k] for m in metrics])) for k in keys}))
+        rows.append((name, mean_ci(returns), {k: _nanmean([m[k] for m in metrics]) for k in keys}))
     env.close()
     return rows
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--episodes", type=int, default=20, help="episodes per env and policy (held-out seeds)")
+    registered = [spec.id for spec in encephagen_gym.ENV_SPECS]
+    parser.add_argument(
+        "--episodes", type=int_at_least(2), default=20, help="episodes per env and policy, >= 2 (held-out seeds)"
+    )
     parser.add_argument("--ids", nargs="*", default=None, help="env ids (default: every registered env)")
     args = parser.parse_args(argv)
-    for env_id in args.ids or [spec.id for spec in encephagen_gym.ENV_SPECS]:
+    unknown = [env_id for env_id in args.ids or [] if env_id not in registered]
+    if unknown:
+        parser.error(f"unknown env id(s) {unknown}; choose from {registered}")
+    for env_id in args.ids or registered:
         print(f"\n### {env_id} ({args.episodes} episodes per policy)\n")
         rows = score(env_id, args.episodes)
         keys = list(rows[0][2])
         print("| policy | return (mean ± 95% CI) | " + " | ".join(keys) + " |")
         print("|---|---|" + "---|" * len(keys))
         for name, (mean, half), metrics in rows:
-            cells = " | ".join(f"{metrics[k]:.3f}" for k in keys)
-            print(f"| {name} | {mean:.2f} ± {half:.2f} | {cells} |")
+            cells = " | ".join("n/a" if not np.isfinite(metrics[k]) else f"{metrics[k]:.3f}" for k in keys)
+            print(f"| {name} | {format_mean_ci(mean, half)} | {cells} |")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 from typing import Any
 
 import gymnasium as gym
@@ -11,9 +13,9 @@ import pytest
 
 from encephagen_gym.envs.conditioning import ConditioningEnv
 from encephagen_gym.envs.pattern_recognition import PatternRecognitionEnv
-from encephagen_gym.envs.stimuli import digits_split_indices
-from encephagen_gym.envs.trial_env import TrialEnv
-from encephagen_gym.envs.working_memory import WorkingMemoryEnv
+from encephagen_gym.envs.stimuli import binary_prototypes, digits_split_indices, shift
+from encephagen_gym.envs.trial_env import MAX_IMAGES, TrialEnv
+from encephagen_gym.envs.working_memory import DELAY_BINS_MS, WorkingMemoryEnv
 
 N_TRIALS = 200
 
@@ -116,20 +118,21 @@ def period_runs(env: TrialEnv, seed: int = 0, n_steps: int = 400) -> list[tuple[
     return [(t, p, len(list(g))) for (t, p), g in itertools.groupby(labels)]
 
 
-@pytest.mark.parametrize("dt", [10.0, 5.0])
-def test_trial_timing_matches_configured_periods(dt: float) -> None:
-    env = PatternRecognitionEnv(dt=dt, fixation_ms=100, stimulus_ms=300, decision_ms=100)
+@pytest.mark.parametrize("step_ms", [10.0, 5.0])
+def test_trial_timing_matches_configured_periods(step_ms: float) -> None:
+    env = PatternRecognitionEnv(step_ms=step_ms, fixation_ms=100, stimulus_ms=300, decision_ms=100)
+    assert env.step_ms == step_ms and env.dt == step_ms / 1000.0  # dt in seconds, Gymnasium's meaning
     expected = {"fixation": 100, "stimulus": 300, "decision": 100}
     runs = period_runs(env)
     assert [p for _, p, _ in runs[:3]] == ["fixation", "stimulus", "decision"]
     for _, period, steps in runs[:-1]:  # the last run may be cut by n_steps
-        assert steps * dt == expected[period]
+        assert steps * step_ms == expected[period]
 
 
 def test_sampled_delays_stay_in_range_and_vary() -> None:
     env = WorkingMemoryEnv(delay_ms=(500, 2000))
     runs = period_runs(env, n_steps=3000)
-    delays = [steps * env.dt for _, period, steps in runs[:-1] if period == "delay"]
+    delays = [steps * env.step_ms for _, period, steps in runs[:-1] if period == "delay"]
     assert len(delays) >= 8
     assert all(500 <= d <= 2000 for d in delays)
     assert len(set(delays)) > len(delays) // 2
@@ -231,16 +234,39 @@ def test_episode_is_a_block_of_trials(n_trials: int) -> None:
         env.step(0)
 
 
-def test_working_memory_metrics_binned_by_delay() -> None:
-    env = WorkingMemoryEnv(delay_ms=(500, 2000), delay_bins=3)
-    env.reset(seed=0)
-    policy = env.make_reference_policy()
-    obs, _ = env.reset(seed=0)
+def _block_metrics(env: TrialEnv, policy: Any = None, seed: int = 0) -> dict[str, float]:
+    obs, _ = env.reset(seed=seed)
     terminated = False
     while not terminated:
-        obs, _, terminated, _, info = env.step(policy(obs))
-    keys = [k for k in info["metrics"] if k.startswith("accuracy_delay_")]
-    assert keys == ["accuracy_delay_500_1000ms", "accuracy_delay_1000_1500ms", "accuracy_delay_1500_2000ms"]
+        obs, _, terminated, _, info = env.step(0 if policy is None else policy(obs))
+    return info["metrics"]
+
+
+@pytest.mark.parametrize("delay_ms", [(500, 2000), (100, 300), 2500, (0, 4000)])
+def test_working_memory_metric_keys_do_not_depend_on_arguments(delay_ms) -> None:
+    """Fixed delay bins: the same keys whatever ``delay_ms``, so tables over runs line up."""
+    env = WorkingMemoryEnv(delay_ms=delay_ms, trials_per_episode=30)
+    metrics = _block_metrics(env, env.make_reference_policy())
+    keys = [k for k in metrics if k.startswith("accuracy_delay_")]
+    assert keys == [key for key, _, _ in DELAY_BINS_MS]
+    assert keys == ["accuracy_delay_0_500ms", "accuracy_delay_500_1000ms", "accuracy_delay_1000_1500ms",
+                    "accuracy_delay_1500_2000ms", "accuracy_delay_over_2000ms"]  # fmt: skip
+    low, high = (delay_ms, delay_ms) if np.ndim(delay_ms) == 0 else delay_ms
+    for key, lo, hi in DELAY_BINS_MS:  # a bin holds trials (reference: accuracy 1) iff the delays reach it
+        reachable = lo <= high and hi > low and not (lo == 2000 and high <= 2000)
+        assert (metrics[key] == 1.0) if reachable else np.isnan(metrics[key]), (key, metrics[key])
+
+
+def test_working_memory_delay_bins_edges() -> None:
+    env = WorkingMemoryEnv()
+    outcomes = [{"delay_ms": d, "correct": c, "outcome": "x", "reward": 0.0}
+                for d, c in ((499.0, 1), (500.0, 0), (1999.0, 1), (2000.0, 1), (2010.0, 0))]  # fmt: skip
+    metrics = env._episode_metrics(outcomes)
+    assert metrics["accuracy_delay_0_500ms"] == 1.0
+    assert metrics["accuracy_delay_500_1000ms"] == 0.0
+    assert np.isnan(metrics["accuracy_delay_1000_1500ms"])
+    assert metrics["accuracy_delay_1500_2000ms"] == 1.0  # 1999 and 2000
+    assert metrics["accuracy_delay_over_2000ms"] == 0.0
 
 
 def test_task_definition_is_fixed_by_task_seed_not_episode_seed() -> None:
@@ -288,7 +314,8 @@ def test_digits_splits_are_disjoint_and_stratified() -> None:
         (lambda: ConditioningEnv(n_stimuli=1), "n_stimuli"),
         (lambda: ConditioningEnv(reversal_after=-1), "reversal_after"),
         (lambda: ConditioningEnv(iti_ms=float("nan")), "iti"),
-        (lambda: ConditioningEnv(dt=0), "dt"),
+        (lambda: ConditioningEnv(step_ms=0), "step_ms"),
+        (lambda: ConditioningEnv(step_ms="10"), "step_ms"),
         (lambda: ConditioningEnv(trials_per_episode=0), "trials_per_episode"),
         (lambda: ConditioningEnv(render_mode="human"), "render_mode"),
     ],
@@ -303,3 +330,119 @@ def test_options_pass_through_gymnasium_make() -> None:
     assert env.action_space.n == 4
     with pytest.raises(ValueError, match="n_classes"):
         gym.make("Encephagen-PatternRecognition-v0", n_classes=0)
+
+
+# --------------------------------------------------------------------------------- hardening (issue 13)
+def _slow_prototypes(n_images: int, task_seed: int, min_distance: int = 14) -> np.ndarray:
+    """The definition of ``binary_prototypes``, written the slow and obvious way."""
+    rng = np.random.default_rng(task_seed)
+    images: list[np.ndarray] = []
+    while len(images) < n_images:
+        candidate = np.zeros(64, dtype=np.float32)
+        candidate[rng.choice(64, size=19, replace=False)] = 1.0
+        candidate = candidate.reshape(8, 8)
+        far = all(
+            np.abs(candidate - shift(other, dy, dx)).sum() >= min_distance
+            for other in images
+            for dy in (-1, 0, 1)
+            for dx in (-1, 0, 1)
+        )
+        if far:
+            images.append(candidate)
+    return np.stack(images)
+
+
+def test_fast_prototypes_are_the_same_images() -> None:
+    for n, seed in ((2, 0), (12, 3), (40, 7)):
+        np.testing.assert_array_equal(binary_prototypes(n, seed), _slow_prototypes(n, seed))
+
+
+def test_many_stimuli_build_and_more_than_the_cap_is_refused() -> None:
+    env = ConditioningEnv(n_stimuli=MAX_IMAGES)  # was 63 s; now about a second (printed, not asserted)
+    assert env.stimuli.shape == (MAX_IMAGES, 8, 8)
+    assert len({image.tobytes() for image in env.stimuli}) == MAX_IMAGES
+    with pytest.raises(ValueError, match="n_stimuli"):
+        ConditioningEnv(n_stimuli=MAX_IMAGES + 1)
+    with pytest.raises(ValueError, match="n_classes"):
+        PatternRecognitionEnv(n_classes=MAX_IMAGES + 1)
+
+
+def test_conditioning_nan_metrics_are_documented_and_happen_as_documented() -> None:
+    assert "NaN" in ConditioningEnv.__doc__ and "np.nanmean" in ConditioningEnv.__doc__
+    seen = set()
+    for seed in range(6):
+        metrics = _block_metrics(ConditioningEnv(trials_per_episode=1), seed=seed)
+        cs_plus_block = np.isfinite(metrics["hit_rate"])
+        assert np.isnan(metrics["false_alarm_rate"]) == cs_plus_block  # one trial: one of the two rates is NaN
+        assert np.isnan(metrics["discrimination"])
+        assert np.isfinite(metrics["accuracy"])
+        seen.add(bool(cs_plus_block))
+    assert seen == {True, False}
+
+
+def test_bad_argument_types_get_clear_errors() -> None:
+    for make, name in (
+        (lambda: ConditioningEnv(n_stimuli="abc"), "n_stimuli"),
+        (lambda: ConditioningEnv(cs_plus=("x",)), "cs_plus"),
+        (lambda: ConditioningEnv(reversal_after="soon"), "reversal_after"),
+        (lambda: ConditioningEnv(false_alarm_penalty="big"), "false_alarm_penalty"),
+        (lambda: ConditioningEnv(task_seed=-1), "task_seed"),
+        (lambda: ConditioningEnv(cs_ms="long"), "cs"),
+        (lambda: WorkingMemoryEnv(match_prob="half"), "match_prob"),
+        (lambda: PatternRecognitionEnv(jitter=1.5), "jitter"),
+        (lambda: PatternRecognitionEnv(step_ms=float("inf")), "step_ms"),
+        (lambda: WorkingMemoryEnv(delay_ms=(0, 1e9)), "delay"),
+    ):
+        with pytest.raises(ValueError, match=name):
+            make()
+
+
+def _frame_after(env: TrialEnv, steps: int, action: int = 0) -> np.ndarray:
+    env.reset(seed=0)
+    for _ in range(steps):
+        env.step(action)
+    return env.render()
+
+
+def test_cognitive_frames_are_labelled() -> None:
+    """The header (task, trial, period, time in the trial), the channel labels, the period legend and the
+    footer (last action and reward) are drawn: text pixels in those bands, changing when their content does."""
+    env = PatternRecognitionEnv(render_mode="rgb_array")
+    first, later = _frame_after(env, 0), _frame_after(env, 5)  # both in fixation: only the times differ
+    assert first.shape == later.shape and first.shape[1] >= 520
+    header = slice(0, 30)
+    assert (first[header] < 100).any()  # dark text in the header band
+    assert not np.array_equal(first[header], later[header])  # "0 ms" vs "50 ms into the trial"
+    footer = slice(first.shape[0] - 40, first.shape[0])
+    env.reset(seed=0)
+    while env.period != "decision":
+        env.step(0)
+    before = env.render()
+    env.step(env.trial.gt)  # a correct choice: reward +1, the trial ends
+    after = env.render()
+    assert not np.array_equal(before[footer], after[footer])  # "last step: action … reward +1.00 …"
+    assert env.action_meaning(0) == "fixate" and env.action_meaning(3) == "class 2"
+    assert ConditioningEnv().action_meaning(1) == "respond"
+    assert WorkingMemoryEnv().action_meaning(2) == "non-match"
+    assert WorkingMemoryEnv(mode="recall").action_meaning(1) == "image 0"
+
+
+def test_frame_legend_wraps_to_fit() -> None:
+    env = WorkingMemoryEnv(render_mode="rgb_array")  # five periods: the legend needs two rows
+    frame = _frame_after(env, 3)
+    assert frame.shape[1] == 520  # nothing drawn past the right edge: the frame did not have to grow
+    assert (frame[:, -16:] == 255).all()  # right margin stays blank
+
+
+def test_envs_import_and_run_without_matplotlib() -> None:
+    code = (
+        "import sys\n"
+        "sys.modules['matplotlib'] = None  # importing it now fails\n"
+        "from encephagen_gym.envs.conditioning import ConditioningEnv\n"
+        "from encephagen_gym.envs.worm_crawl import WormCrawlEnv\n"
+        "env = ConditioningEnv(); env.reset(seed=0); env.step(0)\n"
+        "worm = WormCrawlEnv(); worm.reset(seed=0); worm.step(worm.action_space.sample())\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "ok"

@@ -11,8 +11,11 @@ import torch
 from encephagen_gym.brain import BrainConfig, SpikingBrain
 from encephagen_gym.brain.decoders import ActorCriticReadout, LeakyReadout
 from encephagen_gym.plasticity import (
+    Decision,
     EProp,
+    LearningSignal,
     PlasticityRule,
+    ReadoutActorCritic,
     RewardBaseline,
     RewardEProp,
     RewardModulatedSTDP,
@@ -21,6 +24,7 @@ from encephagen_gym.plasticity import (
     incoming_projection,
     projection_from_synapses,
     select_projection,
+    td_error,
 )
 from encephagen_gym.plasticity.delays import history_gather, history_push, init_history
 from encephagen_gym.plasticity.reference import differentiable_run
@@ -162,7 +166,7 @@ def _gradient_check(nmda: bool):
         state = brain.step(state, inputs[t])
         spikes.append(state.spikes.clone())
         readout.filter_spikes(readout_trace, state.spikes)
-        traces = rule.step(traces, state)
+        rule.step(traces, state)
         error = readout(readout_trace) - target[t]
         gradient += rule.gradient(traces, rule.learning_signal(error))
 
@@ -296,20 +300,51 @@ def test_softmax_sampling_follows_the_policy(brain10):
 def test_every_rule_follows_the_one_interface(brain10):
     net, w = brain10.network, brain10.weights
     proj = select_projection(net, w, [("prefrontal", "premotor")])
+    readout = ActorCriticReadout(net, 2)
     rules = [
-        EProp(net, proj, LeakyReadout(net, 1)),
-        RewardEProp(net, proj, ActorCriticReadout(net, 2)),
+        EProp(net, proj, LeakyReadout(net, 2)),
+        RewardEProp(net, proj, readout),
+        ReadoutActorCritic(readout),
         RewardModulatedSTDP(net, proj),
         SynapticScaling(net, incoming_projection(net, w, "premotor")),
     ]
+    weights = w.clone()
     state = brain10.initial_state(2)
-    for rule in rules:
-        assert isinstance(rule, PlasticityRule)
-        traces = rule.init_traces(2)
-        state = brain10.step(state)
-        traces = rule.step(traces, state)
-        with pytest.raises(ValueError, match="spikes"):
-            rule.step(traces, brain10.initial_state(3))
+    z_bar = readout.init_trace(2)
+    traces = [rule.init_traces(2) for rule in rules]
+    for _ in range(5):
+        state = brain10.step(state, brain10.input_for_roles("prefrontal", 15.0, 2))
+        readout.filter_spikes(z_bar, state.spikes)
+        for rule, trace in zip(rules, traces, strict=True):
+            assert isinstance(rule, PlasticityRule)
+            assert rule.step(trace, state) is None  # in place, nothing returned
+    out = readout(z_bar)
+    decision = Decision(out, out.policy.argmax(1), z_bar)
+    signal = LearningSignal(td_error=torch.tensor([0.5, -0.5]), modulator=torch.tensor([1.0, -1.0]),
+                            done=torch.tensor([0.0, 1.0]), output_error=torch.ones(2, 2), elapsed_ms=10.0)  # fmt: skip
+    for rule, trace in zip(rules, traces, strict=True):  # the same calls for every rule: agents never branch
+        rule.record_decision(trace, decision)
+        assert rule.weight_update(weights, trace, signal) is not None
+        diagnostics = rule.apply(weights, trace, signal)
+        assert all(isinstance(v, torch.Tensor) and v.dim() == 0 for v in diagnostics.values())
+        rule.reset_traces(trace, torch.tensor([True, False]))
+    assert torch.all(weights >= 0)
+    for rule, trace in zip(rules, traces, strict=True):
+        if rule.projection is not None:  # the readout rule reads no spikes
+            with pytest.raises(ValueError, match="spikes"):
+                rule.step(trace, brain10.initial_state(3))
+
+
+def test_rules_name_the_learning_signal_field_they_need(brain10):
+    net, w = brain10.network, brain10.weights
+    proj = select_projection(net, w, [("prefrontal", "premotor")])
+    readout = ActorCriticReadout(net, 2)
+    cases = [(EProp(net, proj, LeakyReadout(net, 1)), "output_error"), (RewardEProp(net, proj, readout), "modulator"),
+             (ReadoutActorCritic(readout), "td_error"), (RewardModulatedSTDP(net, proj), "modulator"),
+             (SynapticScaling(net, incoming_projection(net, w, "premotor")), "elapsed_ms")]  # fmt: skip
+    for rule, field in cases:
+        with pytest.raises(ValueError, match=f"LearningSignal.{field}"):
+            rule.weight_update(w, rule.init_traces(2), LearningSignal())
 
 
 def test_package_quick_start_runs_as_written():
@@ -325,7 +360,7 @@ def test_package_quick_start_runs_as_written():
     code = "\n".join(code_lines)
     namespace: dict = {}
     exec(code, namespace)
-    assert namespace["traces"].recurrent.abs().sum() > 0
+    assert namespace["traces"][1].recurrent.abs().sum() > 0
     assert namespace["projection"].n_synapses > 0
 
 
@@ -334,25 +369,28 @@ def test_learning_changes_only_the_projection_and_keeps_dale_and_bounds():
     net = brain.network
     initial = brain.weights.clone()
     proj = select_projection(net, brain.weights, [("prefrontal", "premotor"), ("premotor", "premotor")])
-    eprop = EProp(net, proj, LeakyReadout(net, 1), feedback="random")
-    reward = RewardEProp(net, proj, ActorCriticReadout(net, 2), learning_rate=1e4, feedback="random")
+    readout = ActorCriticReadout(net, 2)
+    eprop = EProp(net, proj, LeakyReadout(net, 1), feedback="random", learning_rate=1e4)
+    reward = RewardEProp(net, proj, readout, learning_rate=1e4, feedback="random")
     stdp = RewardModulatedSTDP(net, proj, learning_rate=1e3)
     scaling = SynapticScaling(net, incoming_projection(net, brain.weights, "premotor"), tau_scaling_ms=1.0)
+    rules = (eprop, reward, stdp, scaling)
     batch = 2
-    state = brain.initial_state(batch)
-    traces = [rule.init_traces(batch) for rule in (eprop, reward, stdp, scaling)]
+    state, z_bar = brain.initial_state(batch), readout.init_trace(batch)
+    traces = [rule.init_traces(batch) for rule in rules]
     drive = brain.input_for_roles("prefrontal", 15.0, batch)
     for step in range(1, 201):
         state = brain.step(state, drive)
-        traces = [rule.step(t, state) for rule, t in zip((eprop, reward, stdp, scaling), traces, strict=True)]
+        readout.filter_spikes(z_bar, state.spikes)
+        for rule, trace in zip(rules, traces, strict=True):
+            rule.step(trace, state)
         if step % 20 == 0:
-            signal = eprop.learning_signal(torch.randn(batch, 1))
-            eprop.apply(brain.weights, eprop.weight_update(traces[0], signal, 1e4))
-            out = reward.evaluate(traces[1])
-            traces[1] = reward.record_decision(traces[1], out, out.policy.argmax(1))
-            reward.reinforce(brain.weights, traces[1], torch.tensor([5.0, -5.0]), torch.zeros(batch))
-            stdp.apply(brain.weights, traces[2], torch.tensor([1.0, -2.0]))
-            scaling.apply(brain.weights, traces[3], 20.0)
+            out = readout(z_bar)
+            signal = LearningSignal(modulator=torch.tensor([5.0, -5.0]), output_error=torch.randn(batch, 1),
+                                    elapsed_ms=20.0)  # fmt: skip
+            for rule, trace in zip(rules, traces, strict=True):
+                rule.record_decision(trace, Decision(out, out.policy.argmax(1), z_bar))
+                rule.apply(brain.weights, trace, signal)
     plastic = torch.zeros(net.n_synapses, dtype=torch.bool)
     plastic[proj.synapses] = True
     plastic[scaling.projection.synapses] = True
@@ -365,52 +403,99 @@ def test_learning_changes_only_the_projection_and_keeps_dale_and_bounds():
     assert torch.isfinite(brain.weights).all()
 
 
-def test_reward_eprop_update_is_delta_times_gamma_filtered_signal_times_eligibility(brain10):
+def test_reward_eprop_update_is_modulator_times_gamma_filtered_signal_times_eligibility():
     brain = small_brain()
     net = brain.network
     readout = ActorCriticReadout(net, 2, policy_init_std=0.3, seed=1)
     proj = select_projection(net, brain.weights, [("prefrontal", "premotor"), ("prefrontal", "motor")],
                              w_max_mv=100.0)  # fmt: skip
-    rule = RewardEProp(net, proj, readout, gamma=0.5, learning_rate=2.0, readout_learning_rate=0.1,
-                       value_coef=0.5, entropy_coef=0.1, feedback="random")  # fmt: skip
+    rule = RewardEProp(net, proj, readout, gamma=0.8, trace_decay=0.625, learning_rate=2.0, value_coef=0.5,
+                       entropy_coef=0.1, feedback="random")  # γλ = 0.5  # fmt: skip
     batch = 3
-    state, traces = brain.initial_state(batch), rule.init_traces(batch)
+    state, z_bar, traces = brain.initial_state(batch), readout.init_trace(batch), rule.init_traces(batch)
     generator = torch.Generator().manual_seed(0)
     post = proj.post_local
     b_pi, b_v = rule.policy_feedback.random, rule.value_feedback.random[:, 0]
     expected_trace = torch.zeros(proj.n_synapses, batch)
+    expected_length = torch.zeros(batch)
     for decision in range(2):
         for _ in range(30):
             state = brain.step(state, brain.input_for_roles("prefrontal", 15.0, batch))
-            traces = rule.step(traces, state)
-        out = rule.evaluate(traces)
+            readout.filter_spikes(z_bar, state.spikes)
+            rule.step(traces, state)
+        out = readout(z_bar)
         actions = readout.sample(out, generator)
         score = readout.score(out, actions)
         signal = score @ b_pi.T + 0.5 * b_v  # [B, V]
         expected_trace = 0.5 * expected_trace + signal[:, post].T * traces.eprop.eligibility
+        expected_length = 0.5 * expected_length + 1.0
         entropy_signal = readout.entropy_gradient(out) @ b_pi.T
         expected_entropy = (entropy_signal[:, post].T * traces.eprop.eligibility).mean(1)
-        z_bar = traces.readout.clone()
-        policy_weight_before = readout.policy_weight.clone()
-        traces = rule.record_decision(traces, out, actions)
+        rule.record_decision(traces, Decision(out, actions, z_bar))
         assert torch.allclose(traces.recurrent, expected_trace, rtol=1e-5, atol=1e-9)
-        td = torch.tensor([1.0, -0.5, 0.25])
+        assert torch.allclose(traces.length, expected_length)
+        modulator = torch.tensor([1.0, -0.5, 0.25])
         weights_before = brain.weights[proj.synapses].clone()
         done = torch.tensor([0.0, 0.0, 1.0]) if decision == 0 else torch.ones(batch)
-        rule.reinforce(brain.weights, traces, td, done)
-        expected_dw = 2.0 * (expected_trace @ td / batch + 0.1 * expected_entropy)
+        rule.apply(brain.weights, traces, LearningSignal(modulator=modulator, done=done))
+        expected_dw = 2.0 * (expected_trace @ (modulator / expected_length) / batch + 0.1 * expected_entropy)
         assert torch.allclose(brain.weights[proj.synapses] - weights_before, expected_dw, rtol=1e-4, atol=1e-7)
         if decision == 0:
-            policy_trace = score[:, :, None] * z_bar[:, None, :]
-            entropy_grad = readout.entropy_gradient(out)
-            want = 0.1 * (torch.einsum("b,bkm->km", td, policy_trace) / batch + 0.1 * entropy_grad.T @ z_bar / batch)
-            assert torch.allclose(readout.policy_weight - policy_weight_before, want, atol=1e-6)
-            assert torch.all(traces.recurrent[:, 2] == 0)  # the finished episode's γ-trace was reset
+            assert torch.all(traces.recurrent[:, 2] == 0) and traces.length[2] == 0  # the finished episode
             expected_trace[:, 2] = 0.0
-    assert RewardEProp.td_error(torch.tensor([1.0]), torch.tensor([0.0]), torch.tensor([0.2]),
-                                torch.tensor([0.4]), 0.5).item() == pytest.approx(1.0)  # fmt: skip
-    assert RewardEProp.td_error(torch.tensor([1.0]), torch.tensor([1.0]), torch.tensor([0.2]),
-                                torch.tensor([0.4]), 0.5).item() == pytest.approx(0.8)  # fmt: skip
+            expected_length[2] = 0.0
+    assert td_error(torch.tensor([1.0]), torch.tensor([0.0]), torch.tensor([0.2]), torch.tensor([0.4]),
+                    0.5).item() == pytest.approx(1.0)  # fmt: skip
+    assert td_error(torch.tensor([1.0]), torch.tensor([1.0]), torch.tensor([0.2]), torch.tensor([0.4]),
+                    0.5).item() == pytest.approx(0.8)  # fmt: skip
+
+
+def test_readout_actor_critic_update_is_exact_and_normalised():
+    net = small_brain().network
+    readout = ActorCriticReadout(net, 3, policy_init_std=0.3, seed=1)
+    rule = ReadoutActorCritic(readout, gamma=0.9, trace_decay=1.0, learning_rate=0.2, value_learning_rate=0.5,
+                              entropy_coef=0.0)  # fmt: skip
+    batch = 2
+    generator = torch.Generator().manual_seed(0)
+    z_bar = torch.rand(batch, readout.n_inputs, generator=generator)
+    traces = rule.init_traces(batch)
+    out = readout(z_bar)
+    actions = torch.tensor([0, 2])
+    rule.record_decision(traces, Decision(out, actions, z_bar))
+    norm = float(z_bar.square().sum(1).mean() + 1.0)
+    assert float(rule.norm) == pytest.approx(norm, rel=1e-6)  # the first decision sets n̂
+    score = readout.score(out, actions)
+    before = {name: getattr(readout, name).clone() for name in ("policy_weight", "policy_bias", "value_weight")}
+    delta, modulator = torch.tensor([1.0, -2.0]), torch.tensor([0.5, 1.0])
+    rule.apply(None, traces, LearningSignal(td_error=delta, modulator=modulator))
+    want_policy = 0.2 * torch.einsum("b,bk,bm->km", modulator, score, z_bar) / (batch * norm)
+    assert torch.allclose(readout.policy_weight - before["policy_weight"], want_policy, atol=1e-7)
+    assert torch.allclose(readout.policy_bias - before["policy_bias"], 0.2 * modulator @ score / (batch * norm))
+    assert torch.allclose(readout.value_weight - before["value_weight"], 0.5 * delta @ z_bar / (batch * norm))
+
+
+def test_readout_learning_is_stable_on_long_episodes():
+    """The value readout converges to a constant return at γ = 0.99 with a large input and a large step; the
+    unnormalised update of issue 9 diverged here."""
+    net = small_brain().network
+    readout = ActorCriticReadout(net, 2, seed=0)
+    rule = ReadoutActorCritic(readout, gamma=0.99, trace_decay=1.0, value_learning_rate=0.5)
+    generator = torch.Generator().manual_seed(0)
+    traces = rule.init_traces(4)
+    previous = None
+    values = []
+    for _ in range(2000):  # reward 1 per step forever: V* = 100
+        z_bar = 5.0 * torch.rand(4, readout.n_inputs, generator=generator)  # ‖z̄‖² in the hundreds
+        out = readout(z_bar)
+        if previous is not None:
+            delta = td_error(torch.ones(4), torch.zeros(4), previous.value, out.value, 0.99)
+            rule.apply(None, traces, LearningSignal(td_error=delta, modulator=torch.zeros(4)))
+        rule.record_decision(traces, Decision(out, out.policy.argmax(1), z_bar))
+        previous = out
+        values.append(float(out.value.mean()))
+    assert all(math.isfinite(v) for v in values)
+    assert max(abs(v) for v in values) < 500
+    assert abs(sum(values[-200:]) / 200 - 100.0) < 25.0
 
 
 def test_learning_signals_reject_nan_and_wrong_shapes(brain10):
@@ -431,9 +516,9 @@ def test_learning_signals_reject_nan_and_wrong_shapes(brain10):
     rule = RewardEProp(net, proj, ac)
     rtraces = rule.init_traces(2)
     with pytest.raises(ValueError, match="NaN"):
-        rule.weight_update(rtraces, torch.tensor([0.0, float("inf")]))
+        rule.weight_update(w, rtraces, LearningSignal(modulator=torch.tensor([0.0, float("inf")])))
     with pytest.raises(ValueError, match="shape"):
-        rule.weight_update(rtraces, torch.zeros(3))
+        rule.weight_update(w, rtraces, LearningSignal(modulator=torch.zeros(3)))
     with pytest.raises(ValueError, match="gamma"):
         RewardEProp(net, proj, ac, gamma=1.5)
     with pytest.raises(ValueError, match="ActorCriticReadout"):
@@ -441,15 +526,15 @@ def test_learning_signals_reject_nan_and_wrong_shapes(brain10):
     stdp = RewardModulatedSTDP(net, proj)
     straces = stdp.init_traces(2)
     with pytest.raises(ValueError, match="NaN"):
-        stdp.weight_update(straces, torch.tensor([float("nan"), 0.0]))
+        stdp.weight_update(w, straces, LearningSignal(modulator=torch.tensor([float("nan"), 0.0])))
     with pytest.raises(ValueError, match="shape"):
-        stdp.weight_update(straces, torch.zeros(2, 1))
+        stdp.weight_update(w, straces, LearningSignal(modulator=torch.zeros(2, 1)))
     baseline = RewardBaseline(2)
     with pytest.raises(ValueError, match="NaN"):
         baseline.modulator(torch.tensor([float("nan"), 1.0]))
     scaling = SynapticScaling(net, incoming_projection(net, w, "premotor"))
     with pytest.raises(ValueError, match="elapsed_ms"):
-        scaling.weight_update(scaling.init_traces(2), w, float("nan"))
+        scaling.weight_update(w, scaling.init_traces(2), LearningSignal(elapsed_ms=float("nan")))
     with pytest.raises(ValueError, match="excitatory"):
         SynapticScaling(net, incoming_projection(net, w, "premotor", excitatory_only=False))
 
@@ -474,7 +559,7 @@ def test_stdp_window_uses_arrival_times_and_feeds_a_slow_tag(brain10):
                 spikes[0, pre] = 1.0
             if t == post_time:
                 spikes[0, post] = 1.0
-            traces = rule.step(traces, spikes)
+            rule.step(traces, spikes)
         return traces.eligibility[k, 0].item()
 
     arrival = 10 + delay
@@ -571,17 +656,16 @@ def _rule_results(device: str, backend: str) -> list[torch.Tensor]:
         spikes = (torch.rand(4, net.n_neurons, generator=generator) < 0.05).float().to(device)
         voltage = (25.0 * torch.rand(4, net.n_neurons, generator=generator)).to(device)
         state = type("Activity", (), {"spikes": spikes, "v_pre_reset": voltage})()
-        traces = [rule.step(trace, state) for rule, trace in zip(rules, traces, strict=True)]
+        for rule, trace in zip(rules, traces, strict=True):
+            rule.step(trace, state)
     reward_traces = traces[0]
-    out = rules[0].evaluate(reward_traces)
-    actions = out.policy.argmax(1)
-    rules[0].record_decision(reward_traces, out, actions)
-    delta = torch.tensor([1.0, -1.0, 0.5, 0.0], device=device)
+    z_bar = torch.rand(4, readout.n_inputs, generator=generator).to(device)
+    out = readout(z_bar)
+    rules[0].record_decision(reward_traces, Decision(out, out.policy.argmax(1), z_bar))
+    signal = LearningSignal(modulator=torch.tensor([1.0, -1.0, 0.5, 0.0], device=device), elapsed_ms=10.0)
     return [
         reward_traces.eprop.eligibility.cpu(),
-        rules[0].weight_update(reward_traces, delta).cpu(),
-        rules[1].weight_update(traces[1], delta).cpu(),
-        rules[2].weight_update(traces[2], brain.weights, 10.0).cpu(),
+        *(rule.weight_update(brain.weights, trace, signal).cpu() for rule, trace in zip(rules, traces, strict=True)),
     ]
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
+from stable_baselines3.common.env_util import make_vec_env
 
 from tests.helpers import ENV_IDS, rollout
 
@@ -185,3 +186,98 @@ def test_step_before_reset_raises(env_id: str) -> None:
     env = gym.make(env_id, disable_env_checker=True).unwrapped
     with pytest.raises((RuntimeError, gym.error.ResetNeeded)):
         env.step(env.action_space.sample())
+
+
+# ----------------------------------------------------------------------------------------- hardening (issue 13)
+COGNITIVE = ENV_IDS[:3]
+BODIES = ENV_IDS[3:]
+SHORT = {  # a non-default episode length for each env, and the number of steps it must run (None: trial-based)
+    "Encephagen-Conditioning-v0": ({"trials_per_episode": 3}, None),
+    "Encephagen-PatternRecognition-v0": ({"trials_per_episode": 3}, None),
+    "Encephagen-WorkingMemory-v0": ({"trials_per_episode": 3}, None),
+    "Encephagen-Walker2dBalance-v0": ({"episode_s": 16.0, "push_force": 0.0}, 2000),
+    "Encephagen-CPGGait-v0": ({"episode_s": 12.0}, 600),
+    "Encephagen-WormCrawl-v0": ({"episode_s": 0.5}, 25),
+}
+
+
+def test_step_ms_is_the_one_clock_and_dt_is_in_seconds(env_id: str) -> None:
+    env = gym.make(env_id)
+    task = env.unwrapped
+    assert isinstance(task.step_ms, float) and task.step_ms > 0
+    assert task.step_ms == pytest.approx(1000.0 * task.dt)
+    assert task.dt < 0.1  # seconds, Gymnasium's meaning (every env steps in 5–20 ms)
+    if env_id in COGNITIVE:
+        assert task.step_ms == 10.0
+        faster = gym.make(env_id, step_ms=5.0).unwrapped
+        assert faster.step_ms == 5.0 and faster.dt == 0.005
+        with pytest.raises(AttributeError):
+            task.dt = 0.5  # read-only: set step_ms in the constructor
+    vec = gym.make_vec(env_id, num_envs=2, vectorization_mode="sync")
+    assert list(vec.get_attr("step_ms")) == [task.step_ms] * 2
+    vec.close()
+    sb3_vec = make_vec_env(env_id, n_envs=2, seed=0)  # what the brain agent reads (through Monitor)
+    assert sb3_vec.get_attr("step_ms") == [task.step_ms] * 2
+    sb3_vec.close()
+
+
+def test_every_env_owns_its_episode_length_and_reports_metrics(env_id: str) -> None:
+    kwargs, expected_steps = SHORT[env_id]
+    env = gym.make(env_id, **kwargs)  # with gym.make's wrappers: no registered TimeLimit may cut the episode
+    run = rollout(env, env.unwrapped.make_reference_policy(), seed=0)
+    assert run["done"] and "metrics" in run["infos"][-1]
+    if expected_steps is not None:
+        assert len(run["rewards"]) == expected_steps == env.unwrapped.episode_steps
+        assert env.spec.max_episode_steps is None
+    else:
+        assert sum(info.get("new_trial", False) for info in run["infos"][1:]) == 3
+
+
+def test_step_after_the_end_raises(env_id: str) -> None:
+    kwargs, _ = SHORT[env_id]
+    if env_id == "Encephagen-Walker2dBalance-v0":
+        kwargs = {"episode_s": 0.2}
+    env = gym.make(env_id, disable_env_checker=True, **kwargs).unwrapped
+    run = rollout(env, None, seed=0)
+    assert run["done"]
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step(env.action_space.sample())
+    env.reset(seed=1)
+    env.step(env.action_space.sample())  # fine again after reset
+
+
+@pytest.mark.parametrize("env_id", BODIES)
+def test_unstable_physics_ends_the_episode_with_a_flag(env_id: str) -> None:
+    env = gym.make(env_id).unwrapped
+    env.reset(seed=0)
+    _, reward, terminated, truncated, info = env.step(np.zeros(env.action_space.shape, dtype=np.float32))
+    assert info["physics_unstable"] is False and not terminated
+    env.data.qvel[:] = 1e12  # beyond MuJoCo's limit (1e10): it warns and resets the simulation
+    _, reward, terminated, truncated, info = env.step(np.zeros(env.action_space.shape, dtype=np.float32))
+    assert terminated and not truncated
+    assert info["physics_unstable"] is True
+    assert reward == 0.0 and set(info["reward_terms"].values()) == {0.0}
+    metrics = info["metrics"]
+    assert metrics["physics_unstable"] == 1.0
+    assert all(np.isnan(v) for k, v in metrics.items() if k != "physics_unstable")
+    normal = rollout(gym.make(env_id, episode_s=0.2), None, seed=0)
+    assert normal["infos"][-1]["metrics"]["physics_unstable"] == 0.0
+
+
+@pytest.mark.parametrize("env_id", BODIES)
+@pytest.mark.parametrize("size", [0, -5, 15, 10_000, 2.5, "abc", True])
+def test_bad_frame_sizes_are_refused(env_id: str, size: object) -> None:
+    for name in ("width", "height"):
+        with pytest.raises(ValueError, match=name):
+            gym.make(env_id, render_mode="rgb_array", **{name: size})
+
+
+@pytest.mark.parametrize("env_id", BODIES)
+def test_human_render_without_a_display_names_the_fix(env_id: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MUJOCO_GL", "egl")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    with pytest.raises(ValueError, match="render_mode='human'") as error:
+        gym.make(env_id, render_mode="human")  # reaches the env (not Gymnasium's pygame HumanRendering wrapper)
+    assert "MUJOCO_GL='egl'" in str(error.value) and "DISPLAY=None" in str(error.value)
+    assert gym.make(env_id).unwrapped.metadata["render_modes"] == ["rgb_array"]  # what check_env will test

@@ -50,6 +50,7 @@ from encephagen_gym.brain.simulator import (
     clone_state,
     init_state,
     membrane_potential_mv,
+    reset_elements,
 )
 
 __all__ = [
@@ -70,6 +71,7 @@ __all__ = [
     "init_state",
     "membrane_potential_mv",
     "readout_neurons",
+    "reset_elements",
     "resolve_device",
     "substeps_per_env_step",
     "synapse_propagator",

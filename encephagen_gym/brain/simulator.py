@@ -49,7 +49,7 @@ import torch
 from encephagen_gym.brain.config import resolve_backend
 from encephagen_gym.brain.network import Network
 
-__all__ = ["BrainState", "brain_step", "clone_state", "init_state", "membrane_potential_mv"]
+__all__ = ["BrainState", "brain_step", "clone_state", "init_state", "membrane_potential_mv", "reset_elements"]
 
 _MINSTD_A = 48271
 _MINSTD_M = 2147483647
@@ -320,6 +320,40 @@ def membrane_potential_mv(network: Network, v: torch.Tensor) -> torch.Tensor:
 def clone_state(state: BrainState) -> BrainState:
     """A deep copy of the dynamic tensors (the constant bank and synapse offsets are shared)."""
     return _with_views(state._replace(**{name: getattr(state, name).clone() for name in _DYNAMIC_FIELDS}))
+
+
+def reset_elements(
+    network: Network, state: BrainState, mask: torch.Tensor, generator: torch.Generator | None = None
+) -> None:
+    """Restart the brains where ``mask`` (``[B]`` bool, on the state's device) is True, in place.
+
+    Each restarted brain gets what :func:`init_state` gives a new one — V uniform in [V_reset, θ) (drawn from
+    ``generator``, a generator on the network's device; the default one is seeded with the wiring seed),
+    no synaptic currents, no refractoriness, no spikes or arrivals, and no spikes still travelling along
+    its axons — while its background-noise stream continues where it was (the bank and keys are shared
+    state; restarting them would replay the same noise). Brains where ``mask`` is False are untouched.
+    No device→host read.
+    """
+    batch, n = state.v.shape
+    if mask.shape != (batch,):
+        raise ValueError(f"mask must have shape ({batch},), got {tuple(mask.shape)}")
+    mask = mask.to(device=state.v.device, dtype=torch.bool)
+    if generator is None:
+        generator = torch.Generator(device=state.v.device)
+        generator.manual_seed(network.config.seed)
+    fresh_v = network.v_threshold_rel * torch.rand((batch, n), generator=generator, device=state.v.device)
+    rows = mask[:, None]
+    state.v.copy_(torch.where(rows, fresh_v, state.v))
+    state.v_pre_reset.copy_(torch.where(rows, fresh_v, state.v_pre_reset))
+    keep = (~mask).to(state.v.dtype)
+    state.currents.mul_(keep[None, :, None])
+    state.refractory.mul_(keep[:, None])
+    state.spikes.mul_(keep[:, None])
+    state.arrivals.mul_(keep[:, None, None])
+    if state.backend == "numba":
+        state.queue_length.masked_fill_(rows, 0)
+    else:
+        state.ring.mul_(keep[None, :, None, None])
 
 
 def brain_step(

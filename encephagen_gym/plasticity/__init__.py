@@ -1,38 +1,46 @@
 """Local learning rules for the spiking brain, behind one interface (:mod:`~encephagen_gym.plasticity.base`).
 
 Rules: supervised e-prop (:class:`EProp`), reward-based e-prop as an online actor-critic
-(:class:`RewardEProp`), three-factor reward-modulated STDP (:class:`RewardModulatedSTDP`), homeostatic
-synaptic scaling (:class:`SynapticScaling`). Which synapses learn is a
-:class:`PlasticProjection` chosen by region-role pairs (:func:`select_projection`, default
-:data:`DEFAULT_PLASTIC_PAIRS`); the readout weights of :mod:`encephagen_gym.brain.decoders` learn too.
+(:class:`RewardEProp` for the recurrent weights, :class:`ReadoutActorCritic` for the readout's), three-factor
+reward-modulated STDP (:class:`RewardModulatedSTDP`), homeostatic synaptic scaling (:class:`SynapticScaling`).
+Which synapses learn is a :class:`PlasticProjection` chosen by region-role pairs (:func:`select_projection`,
+default :data:`DEFAULT_PLASTIC_PAIRS`); the readout weights of :mod:`encephagen_gym.brain.decoders` learn too.
 Everything else stays fixed; every update goes through :func:`apply_weight_update` (clamp to [0, w_max]:
 Dale's law and bounds).
 
-Quick start (reward-based e-prop, one decision per 10 ms environment step; runs as written)::
+Quick start (reward-based e-prop and a learning readout, one decision per 10 ms env step; runs as written)::
 
     import torch
     from encephagen_gym.brain import BrainConfig, SpikingBrain
     from encephagen_gym.brain.decoders import ActorCriticReadout
-    from encephagen_gym.plasticity import RewardEProp, select_projection
+    from encephagen_gym.plasticity import (Decision, LearningSignal, ReadoutActorCritic, RewardEProp,
+                                           TDErrorScaler, select_projection, td_error)
 
     brain = SpikingBrain(BrainConfig(neurons_per_region=10, device="cpu"))
     projection = select_projection(brain.network, brain.weights, skip_empty=True)  # default role pairs
     readout = ActorCriticReadout(brain.network, n_actions=2)  # motor + premotor excitatory neurons
-    rule = RewardEProp(brain.network, projection, readout, gamma=0.9)
+    rules = [ReadoutActorCritic(readout, gamma=0.9), RewardEProp(brain.network, projection, readout, gamma=0.9)]
+    scaler = TDErrorScaler()
     batch = 4
-    state, traces = brain.initial_state(batch), rule.init_traces(batch)
+    state, z_bar = brain.initial_state(batch), readout.init_trace(batch)
+    traces = [rule.init_traces(batch) for rule in rules]
     observation = brain.input_for_roles("visual", 12.0, batch)  # an encoded observation (mV)
     previous = None
     for env_step in range(5):
         for _ in range(brain.substeps(env_dt_ms=10.0)):  # 10 brain steps of 1 ms
             state = brain.step(state, observation)
-            traces = rule.step(traces, state)
-        out = rule.evaluate(traces)  # policy logits [B, 2], value [B]
+            readout.filter_spikes(z_bar, state.spikes)
+            for rule, trace in zip(rules, traces):
+                rule.step(trace, state)
+        out = readout(z_bar)  # policy logits [B, 2], value [B]
         if previous is not None:  # the TD error of the previous decision is known now
-            delta = rule.td_error(reward, done, previous.value, out.value, rule.config.gamma)
-            rule.reinforce(brain.weights, traces, delta, done)
+            delta = td_error(reward, done, previous.value, out.value, 0.9)
+            signal = LearningSignal(td_error=delta, modulator=scaler.scale(delta), done=done)
+            for rule, trace in zip(rules, traces):
+                rule.apply(brain.weights, trace, signal)
         action = readout.sample(out)
-        traces = rule.record_decision(traces, out, action)
+        for rule, trace in zip(rules, traces):
+            rule.record_decision(trace, Decision(out, action, z_bar.clone()))
         reward, done = (action == 1).float(), torch.zeros(batch)  # the environment's answer
         previous = out
 
@@ -51,7 +59,7 @@ Verification: :mod:`~encephagen_gym.plasticity.reference` (a differentiable repl
 ``tests/test_plasticity.py``.
 """
 
-from encephagen_gym.plasticity.base import PlasticityRule
+from encephagen_gym.plasticity.base import Decision, LearningSignal, PlasticityRule
 from encephagen_gym.plasticity.eprop import (
     DEFAULT_GAMMA_PD,
     EProp,
@@ -65,7 +73,7 @@ from encephagen_gym.plasticity.eprop import (
 )
 from encephagen_gym.plasticity.feedback import Feedback, feedback_matrix, learning_signal, make_feedback
 from encephagen_gym.plasticity.homeostasis import ScalingConfig, ScalingTraces, SynapticScaling
-from encephagen_gym.plasticity.neuromodulation import RewardBaseline, baseline_modulator
+from encephagen_gym.plasticity.neuromodulation import RewardBaseline, TDErrorScaler, baseline_modulator
 from encephagen_gym.plasticity.projection import (
     DEFAULT_PLASTIC_PAIRS,
     PlasticProjection,
@@ -74,18 +82,24 @@ from encephagen_gym.plasticity.projection import (
     projection_from_synapses,
     select_projection,
 )
-from encephagen_gym.plasticity.reward_eprop import RewardEProp, RewardEpropConfig, RewardEpropTraces
+from encephagen_gym.plasticity.readout_rule import ReadoutActorCritic, ReadoutLearningConfig, ReadoutTraces
+from encephagen_gym.plasticity.reward_eprop import RewardEProp, RewardEpropConfig, RewardEpropTraces, td_error
 from encephagen_gym.plasticity.stdp import RewardModulatedSTDP, StdpConfig, StdpTraces
 
 __all__ = [
     "DEFAULT_GAMMA_PD",
     "DEFAULT_PLASTIC_PAIRS",
+    "Decision",
     "EProp",
     "EpropParams",
     "EpropTraces",
     "Feedback",
+    "LearningSignal",
     "PlasticProjection",
     "PlasticityRule",
+    "ReadoutActorCritic",
+    "ReadoutLearningConfig",
+    "ReadoutTraces",
     "RewardBaseline",
     "RewardEProp",
     "RewardEpropConfig",
@@ -96,6 +110,7 @@ __all__ = [
     "StdpConfig",
     "StdpTraces",
     "SynapticScaling",
+    "TDErrorScaler",
     "apply_weight_update",
     "baseline_modulator",
     "eprop_gradient",
@@ -109,4 +124,5 @@ __all__ = [
     "projection_from_synapses",
     "pseudo_derivative",
     "select_projection",
+    "td_error",
 ]

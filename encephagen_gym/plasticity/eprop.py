@@ -52,6 +52,7 @@ neurons have no adaptation.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import NamedTuple
 
@@ -61,6 +62,7 @@ from encephagen_gym.brain.config import resolve_backend
 from encephagen_gym.brain.decoders import LeakyReadout
 from encephagen_gym.brain.network import Network
 from encephagen_gym.brain.simulator import BrainState
+from encephagen_gym.plasticity.base import Decision, LearningSignal, require
 from encephagen_gym.plasticity.delays import (
     DelayedHistory,
     gather_neurons,
@@ -71,7 +73,7 @@ from encephagen_gym.plasticity.delays import (
 )
 from encephagen_gym.plasticity.feedback import Feedback, feedback_matrix, learning_signal, make_feedback
 from encephagen_gym.plasticity.projection import PlasticProjection, apply_weight_update
-from encephagen_gym.plasticity.validation import check_activity, check_finite, check_shape
+from encephagen_gym.plasticity.validation import check_activity, check_finite, check_rate, check_shape
 
 __all__ = [
     "DEFAULT_GAMMA_PD",
@@ -84,6 +86,7 @@ __all__ = [
     "make_eprop_params",
     "per_synapse_signal",
     "pseudo_derivative",
+    "reset_eprop_traces",
 ]
 
 #: Dampening factor γ_pd of the pseudo-derivative (Bellec et al. 2020 use 0.3).
@@ -138,7 +141,8 @@ class EpropParams(NamedTuple):
     backend: str = "torch"
 
 
-class EpropTraces(NamedTuple):
+@dataclasses.dataclass(eq=False)
+class EpropTraces:
     """e-prop state of a batch (updated in place each step; ``time`` counts the steps seen).
 
     ``current``/``membrane`` ``[U, B]``: the two filter stages a, x of each presynaptic neuron (AMPA/GABA);
@@ -224,11 +228,9 @@ def init_eprop_traces(params: EpropParams, batch_size: int) -> EpropTraces:
     )
 
 
-def eprop_trace_step(
-    params: EpropParams, traces: EpropTraces, spikes: torch.Tensor, v_pre_reset: torch.Tensor
-) -> EpropTraces:
-    """Advance the traces by one simulation step (in place) given that step's ``spikes`` and
-    ``v_pre_reset`` (``[B, N]``, from the brain state right after the step); returns the advanced traces.
+def eprop_trace_step(params: EpropParams, traces: EpropTraces, spikes: torch.Tensor, v_pre_reset: torch.Tensor) -> None:
+    """Advance the traces by one simulation step, in place, given that step's ``spikes`` and
+    ``v_pre_reset`` (``[B, N]``, from the brain state right after the step).
 
     Order (time t = ``traces.time + 1``): x(t) = α x(t−1) + P a(t−1); a(t) = β a(t−1) + J z(t); push x(t);
     ē(t) = κ ē(t−1) + ψ_j(t) x_i(t − d)."""
@@ -238,7 +240,8 @@ def eprop_trace_step(
         from encephagen_gym.plasticity import eprop_kernel  # imports numba, only when used
 
         eprop_kernel.trace_step(params, traces, spikes, v_pre_reset, time)
-        return traces._replace(time=time)
+        traces.time = time
+        return
     z_pre = spikes.index_select(1, proj.pre_neurons).t()  # [U, B]
     traces.membrane.mul_(params.decay_m).addcmul_(traces.current, params.propagator)
     traces.current.mul_(params.decay_current).addcmul_(z_pre, params.jump)
@@ -256,7 +259,17 @@ def eprop_trace_step(
     psi = _pseudo_derivative_(v_post, params.threshold_mv, params.gamma_pd)
     psi_syn = gather_rows(psi, proj.post_local)  # [P, B]
     traces.eligibility.mul_(params.kappa).addcmul_(psi_syn, arrived)
-    return traces._replace(time=time)
+    traces.time = time
+
+
+def reset_eprop_traces(traces: EpropTraces, mask: torch.Tensor) -> None:
+    """Zero every trace of the batch elements where ``mask`` (``[B]`` bool) is True, in place (their
+    presynaptic filters, delayed history and eligibility: as if those brains had just started)."""
+    keep = 1.0 - mask.to(device=traces.eligibility.device, dtype=traces.eligibility.dtype)
+    for tensor in (traces.current, traces.membrane, traces.current_nmda, traces.membrane_nmda, traces.mixed,
+                   traces.history.buffer, traces.eligibility):  # fmt: skip
+        if tensor is not None:
+            tensor.mul_(keep)
 
 
 def per_synapse_signal(params: EpropParams, signal: torch.Tensor) -> torch.Tensor:
@@ -273,20 +286,23 @@ def eprop_gradient(params: EpropParams, traces: EpropTraces, signal: torch.Tenso
 class EProp:
     """Supervised e-prop on ``projection`` for a regression readout (``brain.decoders.LeakyReadout``).
 
-    Usage, per trial (``E = ½ Σ_t ‖y(t) − y*(t)‖²`` averaged over the batch)::
+    Online, one update per simulation step (``E = ½ Σ_t ‖y(t) − y*(t)‖²`` averaged over the batch)::
 
         traces, readout_trace = rule.init_traces(B), readout.init_trace(B)
         for t in range(T):
             state = brain.step(state, input_current)
             readout.filter_spikes(readout_trace, state.spikes)
-            traces = rule.step(traces, state)
-            error = readout(readout_trace) - target[t]                 # [B, K]
-            grad += rule.gradient(traces, rule.learning_signal(error))  # [P]
-        rule.apply(brain.weights, -learning_rate * grad)
+            rule.step(traces, state)
+            error = readout(readout_trace) - target[t]                       # [B, K]
+            rule.apply(brain.weights, traces, LearningSignal(output_error=error))
+
+    or per trial: sum ``rule.gradient(traces, rule.learning_signal(error))`` over the trial and apply
+    ``-learning_rate × sum`` with :func:`~encephagen_gym.plasticity.projection.apply_weight_update`.
 
     ``feedback="symmetric"`` uses B = W_outᵀ (exact e-prop gradient for neurons that feed the readout, zero
     learning signal for the others); ``"random"`` uses fixed Gaussian B (random feedback alignment, every
     postsynaptic neuron learns). :meth:`readout_gradient` gives the exact readout-weight gradient.
+    ``learning_rate`` η (mV per unit gradient) may be changed between updates (schedules).
     """
 
     def __init__(
@@ -298,10 +314,12 @@ class EProp:
         gamma_pd: float = DEFAULT_GAMMA_PD,
         feedback_std: float | None = None,
         seed: int = 0,
+        learning_rate: float = 1.0,
     ) -> None:
         self.network = network
         self.projection = projection
         self.readout = readout
+        self.learning_rate = check_rate("learning_rate", learning_rate)
         self.params = make_eprop_params(network, projection, readout.kappa, gamma_pd)
         self.feedback: Feedback = make_feedback(
             projection, readout.input_neurons, readout.n_outputs, feedback, feedback_std, seed
@@ -311,10 +329,13 @@ class EProp:
         """Zero eligibility traces for ``batch_size`` brains."""
         return init_eprop_traces(self.params, batch_size)
 
-    def step(self, traces: EpropTraces, state: BrainState) -> EpropTraces:
-        """Update the traces after one brain step (reads ``state.spikes`` and ``state.v_pre_reset``)."""
+    def step(self, traces: EpropTraces, state: BrainState) -> None:
+        """Update the traces after one brain step, in place (reads ``state.spikes`` and ``state.v_pre_reset``)."""
         check_activity(state.spikes, traces.eligibility.shape[1], self.network.n_neurons)
-        return eprop_trace_step(self.params, traces, state.spikes, state.v_pre_reset)
+        eprop_trace_step(self.params, traces, state.spikes, state.v_pre_reset)
+
+    def record_decision(self, traces: EpropTraces, decision: Decision) -> None:
+        """Nothing to record: supervised e-prop learns from the readout error alone."""
 
     def learning_signal(self, output_error: torch.Tensor, check: bool = True) -> torch.Tensor:
         """L = (y − y*) Bᵀ, ``[B, V]``, from the readout error ``[B, K]``. ``check`` rejects non-finite
@@ -331,9 +352,23 @@ class EProp:
         check_shape("learning signal", signal, (traces.eligibility.shape[1], self.projection.n_post))
         return eprop_gradient(self.params, traces, signal)
 
-    def weight_update(self, traces: EpropTraces, signal: torch.Tensor, learning_rate: float) -> torch.Tensor:
-        """Δw = −η · mean_b L ē, ``[P]`` mV (a gradient-descent step on this time step's loss)."""
-        return self.gradient(traces, signal).mul_(-learning_rate)
+    def weight_update(self, weights: torch.Tensor, traces: EpropTraces, signal: LearningSignal) -> torch.Tensor:
+        """Δw = −η · mean_b L ē, ``[P]`` mV, for ``signal.output_error`` ``[B, K]`` (a gradient-descent step
+        on this time step's loss)."""
+        error = require(signal, "output_error", "EProp", (traces.eligibility.shape[1], self.readout.n_outputs))
+        return self.gradient(traces, self.learning_signal(error, check=False)).mul_(-self.learning_rate)
+
+    def apply(self, weights: torch.Tensor, traces: EpropTraces, signal: LearningSignal) -> dict[str, torch.Tensor]:
+        """Apply :meth:`weight_update` (clamped to [0, w_max], Dale's law); returns the mean |Δw| (mV)."""
+        delta = self.weight_update(weights, traces, signal)
+        apply_weight_update(weights, self.projection, delta, check_finite=False)
+        if signal.done is not None:
+            self.reset_traces(traces, signal.done.bool())
+        return {"mean_abs_dw_mv": delta.abs().mean()}
+
+    def reset_traces(self, traces: EpropTraces, mask: torch.Tensor) -> None:
+        """Clear the traces of the batch elements where ``mask`` is True."""
+        reset_eprop_traces(traces, mask)
 
     def readout_gradient(
         self, readout_trace: torch.Tensor, output_error: torch.Tensor
@@ -342,7 +377,3 @@ class EProp:
         check_shape("output_error", output_error, (readout_trace.shape[0], self.readout.n_outputs))
         batch = readout_trace.shape[0]
         return output_error.t() @ readout_trace / batch, output_error.mean(dim=0)
-
-    def apply(self, weights: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-        """Add ``delta`` ``[P]`` to the projection's weights, clamped to [0, w_max] (Dale's law)."""
-        return apply_weight_update(weights, self.projection, delta)

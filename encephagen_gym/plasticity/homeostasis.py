@@ -22,6 +22,7 @@ import torch
 
 from encephagen_gym.brain.network import Network
 from encephagen_gym.brain.simulator import BrainState
+from encephagen_gym.plasticity.base import Decision, LearningSignal, require
 from encephagen_gym.plasticity.delays import gather_rows
 from encephagen_gym.plasticity.projection import PlasticProjection, apply_weight_update
 from encephagen_gym.plasticity.validation import check_activity
@@ -65,7 +66,8 @@ class ScalingParams(NamedTuple):
     tau_scaling_ms: float
 
 
-class ScalingTraces(NamedTuple):
+@dataclasses.dataclass(eq=False)
+class ScalingTraces:
     """``rate_hz`` ``[V, B]``: rate estimate ν̂ of each postsynaptic neuron; ``time`` steps seen."""
 
     rate_hz: torch.Tensor
@@ -84,11 +86,11 @@ def init_scaling_traces(params: ScalingParams, batch_size: int) -> ScalingTraces
     return ScalingTraces(torch.full(shape, params.target_rate_hz, device=params.projection.device), 0)
 
 
-def scaling_trace_step(params: ScalingParams, traces: ScalingTraces, spikes: torch.Tensor) -> ScalingTraces:
-    """Update the rate estimates from one step's ``spikes`` ``[B, N]`` (in place)."""
+def scaling_trace_step(params: ScalingParams, traces: ScalingTraces, spikes: torch.Tensor) -> None:
+    """Update the rate estimates from one step's ``spikes`` ``[B, N]``, in place."""
     z_post = spikes.index_select(1, params.projection.post_neurons).t()
     traces.rate_hz.mul_(params.rate_decay).add_(z_post, alpha=params.rate_gain)
-    return traces._replace(time=traces.time + 1)
+    traces.time += 1
 
 
 def scaling_update(
@@ -103,7 +105,8 @@ def scaling_update(
 
 class SynapticScaling:
     """Homeostatic scaling of the excitatory inputs of ``projection``'s postsynaptic neurons (build the
-    projection with :func:`~encephagen_gym.plasticity.projection.incoming_projection`)."""
+    projection with :func:`~encephagen_gym.plasticity.projection.incoming_projection`). Updates read
+    ``LearningSignal(elapsed_ms=...)``, the time since the previous update."""
 
     def __init__(self, network: Network, projection: PlasticProjection, config: ScalingConfig | None = None,
                  **overrides: object) -> None:  # fmt: skip
@@ -123,19 +126,28 @@ class SynapticScaling:
     def init_traces(self, batch_size: int) -> ScalingTraces:
         return init_scaling_traces(self.params, batch_size)
 
-    def step(self, traces: ScalingTraces, state: BrainState | torch.Tensor) -> ScalingTraces:
-        """Update the rate estimates after one step (``state`` or its ``[B, N]`` spikes)."""
+    def step(self, traces: ScalingTraces, state: BrainState | torch.Tensor) -> None:
+        """Update the rate estimates after one step, in place (``state`` or its ``[B, N]`` spikes)."""
         spikes = state if isinstance(state, torch.Tensor) else state.spikes
         check_activity(spikes, traces.rate_hz.shape[1], self.network.n_neurons)
-        return scaling_trace_step(self.params, traces, spikes)
+        scaling_trace_step(self.params, traces, spikes)
 
-    def weight_update(self, traces: ScalingTraces, weights: torch.Tensor, elapsed_ms: float) -> torch.Tensor:
-        """Δw ``[P]`` for ``elapsed_ms`` of scaling at the current rate estimates."""
+    def record_decision(self, traces: ScalingTraces, decision: Decision) -> None:
+        """Nothing to record: scaling follows firing rates only."""
+
+    def weight_update(self, weights: torch.Tensor, traces: ScalingTraces, signal: LearningSignal) -> torch.Tensor:
+        """Δw ``[P]`` for ``signal.elapsed_ms`` of scaling at the current rate estimates."""
+        elapsed_ms = require(signal, "elapsed_ms", "SynapticScaling")
         if not (isinstance(elapsed_ms, int | float) and math.isfinite(elapsed_ms) and elapsed_ms >= 0):
             raise ValueError(f"elapsed_ms must be a finite number >= 0, got {elapsed_ms!r}")
         return scaling_update(self.params, traces, weights, elapsed_ms)
 
-    def apply(self, weights: torch.Tensor, traces: ScalingTraces, elapsed_ms: float) -> torch.Tensor:
-        """Scale the weights in place (clamped to [0, w_max])."""
-        delta = self.weight_update(traces, weights, elapsed_ms)
-        return apply_weight_update(weights, self.projection, delta, check_finite=False)
+    def apply(self, weights: torch.Tensor, traces: ScalingTraces, signal: LearningSignal) -> dict[str, torch.Tensor]:
+        """Scale the weights in place (clamped to [0, w_max]); returns the mean |Δw| (mV). Rate estimates
+        are kept across episodes (homeostasis is slow and not tied to episodes)."""
+        delta = self.weight_update(weights, traces, signal)
+        apply_weight_update(weights, self.projection, delta, check_finite=False)
+        return {"mean_abs_dw_mv": delta.abs().mean()}
+
+    def reset_traces(self, traces: ScalingTraces, mask: torch.Tensor) -> None:
+        """Nothing to clear: a neuron's rate estimate outlives an episode."""

@@ -15,7 +15,7 @@ import torch
 
 from encephagen_gym.plasticity.validation import check_finite, check_shape
 
-__all__ = ["RewardBaseline", "baseline_modulator"]
+__all__ = ["RewardBaseline", "TDErrorScaler", "baseline_modulator"]
 
 
 def baseline_modulator(baseline: torch.Tensor, reward: torch.Tensor, rate: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -42,3 +42,51 @@ class RewardBaseline:
         reward = reward.to(self.baseline.dtype)
         modulator, self.baseline = baseline_modulator(self.baseline, reward, self.rate)
         return modulator
+
+
+class TDErrorScaler:
+    """The third factor of actor and recurrent updates: the TD error divided by its running RMS.
+
+    M = clip(δ / √(v̂ + ε), −``clip``, ``clip``) with v̂ a running mean of δ² over the batch (time constant
+    ``tau_updates`` calls; corrected for its start at zero as Adam corrects its moments). The sign and relative size
+    of δ are kept while its scale — set by the task's reward units and by how well the critic already
+    predicts — is removed, so that one learning rate serves every task. ``scale(δ)`` returns M and then
+    updates v̂ with the batch (no host read)."""
+
+    def __init__(self, tau_updates: float = 1000.0, clip: float = 5.0, eps: float = 1e-8,
+                 device: torch.device | str = "cpu") -> None:  # fmt: skip
+        if not (isinstance(tau_updates, int | float) and math.isfinite(tau_updates) and tau_updates >= 1):
+            raise ValueError(f"tau_updates must be a number >= 1, got {tau_updates!r}")
+        if not (isinstance(clip, int | float) and clip > 0):
+            raise ValueError(f"clip must be a positive number, got {clip!r}")
+        self.decay = math.exp(-1.0 / tau_updates)
+        self.clip = float(clip)
+        self.eps = float(eps)
+        self.mean_square = torch.zeros((), device=device)
+        self.weight_sum = torch.zeros((), device=device)  # bias correction: Σ of the EMA's weights so far
+
+    def scale(self, td_error: torch.Tensor, include: torch.Tensor | None = None) -> torch.Tensor:
+        """M ``[B]`` for TD errors ``[B]``, after folding them into the running RMS. ``include`` (``[B]``
+        0/1) limits both to some elements (the others get M = 0 and do not count); no host read."""
+        td = td_error.detach()
+        if include is None:
+            batch_mean = td.square().mean()
+            weight = torch.ones((), device=td.device)
+        else:
+            include = include.to(td.dtype)
+            count = include.sum()
+            batch_mean = (td.square() * include).sum() / count.clamp(min=1.0)
+            weight = (count > 0).to(td.dtype)  # a batch with no included element leaves v̂ as it was
+        rate = (1.0 - self.decay) * weight
+        self.mean_square.mul_(1.0 - rate).add_(rate * batch_mean)
+        self.weight_sum.mul_(1.0 - rate).add_(rate)
+        variance = self.mean_square / self.weight_sum.clamp(min=1e-12)
+        scaled = (td_error / (variance + self.eps).sqrt()).clamp(-self.clip, self.clip)
+        return scaled if include is None else scaled * include
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"mean_square": self.mean_square.clone(), "weight_sum": self.weight_sum.clone()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.mean_square.copy_(state["mean_square"])
+        self.weight_sum.copy_(state["weight_sum"])

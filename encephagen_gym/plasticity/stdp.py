@@ -34,6 +34,7 @@ import torch
 
 from encephagen_gym.brain.network import Network
 from encephagen_gym.brain.simulator import BrainState
+from encephagen_gym.plasticity.base import Decision, LearningSignal, require
 from encephagen_gym.plasticity.delays import (
     DelayedHistory,
     gather_rows,
@@ -42,7 +43,7 @@ from encephagen_gym.plasticity.delays import (
     init_history,
 )
 from encephagen_gym.plasticity.projection import PlasticProjection, apply_weight_update
-from encephagen_gym.plasticity.validation import check_activity, check_finite, check_shape
+from encephagen_gym.plasticity.validation import check_activity
 
 __all__ = [
     "RewardModulatedSTDP",
@@ -52,6 +53,7 @@ __all__ = [
     "init_stdp_traces",
     "make_stdp_params",
     "modulated_update",
+    "reset_stdp_traces",
     "stdp_trace_step",
 ]
 
@@ -92,7 +94,8 @@ class StdpParams(NamedTuple):
     learning_rate: float
 
 
-class StdpTraces(NamedTuple):
+@dataclasses.dataclass(eq=False)
+class StdpTraces:
     """``pre`` ``[U, B]`` x; ``pre_history``/``spike_history``: delayed rings of x and z; ``post`` ``[V, B]``
     y; ``eligibility`` ``[P, B]`` the synaptic tags e (mV); ``time`` steps seen."""
 
@@ -135,8 +138,8 @@ def init_stdp_traces(params: StdpParams, batch_size: int) -> StdpTraces:
     )
 
 
-def stdp_trace_step(params: StdpParams, traces: StdpTraces, spikes: torch.Tensor) -> StdpTraces:
-    """One simulation step (in place) from the step's ``spikes`` ``[B, N]``; returns the advanced traces."""
+def stdp_trace_step(params: StdpParams, traces: StdpTraces, spikes: torch.Tensor) -> None:
+    """One simulation step, in place, from the step's ``spikes`` ``[B, N]``."""
     proj = params.projection
     time = traces.time + 1
     z_pre = spikes.index_select(1, proj.pre_neurons).t()  # [U, B]
@@ -153,7 +156,15 @@ def stdp_trace_step(params: StdpParams, traces: StdpTraces, spikes: torch.Tensor
     eligibility.addcmul_(pre_arrived, post_spike, value=params.a_plus)
     eligibility.addcmul_(post_before, spike_arrived, value=-params.a_minus)
     traces.post.add_(z_post)
-    return traces._replace(time=time)
+    traces.time = time
+
+
+def reset_stdp_traces(traces: StdpTraces, mask: torch.Tensor) -> None:
+    """Zero the pairing traces, histories and tags of the batch elements where ``mask`` is True (in place)."""
+    keep = 1.0 - mask.to(device=traces.eligibility.device, dtype=traces.eligibility.dtype)
+    for tensor in (traces.pre, traces.pre_history.buffer, traces.spike_history.buffer, traces.post,
+                   traces.eligibility):  # fmt: skip
+        tensor.mul_(keep)
 
 
 def modulated_update(params: StdpParams, traces: StdpTraces, modulator: torch.Tensor) -> torch.Tensor:
@@ -166,8 +177,10 @@ class RewardModulatedSTDP:
     """Three-factor STDP on ``projection`` (see the module docstring).
 
     Per simulation step call :meth:`step`; whenever a neuromodulator value is available (every step for a
-    continuous dopamine signal, or at rewards), :meth:`apply` the update it gates. Use
-    :class:`~encephagen_gym.plasticity.neuromodulation.RewardBaseline` for M = r − r̄."""
+    continuous dopamine signal, at rewards, or a TD error every environment step), :meth:`apply` the update
+    it gates with ``LearningSignal(modulator=M)``. Use
+    :class:`~encephagen_gym.plasticity.neuromodulation.RewardBaseline` for M = r − r̄.
+    ``learning_rate`` (η, initialised from the config) may be changed between updates (schedules)."""
 
     def __init__(self, network: Network, projection: PlasticProjection, config: StdpConfig | None = None,
                  **overrides: object) -> None:  # fmt: skip
@@ -180,28 +193,36 @@ class RewardModulatedSTDP:
         self.network = network
         self.projection = projection
         self.params = make_stdp_params(projection, network.config.dt_ms, config)
+        self.learning_rate = config.learning_rate
 
     def init_traces(self, batch_size: int) -> StdpTraces:
         """Zero traces for ``batch_size`` brains."""
         return init_stdp_traces(self.params, batch_size)
 
-    def step(self, traces: StdpTraces, state: BrainState | torch.Tensor) -> StdpTraces:
-        """Update the traces after one step; ``state`` is a brain state or a ``[B, N]`` spike tensor."""
+    def step(self, traces: StdpTraces, state: BrainState | torch.Tensor) -> None:
+        """Update the traces after one step, in place; ``state`` is a brain state or a ``[B, N]`` spike tensor."""
         spikes = state if isinstance(state, torch.Tensor) else state.spikes
         check_activity(spikes, traces.eligibility.shape[1], self.network.n_neurons)
-        return stdp_trace_step(self.params, traces, spikes)
+        stdp_trace_step(self.params, traces, spikes)
 
-    def weight_update(self, traces: StdpTraces, modulator: torch.Tensor, check: bool = True) -> torch.Tensor:
-        """Δw ``[P]`` gated by ``modulator`` ``[B]``. ``check`` rejects non-finite modulators (one host read;
-        pass False when applying a continuous modulator every simulation step on a GPU)."""
-        check_shape("modulator", modulator, (traces.eligibility.shape[1],))
-        if check:
-            check_finite("modulator", modulator)
-        return modulated_update(self.params, traces, modulator)
+    def record_decision(self, traces: StdpTraces, decision: Decision) -> None:
+        """Nothing to record: the tags do not depend on decisions."""
 
-    def apply(
-        self, weights: torch.Tensor, traces: StdpTraces, modulator: torch.Tensor, check: bool = True
-    ) -> torch.Tensor:
-        """Apply the update gated by ``modulator`` to ``weights`` (clamped to [0, w_max], Dale's law)."""
-        delta = self.weight_update(traces, modulator, check)
-        return apply_weight_update(weights, self.projection, delta, check_finite=False)
+    def weight_update(self, weights: torch.Tensor, traces: StdpTraces, signal: LearningSignal) -> torch.Tensor:
+        """Δw ``[P]`` = η · mean_b M_b e_b for ``signal.modulator`` ``[B]``."""
+        modulator = require(signal, "modulator", "RewardModulatedSTDP", (traces.eligibility.shape[1],))
+        params = self.params._replace(learning_rate=self.learning_rate)
+        return modulated_update(params, traces, modulator)
+
+    def apply(self, weights: torch.Tensor, traces: StdpTraces, signal: LearningSignal) -> dict[str, torch.Tensor]:
+        """Apply the gated update (clamped to [0, w_max], Dale's law), then clear the traces of finished
+        episodes (``signal.done``); returns the mean |Δw| (mV)."""
+        delta = self.weight_update(weights, traces, signal)
+        apply_weight_update(weights, self.projection, delta, check_finite=False)
+        if signal.done is not None:
+            self.reset_traces(traces, signal.done.bool())
+        return {"mean_abs_dw_mv": delta.abs().mean()}
+
+    def reset_traces(self, traces: StdpTraces, mask: torch.Tensor) -> None:
+        """Clear the traces of the batch elements where ``mask`` is True."""
+        reset_stdp_traces(traces, mask)

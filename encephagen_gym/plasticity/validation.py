@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["check_activity", "check_finite", "check_shape"]
+__all__ = ["check_activity", "check_finite", "check_rate", "check_shape"]
 
 
 def check_shape(name: str, tensor: torch.Tensor, shape: tuple[int | None, ...]) -> None:
@@ -32,3 +32,10 @@ def check_finite(name: str, tensor: torch.Tensor) -> None:
 def check_activity(spikes: torch.Tensor, batch_size: int, n_neurons: int) -> None:
     """ValueError unless ``spikes`` is ``[batch_size, n_neurons]`` (the traces' batch size)."""
     check_shape("spikes", spikes, (batch_size, n_neurons))
+
+
+def check_rate(name: str, value: float) -> float:
+    """``value`` as a float if it is a finite number >= 0 (a learning rate), else ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0 or value == float("inf"):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)

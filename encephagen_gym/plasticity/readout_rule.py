@@ -1,0 +1,222 @@
+r"""The readout's own learning rule: an online actor-critic on the weights of an
+:class:`~encephagen_gym.brain.decoders.ActorCriticReadout`, with normalised steps.
+
+The readout is linear in the filtered spikes z̄ of its input neurons (``y = W z̄ + b``, ``V = w·z̄ + c``), so
+its gradients are exact and local: ∂log π(a)/∂W_kj = score_k z̄_j, ∂V/∂w_j = z̄_j. As for the recurrent
+weights (:mod:`~encephagen_gym.plasticity.reward_eprop`), each parameter keeps a γλ-filtered trace of its
+gradient across decisions and a third factor turns traces into changes:
+
+    e^π(n) = γλ e^π(n−1) + score(n) ⊗ [z̄(n), 1]        e^V(n) = γλ e^V(n−1) + [z̄(n), 1]
+    ΔW^π = α_π · M(n) e^π(n) / (ℓ(n) n̂)                  Δw^V = α_V · δ(n) e^V(n) / (ℓ(n) n̂)
+
+with the actor gated by the scaled TD error M (the modulator) and the critic by the raw TD error δ (it
+regresses the value onto returns in reward units).
+
+**Why the normalisation.** Without it the step a value makes per unit δ is α‖z̄‖²/(1 − γλ): at the default
+size ‖z̄‖² is tens to hundreds and 1/(1 − γ) is 100 at γ = 0.99, so any α that learns on a short task diverges
+on a long one (issue 9 measured readout values of ±10³⁶ within ten decisions at α = 0.05). Dividing by
+n̂ (a running mean of ‖z̄‖² + 1 over decisions and batch, time constant ``norm_tau`` decisions) and by ℓ (the
+discounted number of decisions the trace holds: ℓ ← γλ ℓ + 1, reset with the episode) makes one update
+move V(s) by ≈ α_V δ and the logits by ≈ α_π M · score, whatever the readout's size, γλ or episode length
+(normalised least-mean-squares). Any α_V < 1 is then stable; the defaults are α_V = 0.1 and α_π = 0.01.
+
+The entropy bonus c_H H adds α_π c_H ∂H/∂y ⊗ [z̄, 1] / n̂ per decision (discrete actions), or α_π c_H / n̂
+per dimension to log σ (continuous actions; log σ steps like a bias, an input of 1 in the same normalised
+step).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+
+from encephagen_gym.brain.decoders import ActorCriticReadout
+from encephagen_gym.brain.simulator import BrainState
+from encephagen_gym.plasticity.base import Decision, LearningSignal, keep_mask, require
+from encephagen_gym.plasticity.validation import check_rate
+
+__all__ = ["ReadoutActorCritic", "ReadoutLearningConfig", "ReadoutTraces"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadoutLearningConfig:
+    """``gamma`` (discount per decision), ``trace_decay`` λ, ``learning_rate`` α_π (actor),
+    ``value_learning_rate`` α_V (critic), ``entropy_coef`` c_H, ``norm_tau`` (decisions; time constant of
+    the running ‖z̄‖² + 1)."""
+
+    gamma: float = 0.99
+    trace_decay: float = 1.0
+    learning_rate: float = 0.01
+    value_learning_rate: float = 0.1
+    entropy_coef: float = 0.01
+    norm_tau: float = 100.0
+
+    def __post_init__(self) -> None:
+        for name in ("gamma", "trace_decay"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and 0.0 <= value <= 1.0):
+                raise ValueError(f"{name} must lie in [0, 1], got {value!r}")
+        for name in ("learning_rate", "value_learning_rate", "entropy_coef"):
+            check_rate(name, getattr(self, name))
+        if not (isinstance(self.norm_tau, int | float) and math.isfinite(self.norm_tau) and self.norm_tau >= 1):
+            raise ValueError(f"norm_tau must be a number >= 1 (decisions), got {self.norm_tau!r}")
+
+
+@dataclasses.dataclass(eq=False)
+class ReadoutTraces:
+    """γλ-filtered gradient traces of B brains: ``policy_weight`` ``[B, K, M]``, ``policy_bias`` ``[B, K]``,
+    ``value_weight`` ``[B, M]``, ``value_bias`` ``[B]``, ``log_std`` ``[B, K]`` (continuous, else None),
+    ``length`` ℓ ``[B]``; entropy directions accumulated since the last update (batch means, already divided
+    by n̂): ``entropy_weight`` ``[K, M]``, ``entropy_bias`` ``[K]``, ``entropy_log_std`` ``[K]`` or None."""
+
+    policy_weight: torch.Tensor
+    policy_bias: torch.Tensor
+    value_weight: torch.Tensor
+    value_bias: torch.Tensor
+    log_std: torch.Tensor | None
+    length: torch.Tensor
+    entropy_weight: torch.Tensor
+    entropy_bias: torch.Tensor
+    entropy_log_std: torch.Tensor | None
+
+    @property
+    def batch_size(self) -> int:
+        return self.value_bias.shape[0]
+
+
+class ReadoutActorCritic:
+    """Actor-critic learning of ``readout``'s parameters (see the module docstring), behind the rule interface
+    of :mod:`~encephagen_gym.plasticity.base`. ``learning_rate`` and ``value_learning_rate`` may be changed
+    between updates (schedules). The running normaliser n̂ is the rule's only state outside the traces
+    (:meth:`state_dict` / :meth:`load_state_dict`)."""
+
+    def __init__(self, readout: ActorCriticReadout, config: ReadoutLearningConfig | None = None,
+                 **overrides: object) -> None:  # fmt: skip
+        config = config or ReadoutLearningConfig()
+        if overrides:
+            config = dataclasses.replace(config, **overrides)
+        if not isinstance(readout, ActorCriticReadout):
+            raise ValueError("readout must be an ActorCriticReadout")
+        self.config = config
+        self.readout = readout
+        self.projection = None
+        self.learning_rate = config.learning_rate
+        self.value_learning_rate = config.value_learning_rate
+        self.norm = torch.zeros((), device=readout.input_neurons.device)  # n̂; 0 until the first decision
+        self._norm_rate = 1.0 - math.exp(-1.0 / config.norm_tau)
+
+    @property
+    def decay(self) -> float:
+        return self.config.gamma * self.config.trace_decay
+
+    def init_traces(self, batch_size: int) -> ReadoutTraces:
+        readout = self.readout
+        device = readout.input_neurons.device
+        k, m = readout.n_actions, readout.n_inputs
+        continuous = readout.continuous
+        return ReadoutTraces(
+            policy_weight=torch.zeros((batch_size, k, m), device=device),
+            policy_bias=torch.zeros((batch_size, k), device=device),
+            value_weight=torch.zeros((batch_size, m), device=device),
+            value_bias=torch.zeros(batch_size, device=device),
+            log_std=torch.zeros((batch_size, k), device=device) if continuous else None,
+            length=torch.zeros(batch_size, device=device),
+            entropy_weight=torch.zeros((k, m), device=device),
+            entropy_bias=torch.zeros(k, device=device),
+            entropy_log_std=torch.zeros(k, device=device) if continuous else None,
+        )
+
+    def step(self, traces: ReadoutTraces, state: BrainState) -> None:
+        """Nothing per simulation step: the readout trace z̄ belongs to the policy and arrives with decisions."""
+
+    def record_decision(self, traces: ReadoutTraces, decision: Decision) -> None:
+        """Gradients of ``decision`` into the γλ-traces; update n̂ (no host read)."""
+        readout, decay = self.readout, self.decay
+        z_bar = decision.readout_trace
+        output = decision.output
+        score = readout.score(output, decision.actions)  # [B, K]
+        energy = z_bar.square().sum(dim=1).mean() + 1.0
+        averaged = torch.lerp(self.norm, energy, self._norm_rate)
+        self.norm.copy_(torch.where(self.norm == 0, energy, averaged))  # the first decision sets n̂
+        traces.policy_weight.mul_(decay).add_(score[:, :, None] * z_bar[:, None, :])
+        traces.policy_bias.mul_(decay).add_(score)
+        traces.value_weight.mul_(decay).add_(z_bar)
+        traces.value_bias.mul_(decay).add_(1.0)
+        traces.length.mul_(decay).add_(1.0)
+        if traces.log_std is not None:
+            traces.log_std.mul_(decay).add_(readout.log_std_score(output, decision.actions))
+        if self.config.entropy_coef > 0:
+            if readout.continuous:
+                traces.entropy_log_std.add_(1.0)  # ∂H/∂log σ_k = 1
+            else:
+                gradient = readout.entropy_gradient(output)  # [B, K]
+                batch = z_bar.shape[0]
+                traces.entropy_weight.add_(gradient.t() @ z_bar / (batch * self.norm))
+                traces.entropy_bias.add_(gradient.mean(dim=0) / self.norm)
+
+    def weight_update(
+        self, weights: torch.Tensor | None, traces: ReadoutTraces, signal: LearningSignal
+    ) -> dict[str, torch.Tensor]:
+        """The parameter changes (name → tensor shaped like the parameter) for ``signal.td_error`` (critic)
+        and ``signal.modulator`` (actor). ``weights`` (the brain's) is not used."""
+        batch = traces.batch_size
+        delta = require(signal, "td_error", "ReadoutActorCritic", (batch,))
+        modulator = require(signal, "modulator", "ReadoutActorCritic", (batch,))
+        per_decision = traces.length.clamp(min=1.0)
+        scale = 1.0 / (batch * self.norm.clamp(min=1e-6))
+        actor = modulator.to(per_decision.dtype) / per_decision * scale  # [B]
+        critic = delta.to(per_decision.dtype) / per_decision * scale
+        rate, value_rate, entropy = self.learning_rate, self.value_learning_rate, self.config.entropy_coef
+        update = {
+            "policy_weight": rate
+            * (torch.einsum("b,bkm->km", actor, traces.policy_weight) + entropy * traces.entropy_weight),
+            "policy_bias": rate * (actor @ traces.policy_bias + entropy * traces.entropy_bias),
+            "value_weight": value_rate * (critic @ traces.value_weight),
+            "value_bias": value_rate * (critic @ traces.value_bias),
+        }
+        if traces.log_std is not None:
+            # log σ steps like a bias: one more input of 1 in the same normalised step
+            update["log_std"] = rate * (actor @ traces.log_std + entropy * traces.entropy_log_std / self.norm)
+        return update
+
+    def apply(
+        self, weights: torch.Tensor | None, traces: ReadoutTraces, signal: LearningSignal
+    ) -> dict[str, torch.Tensor]:
+        """Change the readout's parameters, clear the entropy accumulators and the traces of finished
+        episodes. Returns 0-d tensors: the mean |Δ| of the policy weights and the value step ΔV per unit
+        input (no host read)."""
+        update = self.weight_update(weights, traces, signal)
+        with torch.no_grad():
+            for name, change in update.items():
+                getattr(self.readout, name).add_(change)
+        traces.entropy_weight.zero_()
+        traces.entropy_bias.zero_()
+        if traces.entropy_log_std is not None:
+            traces.entropy_log_std.zero_()
+        keep = keep_mask(signal.done, traces.batch_size, traces.value_bias.device)
+        if keep is not None:
+            self._scale(traces, keep)
+        return {"mean_abs_readout_change": update["policy_weight"].abs().mean(), "input_norm": self.norm.clone()}
+
+    def reset_traces(self, traces: ReadoutTraces, mask: torch.Tensor) -> None:
+        """Clear the traces of the batch elements where ``mask`` is True."""
+        self._scale(traces, 1.0 - mask.to(device=traces.value_bias.device, dtype=traces.value_bias.dtype))
+
+    @staticmethod
+    def _scale(traces: ReadoutTraces, keep: torch.Tensor) -> None:
+        traces.policy_weight.mul_(keep[:, None, None])
+        traces.policy_bias.mul_(keep[:, None])
+        traces.value_weight.mul_(keep[:, None])
+        traces.value_bias.mul_(keep)
+        traces.length.mul_(keep)
+        if traces.log_std is not None:
+            traces.log_std.mul_(keep[:, None])
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The running normaliser n̂ (to resume learning where it stopped)."""
+        return {"norm": self.norm.clone()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.norm.copy_(state["norm"])

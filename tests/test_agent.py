@@ -1,0 +1,275 @@
+"""BrainAgent as a stable-baselines3 algorithm: the SB3 contract (callbacks, predict with a recurrent state,
+evaluate_policy, save/load, atomic save, TensorBoard tags, seeds), foreign envs, bad input, the rules and their
+controls, withholding, and learning beyond controls on a cue bandit."""
+
+from __future__ import annotations
+
+import math
+import os
+import pathlib
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.callbacks import (
+    CallbackList,
+    CheckpointCallback,
+    EvalCallback,
+    StopTrainingOnMaxEpisodes,
+)
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.evaluation import evaluate_policy
+
+from encephagen_gym.agents import BrainAgent, ConnectomeState
+from encephagen_gym.scripts.agent_experiments import CueBanditEnv
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+SMALL = dict(neurons_per_region=10)
+SHORT_CONDITIONING = dict(trials_per_episode=2)
+
+
+def conditioning(n_envs: int = 2, seed: int = 0):
+    return make_vec_env("Encephagen-Conditioning-v0", n_envs=n_envs, seed=seed, env_kwargs=SHORT_CONDITIONING)
+
+
+def agent(env, **kwargs) -> BrainAgent:
+    kwargs.setdefault("policy_kwargs", dict(SMALL))
+    kwargs.setdefault("seed", 0)
+    return BrainAgent("ConnectomePolicy", env, **kwargs)
+
+
+def test_learn_with_sb3_callbacks_progress_bar_and_tensorboard(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    env = conditioning()
+    model = agent(env, tensorboard_log=str(tmp_path / "tb"))
+    checkpoints = CheckpointCallback(save_freq=150, save_path=str(tmp_path / "ckpt"), name_prefix="brain")
+    evaluation = EvalCallback(conditioning(1, seed=99), eval_freq=400, n_eval_episodes=1,
+                              log_path=str(tmp_path / "eval"), verbose=0)  # fmt: skip
+    model.learn(1200, callback=CallbackList([checkpoints, evaluation]), log_interval=50, progress_bar=True)
+    assert model.num_timesteps == 1200
+    assert sorted(os.listdir(tmp_path / "ckpt"))  # CheckpointCallback saved models
+    assert BrainAgent.load(next((tmp_path / "ckpt").iterdir())).policy is not None
+    assert (tmp_path / "eval" / "evaluations.npz").exists()  # EvalCallback ran evaluate_policy on predict()
+    events = EventAccumulator(str(next((tmp_path / "tb").iterdir())))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    required = {"rollout/ep_rew_mean", "rollout/ep_len_mean", "time/fps", "train/td_error", "train/value",
+                "train/entropy", "train/learning_rate", "train/weight_change_mv", "brain/weight_mean_mv",
+                "brain/rate_hz/visual", "brain/rate_hz/motor", "rollout/discrimination", "rollout/hit_rate",
+                "eval/mean_reward"}  # fmt: skip
+    assert required <= tags, required - tags
+    assert all(
+        math.isfinite(event.value) for tag in tags for event in events.Scalars(tag) if tag != "rollout/discrimination"
+    )
+
+
+def test_stop_training_on_max_episodes_stops_early():
+    env = conditioning()
+    model = agent(env)
+    model.learn(100_000, callback=StopTrainingOnMaxEpisodes(max_episodes=1))
+    assert 0 < model.num_timesteps < 100_000
+    assert model._episode_num >= 1
+
+
+def test_predict_with_state_and_evaluate_policy():
+    env = conditioning()
+    model = agent(env)
+    obs = env.reset()
+    actions, state = model.predict(obs)
+    assert isinstance(state, ConnectomeState) and actions.shape == (2,)
+    assert isinstance(state.brain.v, torch.Tensor)  # an opaque device state, not numpy
+    actions, state2 = model.predict(obs, state=state, episode_start=np.array([True, False]))
+    assert state2 is state
+    single, _ = model.predict(obs[0])
+    assert np.ndim(single) == 0
+    weights = model.policy.brain.weights.clone()
+    mean, std = evaluate_policy(model, env, n_eval_episodes=2)
+    assert math.isfinite(mean) and math.isfinite(std)
+    assert torch.equal(weights, model.policy.brain.weights)  # predict never learns
+    with pytest.raises(ValueError, match="state must be"):
+        model.predict(obs, state=model.predict(obs[:1])[1])
+
+
+def test_untrained_brain_withholds():
+    """The naive policy's default is to do nothing: few aborts on PatternRecognition, few false alarms."""
+    for env_id, metric, bound in (("Encephagen-PatternRecognition-v0", "abort_rate", 0.2),
+                                  ("Encephagen-Conditioning-v0", "false_alarm_rate", 0.5)):  # fmt: skip
+        env = make_vec_env(env_id, n_envs=4, seed=1)
+        model = agent(env)
+        values = []
+        obs, state, starts = env.reset(), None, np.ones(4, dtype=bool)
+        while len(values) < 4:
+            actions, state = model.predict(obs, state, starts)
+            obs, _, starts, infos = env.step(actions)
+            values += [info["metrics"][metric] for info in infos if "metrics" in info]
+        assert np.nanmean(values) < bound, (env_id, values)
+
+
+def test_save_load_gives_identical_predictions_and_learning_state(tmp_path):
+    env = conditioning()
+    model = agent(env)
+    model.learn(400)
+    model.save(tmp_path / "brain")
+    loaded = BrainAgent.load(tmp_path / "brain.zip", env=env)
+    assert torch.equal(loaded.policy.brain.weights, model.policy.brain.weights)
+    for name in ("policy_weight", "value_weight"):
+        assert torch.equal(getattr(loaded.policy.readout, name), getattr(model.policy.readout, name))
+    assert torch.equal(loaded.td_scaler.mean_square, model.td_scaler.mean_square)
+    assert torch.equal(loaded.rules[0].norm, model.rules[0].norm)
+    obs = env.reset()
+    state_a = state_b = None
+    for _ in range(30):
+        a, state_a = model.predict(obs, state_a)
+        b, state_b = loaded.predict(obs, state_b)
+        np.testing.assert_array_equal(a, b)
+        assert torch.equal(state_a.readout_trace, state_b.readout_trace)
+        obs, *_ = env.step(a)
+    loaded.learn(200)  # a loaded model goes on learning
+
+
+def test_save_is_atomic(tmp_path, monkeypatch):
+    env = conditioning()
+    model = agent(env)
+    path = tmp_path / "brain.zip"
+    model.save(path)
+    before = path.read_bytes()
+    model.learn(100)
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "fsync", crash)
+    with pytest.raises(OSError, match="disk full"):
+        model.save(path)
+    assert path.read_bytes() == before  # the previous file is intact
+    assert [p.name for p in tmp_path.iterdir()] == ["brain.zip"]  # no temporary file left behind
+
+
+def test_loading_into_other_spaces_or_another_brain_is_refused(tmp_path):
+    env = conditioning()
+    model = agent(env)
+    model.save(tmp_path / "brain")
+    with pytest.raises(ValueError, match="spaces do not match"):
+        BrainAgent.load(tmp_path / "brain.zip", env=make_vec_env("Encephagen-PatternRecognition-v0", n_envs=2))
+    other = agent(conditioning(), policy_kwargs=dict(neurons_per_region=12))
+    with pytest.raises(ValueError, match="neurons_per_region: file 10, model 12"):
+        other.set_parameters(str(tmp_path / "brain.zip"))
+
+
+def test_same_seed_same_learning_on_cpu():
+    results = []
+    for _ in range(2):
+        model = agent(conditioning(seed=3), seed=3)
+        model.learn(300)
+        results.append((model.policy.brain.weights.clone(), model.policy.readout.policy_weight.clone()))
+    assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
+    naive = {seed: agent(conditioning(seed=seed), seed=seed).policy.brain for seed in (3, 4)}
+    assert naive[3].config.seed == 3 and naive[4].config.seed == 4  # the agent's seed picks the wiring too
+    assert naive[3].network.n_synapses != naive[4].network.n_synapses or not torch.equal(
+        naive[3].network.post, naive[4].network.post
+    )
+    fixed = agent(conditioning(), seed=4, policy_kwargs=dict(neurons_per_region=10, wiring_seed=7))
+    assert fixed.policy.brain.config.seed == 7
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_foreign_gymnasium_envs_run(env_id):
+    env = make_vec_env(env_id, n_envs=2, seed=0)
+    model = agent(env, step_ms=20.0)  # neither env says how long a step lasts in ms
+    model.learn(300)
+    mean, _ = evaluate_policy(model, env, n_eval_episodes=2)
+    assert math.isfinite(mean)
+    actions, _ = model.predict(env.reset())
+    assert env.action_space.contains(actions[0])
+    assert model.policy.encoder.roles == {"observation": ("visual", "auditory", "somatosensory")}
+
+
+def test_unsupported_spaces_and_arguments_get_clear_errors():
+    class DictEnv(gym.Env):
+        observation_space = spaces.Dict({"a": spaces.Box(0, 1, (2,))})
+        action_space = spaces.Discrete(2)
+
+    class MultiEnv(CueBanditEnv):
+        def __init__(self):
+            super().__init__()
+            self.action_space = spaces.MultiDiscrete([2, 2])
+
+    with pytest.raises(ValueError, match="flat Box observations"):
+        BrainAgent("ConnectomePolicy", DictEnv(), step_ms=10.0)
+    with pytest.raises(ValueError, match="Discrete or Box actions"):
+        BrainAgent("ConnectomePolicy", MultiEnv())
+    with pytest.raises(ValueError, match="rule must be one of"):
+        agent(conditioning(), rule="hebbian")
+    with pytest.raises(ValueError, match="unknown ConnectomePolicy argument"):
+        agent(conditioning(), policy_kwargs=dict(neurons_per_regon=10))
+    with pytest.raises(ValueError, match="step_ms"):
+        agent(make_vec_env("CartPole-v1", n_envs=1))
+    with pytest.raises(ValueError, match="whole multiple"):
+        agent(conditioning(), policy_kwargs=dict(neurons_per_region=10, dt_ms=0.3))
+    with pytest.raises(ValueError, match="gamma"):
+        agent(conditioning(), gamma=1.5)
+
+
+def test_policy_kwargs_set_any_brain_field_or_a_whole_config():
+    from encephagen_gym.brain import BrainConfig
+
+    model = agent(conditioning(), policy_kwargs=dict(neurons_per_region=10, connectome="tvb96:rewired:3"))
+    assert model.policy.brain.config.connectome == "tvb96:rewired:3"
+    model = agent(conditioning(), policy_kwargs=dict(brain=BrainConfig(neurons_per_region=10, global_coupling=0.5)))
+    assert model.policy.brain.config.global_coupling == 0.5
+    assert model.policy.substeps == 10  # 10 ms per env step at dt 1 ms: one clock
+
+
+@pytest.mark.parametrize("rule", ["reward_eprop", "rstdp", "readout_only", "frozen"])
+def test_rules_change_what_they_should(rule):
+    model = agent(make_vec_env(CueBanditEnv, n_envs=2, seed=0), rule=rule, homeostasis=(rule == "reward_eprop"))
+    weights = model.policy.brain.weights.clone()
+    readout = model.policy.readout.policy_weight.clone()
+    model.learn(200)
+    changed = (model.policy.brain.weights != weights).nonzero().squeeze(1)
+    readout_changed = not torch.equal(readout, model.policy.readout.policy_weight)
+    assert (changed.numel() > 0) == (rule in ("reward_eprop", "rstdp"))
+    assert readout_changed == (rule != "frozen")
+    if changed.numel():
+        allowed = torch.cat([r.projection.synapses for r in model.rules if r.projection is not None])
+        assert bool(torch.isin(changed, allowed).all())  # only the plastic projections change
+    assert torch.all(model.policy.brain.weights >= 0)
+
+
+def test_truncated_episodes_bootstrap_from_the_terminal_observation():
+    env = make_vec_env("Pendulum-v1", n_envs=2, seed=0)  # truncated at 200 steps, never terminated
+    model = agent(env, step_ms=5.0)
+    calls = []
+    original = model._terminal_values
+
+    def spy(new_obs, infos, truncated):
+        values = original(new_obs, infos, truncated)
+        calls.append((truncated.copy(), values.clone()))
+        return values
+
+    model._terminal_values = spy
+    model.learn(420)
+    assert calls and all(t.all() for t, _ in calls)
+    assert all(torch.isfinite(v).all() and bool((v != 0).all()) for _, v in calls)
+
+
+def test_learning_stays_finite_on_a_long_run_with_large_rewards():
+    env = make_vec_env("CartPole-v1", n_envs=4, seed=0)  # reward 1 per step, episodes up to 500 steps
+    model = agent(env, step_ms=10.0, readout_learning_rate=0.5, value_learning_rate=0.9)
+    model.learn(6000)
+    for tensor in (model.policy.readout.policy_weight, model.policy.readout.value_weight, model.policy.brain.weights):
+        assert torch.isfinite(tensor).all()
+    assert abs(float(model.policy.readout.value_bias)) < 1e3
+
+
+def test_model_file_is_a_zip_with_the_brain_config(tmp_path):
+    model = agent(conditioning())
+    model.save(str(tmp_path / "m"))
+    assert pathlib.Path(tmp_path / "m.zip").exists()
+    loaded = BrainAgent.load(tmp_path / "m.zip")  # no env needed to predict
+    assert loaded.policy.brain.config.neurons_per_region == 10
+    assert loaded.policy.step_ms == 10.0
