@@ -1,90 +1,35 @@
 """stable-baselines3 callbacks shared by every learner (the SB3 algorithms and the brain).
 
-* :class:`EpisodeMetricsCallback` logs each key of the envs' per-episode ``info["metrics"]`` as
-  ``rollout/<metric>``, averaged over recent episodes, so discrimination, accuracy, time upright or distance
-  appear in TensorBoard next to ``rollout/ep_rew_mean``.
 * :class:`PeriodicEvalCallback` evaluates on held-out episodes every ``eval_freq`` env steps and logs
   ``eval/mean_reward``, ``eval/mean_ep_length`` and ``eval/<metric>``.
 * :class:`CheckpointEveryCallback` calls a checkpoint function every ``save_freq`` env steps.
 
-They read only SB3's callback locals (``infos``, ``dones``) and ``num_timesteps``, so any algorithm that calls
-``callback.update_locals(locals())`` and ``callback.on_step()`` with SB3's names works with them.
+They use only ``num_timesteps`` and the logger, so they work for every SB3 algorithm and the brain. (The
+``rollout/<metric>`` curves come from :class:`encephagen_gym.agents.episode_metrics.EpisodeMetricsCallback`.)
 """
 
 from __future__ import annotations
 
 import math
-from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
 
-__all__ = [
-    "CheckpointEveryCallback",
-    "EpisodeMetricsCallback",
-    "EpisodeResult",
-    "PeriodicEvalCallback",
-    "finished_episode_metrics",
-    "mean_metrics",
-]
+from encephagen_gym.agents.episode_metrics import EpisodeMetrics
+
+__all__ = ["CheckpointEveryCallback", "EpisodeResult", "PeriodicEvalCallback", "log_evaluation", "mean_episode_metrics"]
 
 
-def finished_episode_metrics(infos: Sequence[Mapping[str, Any]], dones: Iterable[bool]) -> list[dict[str, float]]:
-    """The ``info["metrics"]`` dictionaries of the sub-envs whose episode ended on this step."""
-    return [dict(info["metrics"]) for info, done in zip(infos, dones, strict=False) if done and "metrics" in info]
-
-
-def mean_metrics(episodes: Iterable[Mapping[str, float]]) -> dict[str, float]:
-    """Per key, the mean over episodes of the finite values (keys with no finite value are left out; a task
-    metric is NaN in an episode where it is undefined, e.g. a hit rate without CS+ trials)."""
-    values: dict[str, list[float]] = {}
-    for episode in episodes:
-        for key, value in episode.items():
-            values.setdefault(key, []).append(float(value))
-    means = {}
-    for key, vals in values.items():
-        finite = [v for v in vals if math.isfinite(v)]
-        if finite:
-            means[key] = float(np.mean(finite))
-    return means
-
-
-class EpisodeMetricsCallback(BaseCallback):
-    """Log ``rollout/<metric>`` for every key of ``info["metrics"]``: the mean over the last ``window`` finished
-    episodes (default: the model's ``stats_window_size``, as for ``rollout/ep_rew_mean``).
-
-    Values are recorded when an episode ends and again at each rollout's end, so every logger dump (on-policy:
-    after each rollout; off-policy: every ``log_interval`` episodes) carries them once an episode has ended.
-    """
-
-    def __init__(self, window: int | None = None, prefix: str = "rollout/", verbose: int = 0) -> None:
-        super().__init__(verbose)
-        if window is not None and window < 1:
-            raise ValueError(f"window must be a positive number of episodes, got {window!r}")
-        self.window = window
-        self.prefix = prefix
-        self.episodes: deque[dict[str, float]] = deque(maxlen=window or 100)
-
-    def _init_callback(self) -> None:
-        size = self.window or int(getattr(self.model, "_stats_window_size", 100))
-        self.episodes = deque(self.episodes, maxlen=size)
-
-    def _record(self) -> None:
-        for key, value in mean_metrics(self.episodes).items():
-            self.logger.record(f"{self.prefix}{key}", value)
-
-    def _on_step(self) -> bool:
-        finished = finished_episode_metrics(self.locals.get("infos", ()), self.locals.get("dones", ()))
-        if finished:
-            self.episodes.extend(finished)
-            self._record()
-        return True
-
-    def _on_rollout_end(self) -> None:
-        self._record()
+def mean_episode_metrics(results: Iterable[EpisodeResult]) -> dict[str, float]:
+    """Per metric key, the mean over ``results`` of its finite values (NaN when it is undefined in all, e.g.
+    a hit rate over episodes without CS+ trials); the same averaging as ``rollout/<metric>``."""
+    results = list(results)
+    metrics = EpisodeMetrics(window=max(1, len(results)))
+    metrics.update([{"metrics": r.metrics} for r in results])
+    return metrics.means()
 
 
 @dataclass(frozen=True)
@@ -152,8 +97,9 @@ def log_evaluation(logger: Any, results: Sequence[EpisodeResult], prefix: str = 
         return
     logger.record(f"{prefix}mean_reward", float(np.mean([r.ret for r in results])))
     logger.record(f"{prefix}mean_ep_length", float(np.mean([r.length for r in results])))
-    for key, value in mean_metrics(r.metrics for r in results).items():
-        logger.record(f"{prefix}{key}", value)
+    for key, value in mean_episode_metrics(results).items():
+        if math.isfinite(value):
+            logger.record(f"{prefix}{key}", value)
 
 
 class CheckpointEveryCallback(BaseCallback):

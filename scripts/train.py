@@ -301,7 +301,7 @@ class EvaluationLog:
 def write_eval_json(run_dir: Path, spec: RunSpec, timesteps: int, results: list[EpisodeResult]) -> None:
     """The final evaluation: every held-out episode's seed, return, length and metrics (written last, so its
     presence means the run finished)."""
-    from encephagen_gym.agents.callbacks import mean_metrics
+    from encephagen_gym.agents.callbacks import mean_episode_metrics
 
     returns = [r.ret for r in results]
     atomic_write_json(
@@ -314,7 +314,7 @@ def write_eval_json(run_dir: Path, spec: RunSpec, timesteps: int, results: list[
             "deterministic": spec.deterministic_eval,
             "n_episodes": len(results),
             "mean_return": sum(returns) / len(returns),
-            "mean_metrics": mean_metrics(r.metrics for r in results),
+            "mean_metrics": mean_episode_metrics(results),
             "episodes": [r.as_dict() for r in results],
         },
     )
@@ -481,12 +481,8 @@ def prepare(spec: RunSpec) -> tuple[Algorithm, Preset, int, int]:
 
 
 def _train(spec: RunSpec, run_dir: Path, resuming: bool) -> int:
-    from encephagen_gym.agents.callbacks import (
-        CheckpointEveryCallback,
-        EpisodeMetricsCallback,
-        PeriodicEvalCallback,
-        log_evaluation,
-    )
+    from encephagen_gym.agents.callbacks import CheckpointEveryCallback, PeriodicEvalCallback, log_evaluation
+    from encephagen_gym.agents.episode_metrics import EpisodeMetricsCallback
     from encephagen_gym.agents.evaluation import evaluate_episodes, make_vec_env, training_env_seeds
 
     algorithm, preset, timesteps, n_envs = prepare(spec)

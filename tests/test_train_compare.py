@@ -19,7 +19,7 @@ import yaml
 from stable_baselines3.common.evaluation import evaluate_policy
 
 from encephagen_gym.agents.algorithms import ALGORITHMS, get_algorithm
-from encephagen_gym.agents.callbacks import mean_metrics
+from encephagen_gym.agents.callbacks import EpisodeResult, mean_episode_metrics
 from encephagen_gym.agents.evaluation import (
     EVAL_SEED_BASE,
     evaluate_episodes,
@@ -45,14 +45,6 @@ CONDITIONING = "Encephagen-Conditioning-v0"
 PATTERNS = "Encephagen-PatternRecognition-v0"
 SHORT = {"trials_per_episode": 1}  # 1-trial episodes: training episodes end within a few hundred steps
 TINY_PPO = {"n_steps": 64, "batch_size": 64, "n_epochs": 1}
-
-
-def _brain_available() -> bool:
-    try:
-        get_algorithm("brain").load_class()
-    except ImportError:
-        return False
-    return True
 
 
 # ------------------------------------------------------------------------------------------------ table, controls
@@ -116,8 +108,9 @@ def test_seed_ranges_keep_training_and_evaluation_apart() -> None:
             training_env_seeds(**bad)
 
 
-def test_mean_metrics_skips_undefined_values() -> None:
-    assert mean_metrics([{"a": 1.0, "b": math.nan}, {"a": 3.0, "b": math.nan}]) == {"a": 2.0}
+def test_mean_episode_metrics_skips_undefined_values() -> None:
+    results = [EpisodeResult(0, 1.0, 5, {"a": 1.0, "b": math.nan}), EpisodeResult(1, 1.0, 5, {"a": 3.0, "b": 2.0})]
+    assert mean_episode_metrics(results) == {"a": 2.0, "b": 2.0}
 
 
 # ------------------------------------------------------------------------------------------------ presets
@@ -166,8 +159,6 @@ def test_every_preset_builds_its_model() -> None:
     for path in sorted(HYPERPARAMS_DIR.glob("*.yml")):
         algo = path.stem
         algorithm = get_algorithm(algo)
-        if algo == "brain" and not _brain_available():
-            continue
         for env_id, entry in load_preset_file(algo).items():
             assert isinstance(entry["n_timesteps"], float | int), f"{algo}/{env_id}: n_timesteps must be a number"
             env_id = CONDITIONING if env_id == "default" else env_id
@@ -215,11 +206,12 @@ def test_rl_zoo3_reads_a_preset_file(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------------------ grid end to end
 GRID_ARGS = [
     "--envs", CONDITIONING, PATTERNS,
-    "--algos", "ppo", "random",
+    "--algos", "ppo", "brain", "random",
     "--seeds", "0", "1",
     "--timesteps", "512",
     "--n-envs", "2",
-    "--hyperparams", "ppo.n_steps=64", "ppo.batch_size=64", "ppo.n_epochs=1", "env_kwargs={trials_per_episode: 1}",
+    "--hyperparams", "ppo.n_steps=64", "ppo.batch_size=64", "ppo.n_epochs=1", "brain.neurons_per_region=10",
+    "env_kwargs={trials_per_episode: 1}",
     "--eval-episodes", "2", "--curve-episodes", "2", "--n-evaluations", "2",
     "--jobs", "2", "--no-progress",
 ]  # fmt: skip
@@ -234,7 +226,7 @@ def grid(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[compare.R
         args.envs, args.algos, args.seeds, timesteps=512, n_envs=2,
         hyperparams=parse_hyperparams(args.hyperparams), eval_episodes=2, curve_episodes=2, n_evaluations=2,
     )  # fmt: skip
-    assert len(specs) == 8 and not notes
+    assert len(specs) == 12 and not notes
     failing = train_script.RunSpec(
         env_id=PATTERNS, algo="ppo", seed=7, timesteps=256, hyperparams={"policy_kwargs": "dict(net_arch=undefined)"}
     )
@@ -246,7 +238,7 @@ def test_grid_records_a_failing_run_and_goes_on(grid: tuple[Path, list[compare.R
     out, outcomes = grid
     status = {(o.env_id, o.algo, o.seed): o.status for o in outcomes}
     assert status.pop((PATTERNS, "ppo", 7)) == "failed"
-    assert set(status.values()) == {"finished"} and len(status) == 8
+    assert set(status.values()) == {"finished"} and len(status) == 12
     failed_dir = next(out.glob(f"{PATTERNS}__ppo__7__*"))
     recorded = json.loads((failed_dir / "status.json").read_text())
     assert recorded["status"] == "failed" and "undefined" in recorded["error"] and "Traceback" in recorded["traceback"]
@@ -255,12 +247,12 @@ def test_grid_records_a_failing_run_and_goes_on(grid: tuple[Path, list[compare.R
 def test_grid_outputs_table_csv_figures_and_tensorboard(grid: tuple[Path, list[compare.RunOutcome]]) -> None:
     out, _ = grid
     assert compare.main([*GRID_ARGS, "--out", str(out)]) == 0  # the rerun: everything already finished
-    assert len([p for p in out.iterdir() if p.is_dir()]) == 9  # no new run directories
+    assert len([p for p in out.iterdir() if p.is_dir()]) == 13  # no new run directories
     import csv
 
     with (out / "results.csv").open() as handle:
         rows = list(csv.DictReader(handle))
-    assert len(rows) == 8 * 2  # finished runs × evaluation episodes
+    assert len(rows) == 12 * 2  # finished runs × evaluation episodes
     for column in ("env", "algo", "seed", "episode", "return", "length", "discrimination", "accuracy"):
         assert column in rows[0]
     summary = (out / "summary.md").read_text()
@@ -275,6 +267,23 @@ def test_grid_outputs_table_csv_figures_and_tensorboard(grid: tuple[Path, list[c
         assert image.ndim == 3 and image.shape[0] > 300 and image.shape[1] > 600
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    brain_dir = next(out.glob(f"{CONDITIONING}__brain__0__*"))
+    events = EventAccumulator(str(brain_dir))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    for tag in (
+        "rollout/ep_rew_mean",
+        "rollout/accuracy",
+        "train/td_error",
+        "brain/weight_mean_mv",
+        "eval/mean_reward",
+    ):
+        assert tag in tags, tag
+    assert any(tag.startswith("brain/rate_hz/") for tag in tags)
+    config = yaml.safe_load((brain_dir / "config.yaml").read_text())
+    assert config["hyperparameters"]["brain_config"]["neurons_per_region"] == 10  # a BrainConfig field, directly
+    assert config["hyperparameters"]["rule"] == "reward_eprop"
 
     run_dir = next(out.glob(f"{CONDITIONING}__ppo__0__*"))
     events = EventAccumulator(str(run_dir))
@@ -296,7 +305,9 @@ def test_run_directory_layout_and_held_out_seeds(grid: tuple[Path, list[compare.
     for name in ("config.yaml", "model.zip", "monitor.csv", "eval.json", "evaluations.csv", "status.json"):
         assert (run_dir / name).exists(), name
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    assert config["hyperparameters"]["n_steps"] == 64 and config["hyperparameters"]["gamma"] == 0.99
+    resolved = config["hyperparameters"]
+    assert resolved["n_steps"] == 64 and resolved["gamma"] == 0.95  # the override and the preset's value
+    assert resolved["gae_lambda"] == 0.95 and resolved["clip_range"] == 0.2  # constructor defaults
     assert config["frame_stack"] == 2 and config["env_kwargs"] == SHORT
     assert config["versions"]["stable-baselines3"] and "commit" in (config["git"] or {"commit": None})
     evaluation = json.loads((run_dir / "eval.json").read_text())
