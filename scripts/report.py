@@ -7,7 +7,7 @@ writes:
   eval_seed, return, length`` and one column per task metric;
 * ``summary.md``: per env, per algorithm: seeds, final held-out return and every task metric as mean ± 95 %
   t-interval over seeds (each seed's value is its mean over evaluation episodes), env steps to reach 90 % of
-  the reference's return (where reached), and failed runs with their errors;
+  the reference's return and stay there (where reached), and failed runs with their errors;
 * ``curves_<env>.png``: held-out return and the env's main metric against env steps, mean over seeds with a
   95 % CI band per learning algorithm, the reference and random controls as horizontal lines.
 """
@@ -166,10 +166,13 @@ def reference_threshold(runs: Sequence[RunRecord]) -> float | None:
 
 
 def steps_to_threshold(run: RunRecord, threshold: float) -> float:
-    """First env step at which the run's held-out evaluation mean return reached ``threshold`` (NaN: never)."""
+    """Env steps at which the run's held-out mean return reached ``threshold`` and stayed there: the first
+    evaluation from which every later one, the final included, is at or above it (NaN: not reached, or lost
+    again by the end — an untrained policy that happens to start above it and then falls does not count)."""
     steps, values = run.curve_points()
-    reached = np.nonzero(values >= threshold)[0]
-    return float(steps[reached[0]]) if reached.size else math.nan
+    below = np.nonzero(values < threshold)[0]
+    first_kept = below[-1] + 1 if below.size else 0
+    return float(steps[first_kept]) if first_kept < steps.size else math.nan
 
 
 def _steps_cell(runs: Sequence[RunRecord], threshold: float | None) -> str:
@@ -192,8 +195,9 @@ def summary_markdown(runs: Sequence[RunRecord]) -> str:
         "Held-out evaluation of each run's final model (episodes reset with seeds 2·10⁹ + i, which no training "
         "episode used; the same episodes for every run). Each cell is the mean over seeds ± the 95 % Student-t "
         "interval over seeds, each seed's value being its mean over evaluation episodes. "
-        f"'steps to {REFERENCE_FRACTION:.0%} ref.' is the first evaluation (env steps) at which a run's held-out "
-        "return reached 90 % of the reference policy's return, averaged over the seeds that reached it."
+        f"'steps to {REFERENCE_FRACTION:.0%} ref.' is the first evaluation (env steps) from which a run's held-out "
+        "return stayed at or above 90 % of the reference policy's return to the end of training, averaged over "
+        "the seeds that got there (k/n)."
     )
     by_env: dict[str, list[RunRecord]] = defaultdict(list)
     for run in runs:

@@ -330,7 +330,7 @@ def test_summary_table_statistics() -> None:
     runs = [
         run("ppo", 0, [10.0, 12.0], [(0, 0.0), (500, 18.0), (1000, 19.0)]),
         run("ppo", 1, [14.0, 16.0], [(0, 0.0), (500, 5.0), (1000, 18.5)]),
-        run("ppo", 2, [18.0, 20.0], [(0, 0.0), (500, 5.0), (1000, 6.0)]),
+        run("ppo", 2, [18.0, 20.0], [(0, 19.0), (500, 5.0), (1000, 6.0)]),  # above at first, lost: not counted
         run("reference", 0, [20.0, 20.0], []),
     ]
     text = report.summary_markdown(runs)
