@@ -34,7 +34,7 @@ from encephagen_gym.brain import BrainConfig, BrainState, SpikingBrain, brain_st
 from encephagen_gym.brain.config import resolve_device
 from encephagen_gym.brain.decoders import ActorCriticOutput, ActorCriticReadout
 from encephagen_gym.brain.encoders import ObservationEncoder
-from encephagen_gym.brain.routing import AGENT_PATHWAYS
+from encephagen_gym.brain.routing import AGENT_PATHWAYS, ASSOCIATION_ROLES
 from encephagen_gym.connectome import check_connectome_name, load_connectome
 
 __all__ = ["DEFAULT_ACTION_ROLES", "ConnectomePolicy", "ConnectomeState", "agent_brain_config", "check_spaces"]
@@ -81,13 +81,15 @@ def check_spaces(observation_space: spaces.Space, action_space: spaces.Space) ->
 
 def agent_brain_config(**fields: Any) -> BrainConfig:
     """The agent's default brain: :class:`~encephagen_gym.brain.BrainConfig` with the routing pathways of
-    :data:`~encephagen_gym.brain.routing.AGENT_PATHWAYS` (those whose roles the connectome has), then
-    ``fields`` on top."""
+    :data:`~encephagen_gym.brain.routing.AGENT_PATHWAYS` (those whose roles the connectome has) and adaptive
+    (ALIF) neurons in the association roles (``alif_fraction`` 0.4 of their excitatory neurons, τ_a 1 s, β 2 mV:
+    the memory substrate e-prop can use), then ``fields`` on top."""
     connectome = fields.get("connectome", BrainConfig.connectome)
     check_connectome_name(connectome)
     present = set(load_connectome(connectome).roles)
     pathways = tuple(pair for pair in AGENT_PATHWAYS if set(pair) <= present)
-    return BrainConfig(**{"pathways": pathways, **fields})
+    adaptive = tuple(role for role in ASSOCIATION_ROLES if role in present)
+    return BrainConfig(**{"pathways": pathways, "alif_roles": adaptive, **fields})
 
 
 def _brain_config(brain: BrainConfig | None, fields: Mapping[str, Any], device: torch.device) -> BrainConfig:
