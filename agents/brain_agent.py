@@ -45,7 +45,7 @@ from stable_baselines3.common.utils import FloatSchedule, safe_mean
 
 from encephagen_gym.agents.episode_metrics import EpisodeMetrics
 from encephagen_gym.agents.policies import ConnectomePolicy, ConnectomeState, check_spaces
-from encephagen_gym.brain import BrainConfig, RegionActivity, clone_state
+from encephagen_gym.brain import BrainConfig, clone_state
 from encephagen_gym.plasticity import (
     DEFAULT_PLASTIC_PAIRS,
     Decision,
@@ -67,7 +67,7 @@ SelfBrainAgent = TypeVar("SelfBrainAgent", bound="BrainAgent")
 #: The learning rules ``BrainAgent(rule=...)`` accepts (see the module docstring).
 RULES = ("reward_eprop", "rstdp", "readout_only", "frozen")
 
-_RUNTIME = ("rules", "td_scaler", "_train", "_metrics", "_brain_generator", "_action_generator")
+_RUNTIME = ("rules", "td_scaler", "_train", "_metrics", "_brain_generator", "_action_generator", "_role_neuron_cache")
 
 
 @dataclasses.dataclass(eq=False)
@@ -76,7 +76,8 @@ class _TrainingState:
 
     state: ConnectomeState
     traces: list
-    activity: RegionActivity
+    count_start: torch.Tensor  # the brains' spike counts at the start of the logging window
+    step_start: int = 0
     value: torch.Tensor | None = None  # V(s) of the last decision
     pending: tuple | None = None  # (value, reward, terminated, credited) of the decision not yet credited
     sums: dict = dataclasses.field(default_factory=dict)
@@ -230,6 +231,8 @@ class BrainAgent(BaseAlgorithm):
         self.readout_lr_schedule = FloatSchedule(self.readout_learning_rate)
         self.set_random_seed(self.seed)
         stored = dict(self.policy_kwargs)
+        if "device" in stored:
+            raise ValueError("give the device to BrainAgent(..., device=...), not in policy_kwargs")
         env_options = self._env_options()
         if "step_ms" in stored and "step_ms" in env_options and stored["step_ms"] != env_options["step_ms"]:
             raise ValueError(
@@ -305,12 +308,20 @@ class BrainAgent(BaseAlgorithm):
         return _TrainingState(
             state=state,
             traces=[rule.init_traces(batch) for rule in self.rules],
-            activity=RegionActivity(self.policy.network, batch, "excitatory"),
+            count_start=state.brain.spike_count.clone(),
+            step_start=state.brain.step,
         )
+
+    def _role_neurons(self) -> dict[str, torch.Tensor]:
+        """Excitatory neurons of each role (for the ``brain/rate_hz/<role>`` logs), made once."""
+        if getattr(self, "_role_neuron_cache", None) is None:
+            network = self.policy.network
+            self._role_neuron_cache = {role: network.neurons_with_role(role, excitatory_only=True)
+                                       for role in sorted(set(network.roles))}  # fmt: skip
+        return self._role_neuron_cache
 
     def _on_substep(self, brain_state) -> None:
         train = self._train
-        train.activity.update(brain_state.spikes)
         for rule, traces in zip(self.rules, train.traces, strict=True):
             rule.step(traces, brain_state)
 
@@ -343,7 +354,8 @@ class BrainAgent(BaseAlgorithm):
             elif not isinstance(rule, SynapticScaling):
                 rule.learning_rate = self.lr_schedule(progress)
         observation = policy.observation_tensor(self._last_obs)
-        output = policy.advance(train.state, observation, update_statistics=True, on_substep=self._on_substep)
+        stepping = self._on_substep if any(rule.projection is not None for rule in self.rules) else None
+        output = policy.advance(train.state, observation, update_statistics=True, on_substep=stepping)
         if train.pending is not None:
             value, reward, terminated, credited = train.pending
             delta = td_error(reward, terminated, value, output.value, self.gamma)
@@ -466,10 +478,14 @@ class BrainAgent(BaseAlgorithm):
             if train.updates:
                 self.logger.record("train/weight_change_mv", sums.get("weight_change_mv", 0.0) / train.updates)
                 self.logger.record("train/n_updates", train.updates, exclude="tensorboard")
-            if train.activity.steps:
-                for role, rates in train.activity.role_rates_hz().items():
-                    self.logger.record(f"brain/rate_hz/{role}", float(rates.mean()))
-            train.activity.reset()
+            brain_state = train.state.brain
+            steps = brain_state.step - train.step_start
+            if steps > 0:  # spikes counted inside the brain's step: no per-step logging work
+                rates = (brain_state.spike_count - train.count_start).mean(dim=0) / (steps * brain_state_dt(self))
+                for role, neurons in self._role_neurons().items():
+                    self.logger.record(f"brain/rate_hz/{role}", float(rates.index_select(0, neurons).mean()))
+            train.count_start.copy_(brain_state.spike_count)
+            train.step_start = brain_state.step
             train.sums.clear()
             train.decisions = train.updates = 0
         projection = next((rule.projection for rule in self.rules if rule.projection is not None), None)
@@ -532,6 +548,11 @@ class BrainAgent(BaseAlgorithm):
                                      "BrainAgent.load(path) instead")  # fmt: skip
             load_path_or_dict = params
         super().set_parameters(load_path_or_dict, exact_match=exact_match, device=device)
+
+
+def brain_state_dt(model: BrainAgent) -> float:
+    """The brain's step in seconds."""
+    return model.policy.brain.dt_ms * 1e-3
 
 
 def _accumulate(sums: dict, key: str, value: torch.Tensor) -> None:

@@ -1,0 +1,144 @@
+"""What the whole ``BrainAgent`` loop costs beside the brain and its learning rule alone (issue 9's speed goals).
+
+For each brain size and batch (numba backend, the CPU default) three timings, each the wall seconds per
+simulated second (median over ``--repeats`` windows after a warm-up):
+
+- ``brain``: the brain's step alone (``brain_step``, ``step_ms / dt`` steps per decision);
+- ``brain + rule``: the brain and reward-based e-prop as the agent runs it — trace updates every step; once
+  per decision the readout, the TD update of the recurrent and readout weights, and the decision's learning
+  signals — with a synthetic TD error and no environment;
+- ``agent loop``: ``BrainAgent.learn`` on ``Encephagen-Conditioning-v0`` with ``batch`` envs (the env, the
+  encoder, the brain, the rules, the readout, the action, the logging).
+
+and the ratios: ``learning/brain`` = (brain + rule − brain) / brain (goal at batch 1: ≤ 1), ``loop/(brain +
+rule)`` (goal ≤ 1.3). Run it on a quiet machine.
+
+Usage::
+
+    python scripts/benchmark_agent.py                         # 96×20 and 96×200, batch 1 and 16
+    python scripts/benchmark_agent.py --sizes 20 --batches 1 --seconds 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable, Sequence
+
+import numba
+import torch
+from stable_baselines3.common.env_util import make_vec_env
+
+from encephagen_gym.agents import BrainAgent
+from encephagen_gym.brain import brain_step
+from encephagen_gym.plasticity import Decision, LearningSignal, TDErrorScaler, td_error
+from encephagen_gym.scripts.argtypes import int_at_least, positive_float
+
+__all__ = ["main", "time_rows"]
+
+ENV_ID = "Encephagen-Conditioning-v0"
+
+
+def _median_rate(run: Callable[[int], None], decisions: int, step_ms: float, repeats: int) -> float:
+    """Median wall seconds per simulated second of ``run(decisions)`` over ``repeats`` windows."""
+    run(max(1, decisions // 4))  # warm-up (compilation, caches)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run(decisions)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) / (decisions * step_ms * 1e-3)
+
+
+def time_rows(size: int, batch: int, seconds: float, repeats: int) -> dict[str, float]:
+    """The three timings and two ratios for one brain size and batch."""
+    env = make_vec_env(ENV_ID, n_envs=batch, seed=0)
+    model = BrainAgent("ConnectomePolicy", env, seed=0, device="cpu", policy_kwargs=dict(neurons_per_region=size))
+    policy = model.policy
+    step_ms = policy.step_ms
+    decisions = max(1, round(seconds * 1000.0 / step_ms))
+    network, weights = policy.network, policy.brain.weights
+    state = policy.initial_state(batch)
+    current = policy.encoder(policy.observation_tensor(env.reset()))
+    rules = model.rules
+    traces = [rule.init_traces(batch) for rule in rules]
+    scaler = TDErrorScaler()
+    zeros = torch.zeros(batch)
+    generator = torch.Generator().manual_seed(0)
+
+    def brain_only(n: int) -> None:
+        brain = state.brain
+        for _ in range(n * policy.substeps):
+            brain = brain_step(network, weights, brain, current)
+        state.brain = brain
+
+    previous: list = []
+
+    def brain_and_rule(n: int) -> None:
+        brain, trace = state.brain, state.readout_trace
+        for _ in range(n):
+            for _ in range(policy.substeps):
+                brain = brain_step(network, weights, brain, current)
+                policy.readout.filter_spikes(trace, brain.spikes)
+                for rule, rule_traces in zip(rules, traces, strict=True):
+                    rule.step(rule_traces, brain)
+            output = policy.readout(trace)
+            if previous:
+                delta = td_error(torch.rand(batch, generator=generator), zeros, previous[0].value, output.value, 0.99)
+                signal = LearningSignal(td_error=delta, modulator=scaler.scale(delta))
+                for rule, rule_traces in zip(rules, traces, strict=True):
+                    rule.apply(weights, rule_traces, signal)
+            decision = Decision(output, policy.sample(output, generator=generator), policy.readout.features(trace))
+            for rule, rule_traces in zip(rules, traces, strict=True):
+                rule.record_decision(rule_traces, decision)
+            previous[:] = [output]
+        state.brain = brain
+
+    learned = [False]
+
+    def agent_loop(n: int) -> None:
+        model.learn(n * batch, reset_num_timesteps=not learned[0], log_interval=100)
+        learned[0] = True
+
+    with torch.no_grad():
+        brain = _median_rate(brain_only, decisions, step_ms, repeats)
+        rule = _median_rate(brain_and_rule, decisions, step_ms, repeats)
+        loop = _median_rate(agent_loop, decisions, step_ms, repeats)
+    projection = next(r.projection for r in rules if r.projection is not None)
+    return {
+        "brain": brain,
+        "brain_rule": rule,
+        "loop": loop,
+        "learning_over_brain": (rule - brain) / brain,
+        "loop_over_brain_rule": loop / rule,
+        "plastic": projection.n_synapses,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Cost of the BrainAgent loop beside the brain and its rule alone.")
+    parser.add_argument("--sizes", type=int_at_least(2), nargs="+", default=[20, 200], help="neurons per region")
+    parser.add_argument("--batches", type=int_at_least(1), nargs="+", default=[1, 16])
+    parser.add_argument("--seconds", type=positive_float, default=2.0, help="simulated seconds per window")
+    parser.add_argument("--repeats", type=int_at_least(1), default=3)
+    parser.add_argument("--numba-threads", type=int_at_least(1), default=None)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    if args.numba_threads is not None:
+        numba.set_num_threads(min(args.numba_threads, numba.config.NUMBA_NUM_THREADS))
+    print(f"wall s per simulated s, median of {args.repeats} windows of {args.seconds} s; numba threads "
+          f"{numba.get_num_threads()}; env {ENV_ID} (10 ms per decision)\n")  # fmt: skip
+    print("| neurons | batch | plastic synapses | brain | brain + rule | agent loop | learning/brain | "
+          "loop/(brain + rule) |\n|---|---|---|---|---|---|---|---|")  # fmt: skip
+    for size in args.sizes:
+        for batch in args.batches:
+            row = time_rows(size, batch, args.seconds, args.repeats)
+            print(f"| 96×{size} | {batch} | {row['plastic']:,} | {row['brain']:.3f} | {row['brain_rule']:.3f} | "
+                  f"{row['loop']:.3f} | {row['learning_over_brain']:.2f} | {row['loop_over_brain_rule']:.2f} |",
+                  flush=True)  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
