@@ -12,5 +12,6 @@ README_BLOCKS = re.findall(r"```python\n(.*?)```", README, flags=re.S)
 
 
 @pytest.mark.parametrize("code", README_BLOCKS, ids=[f"readme-{i}" for i in range(len(README_BLOCKS))])
-def test_readme_python_examples_run(code: str) -> None:
+def test_readme_python_examples_run(code: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # examples may write files (a saved model)
     exec(compile(code, "README.md", "exec"), {})
