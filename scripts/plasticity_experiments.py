@@ -54,6 +54,7 @@ from encephagen_gym.plasticity import (
     select_projection,
     td_error,
 )
+from encephagen_gym.scripts.argtypes import int_at_least
 
 __all__ = ["contextual_bandit", "distal_reward", "homeostasis", "main", "pattern_generation", "small_brain"]
 
@@ -305,33 +306,45 @@ def _print(title: str, rows: list[dict]) -> None:
         print(" | ".join(f"{row[k]:.4g}" if isinstance(row[k], float) else str(row[k]) for k in keys))
 
 
+EXPERIMENTS = ("pattern", "bandit", "continuous", "distal", "homeostasis")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Learning experiments of the plasticity rules, small brains.")
-    parser.add_argument("--only", nargs="+", default=["pattern", "bandit", "continuous", "distal", "homeostasis"])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--threads", type=int, default=1)
+    parser = argparse.ArgumentParser(
+        description="Learning experiments of the plasticity rules with their controls, on small brains (96×10).",
+        epilog="experiments: pattern (supervised e-prop), bandit and continuous (reward-based e-prop with zero-TD "
+        "and readout-only controls), distal (three-factor STDP with a random-reward control), homeostasis "
+        "(synaptic scaling with a no-scaling control)",
+    )
+    parser.add_argument("--only", nargs="+", choices=EXPERIMENTS, default=list(EXPERIMENTS), help="experiments to run")
+    parser.add_argument("--seeds", type=int_at_least(0), nargs="+", default=[0, 1, 2])
+    parser.add_argument("--threads", type=int_at_least(1), default=1)
+    parser.add_argument("--quick", action="store_true", help="the test-size versions (one seed: a few minutes)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    quick = dict(iterations=120) if args.quick else {}
+    bandit = dict(trials=120, steps=80) if args.quick else {}
+    seeds = args.seeds[:1] if args.quick else args.seeds
     start = time.perf_counter()
     if "pattern" in args.only:
-        rows = [{"seed": s, "feedback": fb, **pattern_generation(s, feedback=fb)}
-                for s in args.seeds for fb in ("symmetric", "random")]  # fmt: skip
+        rows = [{"seed": s, "feedback": fb, **pattern_generation(s, feedback=fb, **quick)}
+                for s in seeds for fb in ("symmetric", "random")]  # fmt: skip
         _print("supervised e-prop, pattern generation (loss per 100 ms trial)", rows)
     if "bandit" in args.only:
-        rows = [{"seed": s, "mode": m, **contextual_bandit(s, mode=m)}
-                for s in args.seeds for m in ("learn", "zero_td", "readout_only")]  # fmt: skip
+        rows = [{"seed": s, "mode": m, **contextual_bandit(s, mode=m, **bandit)}
+                for s in seeds for m in ("learn", "zero_td", "readout_only")]  # fmt: skip
         _print("reward-based e-prop, contextual bandit (fraction rewarded, chance 0.5)", rows)
     if "continuous" in args.only:
-        rows = [{"seed": s, "mode": m, **contextual_bandit(s, mode=m, continuous=True)}
-                for s in args.seeds for m in ("learn", "zero_td", "readout_only")]  # fmt: skip
+        rows = [{"seed": s, "mode": m, **contextual_bandit(s, mode=m, continuous=True, **bandit)}
+                for s in seeds for m in ("learn", "zero_td", "readout_only")]  # fmt: skip
         _print("reward-based e-prop, continuous contextual bandit (mean reward; error of the mean action)", rows)
     if "distal" in args.only:
-        rows = [{"seed": s, "contingent": c, **distal_reward(s, contingent=c)}
-                for s in args.seeds for c in (True, False)]  # fmt: skip
+        rows = [{"seed": s, "contingent": c, **distal_reward(s, contingent=c, trials=4 if args.quick else 3)}
+                for s in seeds for c in (True, False)]  # fmt: skip
         _print("three-factor STDP, distal reward (rank 0 = target potentiated most)", rows)
     if "homeostasis" in args.only:
         rows = [{"seed": s, "scaling": on, **homeostasis(target, s, scaling=on)}
-                for s in args.seeds for target in (15.0, 3.0) for on in (True, False)]  # fmt: skip
+                for s in seeds for target in (15.0, 3.0) for on in (True, False)]  # fmt: skip
         _print("homeostatic scaling, prefrontal rate (Hz)", rows)
     print(f"\ntotal {time.perf_counter() - start:.0f} s")
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 from pathlib import Path
@@ -106,3 +107,22 @@ def test_brain_activity_rejects_unknown_role(tmp_path):
 def test_scripts_run_as_files(script):
     result = subprocess.run([sys.executable, str(SCRIPTS / script), "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "usage" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("script", "argv", "message"),
+    [
+        ("plasticity_experiments", ["--only", "bogus"], "invalid choice"),
+        ("plasticity_experiments", ["--threads", "0"], "integer >= 1"),
+        ("agent_experiments", ["bandit", "--timesteps", "0"], "integer >= 1"),
+        ("agent_experiments", ["bandit", "--conditions", "nothing"], "invalid choice"),
+        ("benchmark_agent", ["--seconds", "-1"], "number > 0"),
+        ("benchmark_agent", ["--batches", "0"], "integer >= 1"),
+    ],
+)
+def test_learning_scripts_refuse_bad_arguments(script, argv, message, capsys):
+    module = importlib.import_module(f"encephagen_gym.scripts.{script}")
+    with pytest.raises(SystemExit) as exit_info:
+        module.main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
