@@ -56,6 +56,7 @@ from encephagen_gym.plasticity import (
     SynapticScaling,
     TDErrorScaler,
     incoming_projection,
+    pathway_projection,
     select_projection,
     td_error,
 )
@@ -104,10 +105,11 @@ class BrainAgent(BaseAlgorithm):
     :param value_coef: weight of the value learning signal in the recurrent e-prop update (default 0: the
         readout's critic learns its own weights; through random feedback the value signal has a fixed sign per
         neuron and, measured on the cue bandit, drove the plastic weights to their bounds).
-    :param plastic_pairs: region-role pairs whose synapses learn (default: the brain's pathways —
-        :data:`~encephagen_gym.brain.routing.AGENT_PATHWAYS` for the agent's default brain — or
+    :param plastic_pairs: region-role pairs whose synapses (all of them) learn; default: the brain's pathway
+        synapses (:func:`~encephagen_gym.plasticity.pathway_projection`; the agent's default brain has the
+        pathways of :data:`~encephagen_gym.brain.routing.AGENT_PATHWAYS`), or
         :data:`~encephagen_gym.plasticity.DEFAULT_PLASTIC_PAIRS` for a brain without pathways; pairs without
-        synapses are skipped).
+        synapses are skipped.
     :param feedback: ``"random"`` or ``"symmetric"`` feedback weights of e-prop's learning signals.
     :param stdp_kwargs: options of :class:`~encephagen_gym.plasticity.StdpConfig` for ``"rstdp"``.
     :param homeostasis: add synaptic scaling of the excitatory inputs of the plastic projection's targets.
@@ -273,8 +275,11 @@ class BrainAgent(BaseAlgorithm):
                                             entropy_coef=self.entropy_coef))  # fmt: skip
         projection = None
         if self.rule in ("reward_eprop", "rstdp"):
-            pairs = self.plastic_pairs or network.config.pathways or DEFAULT_PLASTIC_PAIRS
-            projection = select_projection(network, weights, pairs, skip_empty=True)
+            if self.plastic_pairs is None and bool(network.is_pathway.any()):
+                projection = pathway_projection(network, weights)
+            else:
+                pairs = self.plastic_pairs or DEFAULT_PLASTIC_PAIRS
+                projection = select_projection(network, weights, pairs, skip_empty=True)
             if self.rule == "reward_eprop":
                 rules.append(RewardEProp(network, projection, readout, gamma=self.gamma,
                                          trace_decay=self.gae_lambda, learning_rate=self.lr_schedule(1.0),

@@ -142,8 +142,9 @@ class Network(NamedTuple):
     spike).
     Per-synapse tensors (length S): ``pre``, ``post`` (int64 neuron ids), ``pre_region``, ``post_region``
     (int64), ``channel`` (EXCITATORY/INHIBITORY, from the presynaptic type), ``delay_steps`` (int64 ≥ 1),
-    ``is_long_range`` (bool). Initial non-negative strengths in mV are returned separately by
-    :func:`build_network` (the learnable ``weights`` tensor).
+    ``is_long_range`` (bool), ``is_pathway`` (bool: the synapses added by ``BrainConfig.pathways``). Initial
+    non-negative strengths in mV are returned separately by :func:`build_network` (the learnable ``weights``
+    tensor).
     Scalars: decay factors and propagators for exact integration over one step of ``dt_ms``; ``jump_x``
     the current jump per mV of strength (τ_m/τ_x, negative for GABA); ``excitatory_gain`` ``[2, 1, N]``
     the AMPA and NMDA jumps per mV of excitatory strength, split by each neuron's ``nmda_share``;
@@ -176,6 +177,7 @@ class Network(NamedTuple):
     channel: torch.Tensor
     delay_steps: torch.Tensor
     is_long_range: torch.Tensor
+    is_pathway: torch.Tensor
     row_ptr: torch.Tensor
     out_degree: torch.Tensor
     ring_target: torch.Tensor
@@ -316,6 +318,7 @@ def build_network(config: BrainConfig) -> tuple[Network, torch.Tensor]:
         delays.append(np.full(len(pre), delay))
         long_flags.append(np.ones(len(pre), dtype=bool))
 
+    n_before_pathways = sum(len(p) for p in pres)
     # Pathways: a fixed number of inputs per excitatory target neuron along the connectome's edges (see
     # BrainConfig); drawn after everything else, so a config without pathways wires exactly as before.
     sources_of: dict[str, list[str]] = {}
@@ -341,13 +344,15 @@ def build_network(config: BrainConfig) -> tuple[Network, torch.Tensor]:
     strength = np.concatenate(strengths).astype(np.float32)
     delay = np.maximum(np.concatenate(delays), 1).astype(np.int64)
     long_range = np.concatenate(long_flags)
+    pathway = np.arange(len(pre)) >= n_before_pathways
     order = np.lexsort((post, delay, pre))  # CSR: by presynaptic neuron, then delay, then postsynaptic
-    pre, post, strength, delay, long_range = (
+    pre, post, strength, delay, long_range, pathway = (
         pre[order],
         post[order],
         strength[order],
         delay[order],
         long_range[order],
+        pathway[order],
     )
 
     is_exc = (np.arange(n_neurons) % n) < n_exc
@@ -393,6 +398,7 @@ def build_network(config: BrainConfig) -> tuple[Network, torch.Tensor]:
         channel=tensor(channel, torch.int64),
         delay_steps=tensor(delay, torch.int64),
         is_long_range=tensor(long_range, torch.bool),
+        is_pathway=tensor(pathway, torch.bool),
         row_ptr=tensor(row_ptr, torch.int64),
         out_degree=tensor(out_degree, torch.int64),
         # position of each synapse's target inside one ring slot's [channel, post] block

@@ -79,6 +79,7 @@ from encephagen_gym.plasticity.projection import (
     PlasticProjection,
     apply_weight_update,
     incoming_projection,
+    pathway_projection,
     projection_from_synapses,
     select_projection,
 )
@@ -121,6 +122,7 @@ __all__ = [
     "learning_signal",
     "make_eprop_params",
     "make_feedback",
+    "pathway_projection",
     "projection_from_synapses",
     "pseudo_derivative",
     "select_projection",

@@ -33,6 +33,7 @@ __all__ = [
     "apply_weight_update",
     "check_weights",
     "incoming_projection",
+    "pathway_projection",
     "projection_from_synapses",
     "select_projection",
 ]
@@ -277,6 +278,16 @@ def apply_weight_update(
     torch.minimum(current, projection.w_max_by_id, out=current)
     weights.index_copy_(0, synapses, current)
     return weights
+
+
+def pathway_projection(network: Network, weights: torch.Tensor, w_max_mv: float | None = None) -> PlasticProjection:
+    """The synapses of the network's pathways (``BrainConfig.pathways``; ``network.is_pathway``): what the agent
+    learns by default. ``w_max_mv`` defaults to 4 × the pathway strength. ValueError if the network has none."""
+    synapses = network.is_pathway.nonzero().squeeze(1)
+    if synapses.numel() == 0:
+        raise ValueError("this network has no pathway synapses (BrainConfig.pathways is empty)")
+    pairs = tuple(tuple(pair) for pair in network.config.pathways)
+    return projection_from_synapses(network, weights, synapses, w_max_mv=w_max_mv, pairs=pairs)
 
 
 def incoming_projection(
