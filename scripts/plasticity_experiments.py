@@ -140,7 +140,7 @@ def contextual_bandit(
     projection = select_projection(net, brain.weights, [("prefrontal", "premotor"), ("prefrontal", "motor")])
     recurrent_rate = 0.0 if mode == "readout_only" else learning_rate
     readout_rule = ReadoutActorCritic(readout, learning_rate=readout_learning_rate,
-                                      value_learning_rate=readout_learning_rate)  # fmt: skip
+                                      value_learning_rate=readout_learning_rate, shared_bias_norm=True)  # fmt: skip
     rule = RewardEProp(net, projection, readout, learning_rate=recurrent_rate, feedback="random", seed=seed)
     rules = (readout_rule, rule)
     initial = brain.weights[projection.synapses].clone()

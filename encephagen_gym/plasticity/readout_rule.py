@@ -6,8 +6,9 @@ its gradients are exact and local: ∂log π(a)/∂W_kj = score_k z̄_j, ∂V/�
 weights (:mod:`~encephagen_gym.plasticity.reward_eprop`), each parameter keeps a γλ-filtered trace of its
 gradient across decisions and a third factor turns traces into changes:
 
-    e^π(n) = γλ e^π(n−1) + score(n) ⊗ [z̄(n), 1]        e^V(n) = γλ e^V(n−1) + [z̄(n), 1]
+    e^π(n) = γλ e^π(n−1) + score(n) ⊗ z̄(n)             e^V(n) = γλ e^V(n−1) + z̄(n)
     ΔW^π = α_π · M(n) e^π(n) / (ℓ(n) n̂)                  Δw^V = α_V · δ(n) e^V(n) / (ℓ(n) n̂)
+    Δb^π = α_π · M(n) e^π_b(n) / ℓ(n)                    Δc  = α_V · δ(n) e^V_c(n) / ℓ(n)
 
 with the actor gated by the scaled TD error M (the modulator) and the critic by the raw TD error δ (it
 regresses the value onto returns in reward units).
@@ -16,13 +17,16 @@ regresses the value onto returns in reward units).
 size ‖z̄‖² is tens to hundreds and 1/(1 − γ) is 100 at γ = 0.99, so any α that learns on a short task diverges
 on a long one (issue 9 measured readout values of ±10³⁶ within ten decisions at α = 0.05). Dividing by
 n̂ (a running mean of ‖z̄‖² + 1 over decisions and batch, time constant ``norm_tau`` decisions) and by ℓ (the
-discounted number of decisions the trace holds: ℓ ← γλ ℓ + 1, reset with the episode) makes one update
-move V(s) by ≈ α_V δ and the logits by ≈ α_π M · score, whatever the readout's size, γλ or episode length
-(normalised least-mean-squares). Any α_V < 1 is then stable; the defaults are α_V = 0.1 and α_π = 0.01.
+discounted number of decisions the trace holds: ℓ ← γλ ℓ + 1, reset with the episode) makes one update of the
+weights move V(s) by ≈ α_V δ and the logits by ≈ α_π M · score, whatever the readout's size, γλ or episode
+length (normalised least-mean-squares). The biases (and log σ) have an input of 1 and are normalised by their
+own input, so they step by α_π M · score and α_V δ too — normalised together with the weights they would move
+M times more slowly, and an agent whose initial bias makes it withhold would never learn to act (measured on
+Conditioning: hit rate stuck at the initial 0.1 over 200 k steps). One update thus moves V by ≈ 2α_V δ: any
+α_V < 1 is stable; the agent's defaults are α_V = 0.1 and α_π = 0.1.
 
-The entropy bonus c_H H adds α_π c_H ∂H/∂y ⊗ [z̄, 1] / n̂ per decision (discrete actions), or α_π c_H / n̂
-per dimension to log σ (continuous actions; log σ steps like a bias, an input of 1 in the same normalised
-step).
+The entropy bonus c_H H adds α_π c_H ∂H/∂y ⊗ z̄ / n̂ to the weights and α_π c_H ∂H/∂y to the biases per decision
+(discrete actions), or α_π c_H per dimension to log σ (continuous actions).
 """
 
 from __future__ import annotations
@@ -44,14 +48,16 @@ __all__ = ["ReadoutActorCritic", "ReadoutLearningConfig", "ReadoutTraces"]
 class ReadoutLearningConfig:
     """``gamma`` (discount per decision), ``trace_decay`` λ, ``learning_rate`` α_π (actor),
     ``value_learning_rate`` α_V (critic), ``entropy_coef`` c_H, ``norm_tau`` (decisions; time constant of
-    the running ‖z̄‖² + 1)."""
+    the running ‖z̄‖² + 1); ``shared_bias_norm``: normalise the biases' steps by n̂ together with the weights' (as
+    one input of 1 among M + 1) instead of by their own input (the default)."""
 
     gamma: float = 0.99
     trace_decay: float = 1.0
-    learning_rate: float = 0.01
+    learning_rate: float = 0.1
     value_learning_rate: float = 0.1
     entropy_coef: float = 0.01
     norm_tau: float = 100.0
+    shared_bias_norm: bool = False
 
     def __post_init__(self) -> None:
         for name in ("gamma", "trace_decay"):
@@ -154,7 +160,7 @@ class ReadoutActorCritic:
                 gradient = readout.entropy_gradient(output)  # [B, K]
                 batch = z_bar.shape[0]
                 traces.entropy_weight.add_(gradient.t() @ z_bar / (batch * self.norm))
-                traces.entropy_bias.add_(gradient.mean(dim=0) / self.norm)
+                traces.entropy_bias.add_(gradient.mean(dim=0))
 
     def weight_update(
         self, weights: torch.Tensor | None, traces: ReadoutTraces, signal: LearningSignal
@@ -164,21 +170,25 @@ class ReadoutActorCritic:
         batch = traces.batch_size
         delta = require(signal, "td_error", "ReadoutActorCritic", (batch,))
         modulator = require(signal, "modulator", "ReadoutActorCritic", (batch,))
-        per_decision = traces.length.clamp(min=1.0)
-        scale = 1.0 / (batch * self.norm.clamp(min=1e-6))
-        actor = modulator.to(per_decision.dtype) / per_decision * scale  # [B]
-        critic = delta.to(per_decision.dtype) / per_decision * scale
+        per_decision = traces.length.clamp(min=1.0) * batch
+        norm = self.norm.clamp(min=1e-6)  # weights: input energy n̂
+        bias_entropy = 1.0
+        if self.config.shared_bias_norm:
+            per_decision = per_decision * norm
+            bias_entropy = 1.0 / norm
+            norm = torch.ones_like(norm)
+        actor = modulator.to(per_decision.dtype) / per_decision  # [B]; biases: input 1
+        critic = delta.to(per_decision.dtype) / per_decision
         rate, value_rate, entropy = self.learning_rate, self.value_learning_rate, self.config.entropy_coef
         update = {
             "policy_weight": rate
-            * (torch.einsum("b,bkm->km", actor, traces.policy_weight) + entropy * traces.entropy_weight),
-            "policy_bias": rate * (actor @ traces.policy_bias + entropy * traces.entropy_bias),
-            "value_weight": value_rate * (critic @ traces.value_weight),
+            * (torch.einsum("b,bkm->km", actor / norm, traces.policy_weight) + entropy * traces.entropy_weight),
+            "policy_bias": rate * (actor @ traces.policy_bias + entropy * bias_entropy * traces.entropy_bias),
+            "value_weight": value_rate * ((critic / norm) @ traces.value_weight),
             "value_bias": value_rate * (critic @ traces.value_bias),
         }
-        if traces.log_std is not None:
-            # log σ steps like a bias: one more input of 1 in the same normalised step
-            update["log_std"] = rate * (actor @ traces.log_std + entropy * traces.entropy_log_std / self.norm)
+        if traces.log_std is not None:  # log σ steps like a bias (input 1)
+            update["log_std"] = rate * (actor @ traces.log_std + entropy * bias_entropy * traces.entropy_log_std)
         return update
 
     def apply(
