@@ -4,7 +4,8 @@
   one of two cues is on for the whole step; action = cue pays 1). The information is present in the brain
   (the cue drives prefrontal cortex and thalamus, which project to the action regions the readout reads), so
   this asks whether the learning machinery works end to end: reward-based e-prop against ``frozen`` (nothing
-  learns) and the zero-TD control (the same code path with the third factor set to 0).
+  learns), the zero-TD control (the same code path with the third factor set to 0) and ``readout_only`` (the
+  readout learns, the brain does not: whether the cue reaches the action regions without learning).
 
 Usage::
 
@@ -89,6 +90,7 @@ class CueBanditEnv(gym.Env[np.ndarray, np.int64]):
 CONDITIONS: dict[str, dict[str, Any]] = {
     "reward_eprop": {"rule": "reward_eprop"},
     "zero_td": {"rule": "reward_eprop", "td_gain": 0.0},
+    "readout_only": {"rule": "readout_only"},
     "frozen": {"rule": "frozen"},
 }
 
