@@ -32,6 +32,7 @@ from stable_baselines3.common.env_util import make_vec_env
 
 from encephagen_gym.agents import BrainAgent
 from encephagen_gym.brain import brain_step
+from encephagen_gym.brain.config import set_compute_threads
 from encephagen_gym.plasticity import Decision, LearningSignal, TDErrorScaler, td_error
 from encephagen_gym.scripts.argtypes import int_at_least, positive_float
 
@@ -124,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int_at_least(1), default=3)
     parser.add_argument("--numba-threads", type=int_at_least(1), default=None)
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
+    set_compute_threads(1)
     if args.numba_threads is not None:
         numba.set_num_threads(min(args.numba_threads, numba.config.NUMBA_NUM_THREADS))
     print(f"wall s per simulated s, median of {args.repeats} windows of {args.seconds} s; numba threads "

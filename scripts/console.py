@@ -31,9 +31,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from encephagen_gym.brain import BrainConfig
+from encephagen_gym.brain.config import set_compute_threads
 from encephagen_gym.scripts.console_lab import MAX_PAIRINGS, ConsoleError, Lab, Protocol
 from encephagen_gym.scripts.console_stimuli import PATTERN_NAMES, SIDES
 from encephagen_gym.scripts.console_views import JsonView, RichView
@@ -445,19 +444,10 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def _set_threads(threads: int) -> None:
-    torch.set_num_threads(threads)
-    try:
-        import numba
-    except ImportError:
-        return
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``encephagen-console``; returns 1 when a scripted command failed, else 0."""
     args = _parse(argv)
-    _set_threads(args.threads)
+    set_compute_threads(args.threads)
     interactive = args.script is None and sys.stdin.isatty()
     view = JsonView() if args.json else RichView(show_progress=interactive)
     started = time.perf_counter()

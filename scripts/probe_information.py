@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
-import torch
 
 import encephagen_gym  # noqa: F401  (registers the ids)
 from encephagen_gym.agents import DEFAULT_ACTION_ROLES, BrainAgent
@@ -47,7 +46,7 @@ from encephagen_gym.agents.probe import (
 )
 from encephagen_gym.agents.probe_report import csv_text, decodable, markdown_tables, plot_probe_heatmap, summarise
 from encephagen_gym.brain import BrainConfig
-from encephagen_gym.brain.config import resolve_device
+from encephagen_gym.brain.config import resolve_device, set_compute_threads
 from encephagen_gym.envs.trial_env import TrialEnv
 from encephagen_gym.scripts.argtypes import int_at_least
 from encephagen_gym.scripts.record_video import parse_kwarg, write_atomically
@@ -170,15 +169,6 @@ def _command(argv: Sequence[str] | None) -> str:
     return "encephagen-probe " + " ".join(shlex.quote(word) for word in words)
 
 
-def _set_threads(threads: int) -> None:
-    torch.set_num_threads(threads)
-    try:
-        import numba
-    except ImportError:
-        return
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-
-
 def _file_name(variable: str, feature: str) -> str:
     return f"heatmap_{variable}.png" if feature == "rate" else f"heatmap_{variable}_{feature}.png"
 
@@ -186,7 +176,7 @@ def _file_name(variable: str, feature: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = _parse(parser, argv)
-    _set_threads(args.threads)
+    set_compute_threads(args.threads)
     policy = None
     if args.model is not None:
         try:

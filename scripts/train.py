@@ -57,6 +57,7 @@ from encephagen_gym.agents.presets import (
     preset_entry,
     resolve_preset,
 )
+from encephagen_gym.brain.config import set_compute_threads
 
 __all__ = ["RunSpec", "find_checkpoint", "main", "new_run_dir", "train"]
 
@@ -676,7 +677,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--eval-episodes", type=int, default=20, help="held-out episodes of the final evaluation")
     parser.add_argument("--curve-episodes", type=int, default=5, help="held-out episodes per evaluation in training")
     parser.add_argument("--n-evaluations", type=int, default=10, help="evaluations during training")
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1: fastest for MLPs)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch and numba threads (default 1: fastest for MLPs and on a shared CPU)",
+    )
     parser.add_argument(
         "--progress", action=argparse.BooleanOptionalAction, default=None, help="progress bar (default: in a terminal)"
     )
@@ -687,9 +693,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
-    import torch
 
-    torch.set_num_threads(max(1, args.threads))
+    set_compute_threads(max(1, args.threads))
     progress = sys.stdout.isatty() if args.progress is None else args.progress
 
     if args.resume:

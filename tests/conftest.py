@@ -20,3 +20,15 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def restore_threads():
+    """Restore torch's and numba's thread counts after a test that lets a script change them."""
+    import numba
+    import torch
+
+    threads, numba_threads = torch.get_num_threads(), numba.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+    numba.set_num_threads(numba_threads)

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from encephagen_gym.scripts import benchmark_brain, brain_activity
 
@@ -16,13 +15,8 @@ SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 
 @pytest.fixture(autouse=True)
-def _restore_threads():
-    import numba
-
-    threads, numba_threads = torch.get_num_threads(), numba.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-    numba.set_num_threads(numba_threads)
+def _restore_threads(restore_threads):
+    """Scripts set torch's and numba's thread counts: give them back after each test."""
 
 
 def _table(out: str) -> list[dict[str, str]]:

@@ -26,13 +26,8 @@ SMALL = ["--neurons-per-region", "10", "--repeats", "4", "--rest-ms", "100", "--
 
 
 @pytest.fixture(autouse=True)
-def _restore_threads():
-    import numba
-
-    threads, numba_threads = torch.get_num_threads(), numba.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-    numba.set_num_threads(numba_threads)
+def _restore_threads(restore_threads):
+    """Scripts set torch's and numba's thread counts: give them back after each test."""
 
 
 def run_console(tmp_path: Path, lines: list[str], *options: str) -> tuple[int, list[dict]]:

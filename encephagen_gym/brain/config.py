@@ -281,3 +281,16 @@ class BrainConfig:
     def substeps(self, env_dt_ms: float) -> int:
         """Brain steps per environment step of ``env_dt_ms`` (ValueError if not a whole multiple of dt)."""
         return substeps_per_env_step(env_dt_ms, self.dt_ms)
+
+
+def set_compute_threads(threads: int) -> None:
+    """Use ``threads`` threads for torch's intra-op work and numba's parallel brain step (as many as numba has,
+    at most). On a small or busy CPU one is fastest: numba's OpenMP threads spin while they wait."""
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be a positive integer, got {threads!r}")
+    torch.set_num_threads(threads)
+    try:
+        import numba
+    except ImportError:
+        return
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
