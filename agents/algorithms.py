@@ -33,6 +33,10 @@ class Algorithm:
         default_policy: policy name passed to the constructor when a preset names none.
         action_spaces: action-space types the algorithm supports.
         description: one line for ``--help`` and the README.
+        deterministic_eval: evaluate the greedy policy (SB3's default) or, when False, the policy as it acts
+            (sampled): the brain's decisions are a sampled process whose greedy version never leaves its
+            withhold default (a stochastic policy that responds in a window with probability p has an argmax
+            that never responds), so it is evaluated as it behaves.
     """
 
     name: str
@@ -41,6 +45,7 @@ class Algorithm:
     default_policy: str | None
     action_spaces: tuple[type[spaces.Space], ...]
     description: str
+    deterministic_eval: bool = True
 
     def load_class(self) -> type:
         """Import and return the algorithm's class (ImportError names the row when its module is missing)."""
@@ -77,6 +82,7 @@ ALGORITHMS: dict[str, Algorithm] = {
             "ConnectomePolicy",
             _BOTH,
             "connectome-wired spiking brain learning online with local plasticity (BrainAgent)",
+            deterministic_eval=False,
         ),
         Algorithm("ppo", "stable_baselines3:PPO", True, "MlpPolicy", _BOTH, "PPO (stable-baselines3)"),
         Algorithm("a2c", "stable_baselines3:A2C", True, "MlpPolicy", _BOTH, "A2C (stable-baselines3)"),

@@ -113,7 +113,9 @@ def bandit_run(
                        policy_kwargs=dict(neurons_per_region=neurons_per_region), **kwargs)  # fmt: skip
     model.learn(timesteps)
     eval_env = make_vec_env(CueBanditEnv, n_envs=n_envs, seed=10_000 + seed)
-    rewards, _ = evaluate_policy(model, eval_env, n_eval_episodes=eval_episodes, return_episode_rewards=True)
+    rewards, _ = evaluate_policy(
+        model, eval_env, n_eval_episodes=eval_episodes, return_episode_rewards=True, deterministic=False
+    )
     return {
         "eval_accuracy": float(np.mean(rewards)) / CueBanditEnv().episode_steps,
         "train_accuracy_recent": model._metrics.means().get("accuracy", float("nan")),

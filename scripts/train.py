@@ -98,6 +98,8 @@ class RunSpec:
         curve_episodes, n_evaluations: held-out episodes per evaluation during training, and how many such
             evaluations (evenly spaced, plus one at step 0) make the learning curve.
         n_checkpoints: checkpoints written over the run (the latest is kept).
+        deterministic_eval: evaluate the greedy policy (True) or the sampled one (False); None: the
+            algorithm's choice (``Algorithm.deterministic_eval``: greedy for SB3's, sampled for the brain).
     """
 
     env_id: str
@@ -111,7 +113,7 @@ class RunSpec:
     curve_episodes: int = 5
     n_evaluations: int = 10
     n_checkpoints: int = 10
-    deterministic_eval: bool = True
+    deterministic_eval: bool | None = None
     progress_bar: bool = False
     verbose: int = 0
 
@@ -312,7 +314,7 @@ def write_eval_json(run_dir: Path, spec: RunSpec, timesteps: int, results: list[
             "algo": spec.algo,
             "seed": spec.seed,
             "timesteps": timesteps,
-            "deterministic": spec.deterministic_eval,
+            "deterministic": _deterministic(spec),
             "n_episodes": len(results),
             "mean_return": sum(returns) / len(returns),
             "mean_metrics": mean_episode_metrics(results),
@@ -410,7 +412,7 @@ def _evaluate_controls(spec: RunSpec, algorithm: Algorithm, run_dir: Path, times
     venv = make_vec_env(spec.env_id, spec.eval_episodes, env_kwargs=env_kwargs)
     try:
         agent = algorithm.load_class()(venv, seed=spec.seed)
-        results = evaluate_episodes(agent, venv, deterministic=spec.deterministic_eval)
+        results = evaluate_episodes(agent, venv, deterministic=_deterministic(spec))
     finally:
         venv.close()
     logger = _tensorboard_logger(run_dir, spec.verbose)
@@ -557,7 +559,7 @@ def _train(spec: RunSpec, run_dir: Path, resuming: bool) -> int:
     log = EvaluationLog(run_dir / EVALUATIONS, keep_until=start_step if resuming else None)
 
     def evaluate_curve() -> list[EpisodeResult]:
-        return evaluate_episodes(model, eval_venv, deterministic=spec.deterministic_eval, training_env=model.get_env())
+        return evaluate_episodes(model, eval_venv, deterministic=_deterministic(spec), training_env=model.get_env())
 
     eval_freq = max(timesteps // spec.n_evaluations, 1)
     save_freq = max(timesteps // spec.n_checkpoints, 1)
@@ -588,9 +590,7 @@ def _train(spec: RunSpec, run_dir: Path, resuming: bool) -> int:
             frame_stack=preset.frame_stack,
             evaluation=True,
         )
-        results = evaluate_episodes(
-            model, final_venv, deterministic=spec.deterministic_eval, training_env=model.get_env()
-        )
+        results = evaluate_episodes(model, final_venv, deterministic=_deterministic(spec), training_env=model.get_env())
         final_venv.close()
         log.add(final_step, results)
         log_evaluation(model.logger, results)
@@ -688,6 +688,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="print SB3's logs")
     return parser
+
+
+def _deterministic(spec: RunSpec) -> bool:
+    """Greedy or sampled evaluation: the spec's choice, else the algorithm's (see ``Algorithm.deterministic_eval``)."""
+    if spec.deterministic_eval is not None:
+        return spec.deterministic_eval
+    return get_algorithm(spec.algo).deterministic_eval
 
 
 def main(argv: list[str] | None = None) -> None:
