@@ -96,7 +96,10 @@ class BrainAgent(BaseAlgorithm):
         ``"reward_eprop"``), or of R-STDP (``"rstdp"``); a float or a schedule of the remaining progress.
         Default 10, measured on the cue bandit (96×20, 100 ms decisions): 3 learned more slowly, 30–100 drove
         weights to their bounds without learning.
-    :param readout_learning_rate: α_π of the readout's policy weights (float or schedule).
+    :param readout_learning_rate: α_π of the readout's policy weights (float or schedule; the steps are
+        normalised by the inputs' running squared norm, as in normalised LMS, so 1 is a full step). Default 1,
+        measured on the cue bandit (96×20, 8 envs, seed 0, accuracy of the sampled policy after 10 k steps):
+        0.1 → 0.53, 0.4 → 0.60, 1.0 → 0.63 (chance 0.5).
     :param value_learning_rate: α_V of the readout's value weights (one update moves V by ≈ α_V · δ).
     :param rule: ``"reward_eprop"``, ``"rstdp"``, ``"readout_only"`` or ``"frozen"``.
     :param gamma: discount per environment step.
@@ -139,7 +142,7 @@ class BrainAgent(BaseAlgorithm):
         policy: str | type[ConnectomePolicy],
         env: GymEnv | str | None,
         learning_rate: float | Schedule = 10.0,
-        readout_learning_rate: float | Schedule = 0.1,
+        readout_learning_rate: float | Schedule = 1.0,
         value_learning_rate: float = 0.1,
         rule: str = "reward_eprop",
         gamma: float = 0.99,

@@ -104,22 +104,22 @@ def bandit_run(
     eval_episodes: int = 16,
     **agent_kwargs: Any,
 ) -> dict[str, float]:
-    """Train on :class:`CueBanditEnv` under ``condition`` and return the held-out accuracy of the sampled
-    policy (evaluation episodes seeded apart from training) and the training-time accuracy of the last
-    episodes."""
+    """Train on :class:`CueBanditEnv` under ``condition`` and return the held-out accuracy of the greedy
+    policy (the action the readout prefers: what was learned) and of the sampled policy (how the agent acts),
+    on evaluation episodes seeded apart from training, and the training-time accuracy of the last episodes."""
     env = make_vec_env(CueBanditEnv, n_envs=n_envs, seed=seed)
     kwargs = {**CONDITIONS[condition], **agent_kwargs}
     model = BrainAgent("ConnectomePolicy", env, seed=seed,
                        policy_kwargs=dict(neurons_per_region=neurons_per_region), **kwargs)  # fmt: skip
     model.learn(timesteps)
-    eval_env = make_vec_env(CueBanditEnv, n_envs=n_envs, seed=10_000 + seed)
-    rewards, _ = evaluate_policy(
-        model, eval_env, n_eval_episodes=eval_episodes, return_episode_rewards=True, deterministic=False
-    )
-    return {
-        "eval_accuracy": float(np.mean(rewards)) / CueBanditEnv().episode_steps,
-        "train_accuracy_recent": model._metrics.means().get("accuracy", float("nan")),
-    }
+    result = {"train_accuracy_recent": model._metrics.means().get("accuracy", float("nan"))}
+    for name, deterministic in (("greedy", True), ("sampled", False)):
+        eval_env = make_vec_env(CueBanditEnv, n_envs=n_envs, seed=10_000 + seed)
+        rewards, _ = evaluate_policy(
+            model, eval_env, n_eval_episodes=eval_episodes, return_episode_rewards=True, deterministic=deterministic
+        )
+        result[f"{name}_accuracy"] = float(np.mean(rewards)) / CueBanditEnv().episode_steps
+    return result
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -131,18 +131,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--conditions", nargs="+", choices=list(CONDITIONS), default=list(CONDITIONS))
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    print("| condition | seed | eval accuracy | train accuracy (last episodes) | s |\n|---|---|---|---|---|")
-    summary: dict[str, list[float]] = {}
+    print("| condition | seed | greedy accuracy | sampled accuracy | train accuracy (last episodes) | s |")
+    print("|---|---|---|---|---|---|")
+    summary: dict[str, dict[str, list[float]]] = {}
     for condition in args.conditions:
         for seed in args.seeds:
             start = time.perf_counter()
             result = bandit_run(condition, seed, args.timesteps, neurons_per_region=args.neurons_per_region)
-            summary.setdefault(condition, []).append(result["eval_accuracy"])
-            print(f"| {condition} | {seed} | {result['eval_accuracy']:.3f} | {result['train_accuracy_recent']:.3f} "
-                  f"| {time.perf_counter() - start:.0f} |", flush=True)  # fmt: skip
-    print("\n| condition | n seeds | eval accuracy (mean ± 95 % CI) |\n|---|---|---|")
+            for key in ("greedy_accuracy", "sampled_accuracy"):
+                summary.setdefault(condition, {}).setdefault(key, []).append(result[key])
+            cells = [result[key] for key in ("greedy_accuracy", "sampled_accuracy", "train_accuracy_recent")]
+            figures = " | ".join(f"{value:.3f}" for value in cells)
+            print(f"| {condition} | {seed} | {figures} | {time.perf_counter() - start:.0f} |", flush=True)
+    print("\n| condition | n seeds | greedy accuracy (mean ± 95 % CI) | sampled accuracy (mean ± 95 % CI) |")
+    print("|---|---|---|---|")
     for condition, values in summary.items():
-        print(f"| {condition} | {len(values)} | {format_mean_ci(*mean_ci(values), digits=3)} |")
+        greedy, sampled = values["greedy_accuracy"], values["sampled_accuracy"]
+        print(f"| {condition} | {len(greedy)} | {format_mean_ci(*mean_ci(greedy), digits=3)} "
+              f"| {format_mean_ci(*mean_ci(sampled), digits=3)} |")  # fmt: skip
     print("chance: 0.5")
     return 0
 
