@@ -26,6 +26,7 @@ import json
 import multiprocessing
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -202,12 +203,24 @@ def existing_run_or_none(out: Path, spec: RunSpec) -> str | None:
     return None if found is None else str(found)
 
 
-def _init_worker() -> None:
-    """Grid worker start-up: one torch thread (the environment variables were set before it started)."""
+def _init_worker(parent_pid: int | None = None) -> None:
+    """Grid worker start-up: one torch thread (the environment variables were set before it started), and, given
+    the grid process' pid, a watcher that ends the worker when that process is gone (a process pool's workers
+    outlive a killed parent and would go on running and writing into the grid directory)."""
     os.environ.update(THREAD_ENV)
     import torch
 
     torch.set_num_threads(1)
+    if parent_pid is not None:
+        threading.Thread(target=_exit_when_orphaned, args=(parent_pid,), daemon=True).start()
+
+
+def _exit_when_orphaned(parent_pid: int, poll_s: float = 0.5) -> None:
+    """End this process (exit status 1) once its parent is no longer ``parent_pid``. The run it was doing keeps
+    its last checkpoint; a rerun of the grid continues it."""
+    while os.getppid() == parent_pid:
+        time.sleep(poll_s)
+    os._exit(1)
 
 
 @contextlib.contextmanager
@@ -230,7 +243,10 @@ def _run_local(specs: Sequence[RunSpec], out: str, jobs: int, on_done: Callable[
     runs are retried one per fresh process, and a run that kills its own process is recorded as failed."""
     context = multiprocessing.get_context("spawn")
     broken: list[RunSpec] = []
-    with _worker_environment(), ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker) as pool:
+    with (
+        _worker_environment(),
+        ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=(os.getpid(),)) as pool,
+    ):
         futures = {pool.submit(execute_run, spec, out): spec for spec in specs}
         for future in as_completed(futures):
             try:
@@ -238,7 +254,10 @@ def _run_local(specs: Sequence[RunSpec], out: str, jobs: int, on_done: Callable[
             except BrokenProcessPool:
                 broken.append(futures[future])
     for spec in broken:
-        with _worker_environment(), ProcessPoolExecutor(1, mp_context=context, initializer=_init_worker) as pool:
+        with (
+            _worker_environment(),
+            ProcessPoolExecutor(1, mp_context=context, initializer=_init_worker, initargs=(os.getpid(),)) as pool,
+        ):
             try:
                 on_done(pool.submit(execute_run, spec, out).result())
             except BrokenProcessPool as error:

@@ -10,6 +10,7 @@ import json
 import math
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import gymnasium as gym
@@ -395,3 +396,41 @@ def test_ray_backend_without_ray_names_the_extra(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
     with pytest.raises(ImportError, match=r'pip install -e "\.\[ray\]"'):
         compare.run_grid([], tmp_path, backend="ray")
+
+
+GRID_PROCESS = """
+import concurrent.futures, multiprocessing, os, sys, time
+from encephagen_gym.scripts import compare
+if __name__ == "__main__":
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(
+        1, mp_context=context, initializer=compare._init_worker, initargs=(os.getpid(),)
+    ) as pool:
+        print(pool.submit(os.getpid).result(), flush=True)
+        pool.submit(time.sleep, 600)
+        time.sleep(600)
+"""
+
+
+def test_grid_workers_end_when_the_grid_process_is_killed() -> None:
+    """A killed ``encephagen-compare`` must not leave its workers running (they went on writing into the grid)."""
+    grid = subprocess.Popen([sys.executable, "-c", GRID_PROCESS], stdout=subprocess.PIPE, text=True)
+    try:
+        worker = int(grid.stdout.readline())
+        assert _alive(worker)
+    finally:
+        grid.kill()
+        grid.wait()
+    deadline = time.monotonic() + 20
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _alive(worker)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, ended but not yet reaped by its new parent, counts as ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
