@@ -4,6 +4,7 @@ status 2, naming the option and what it accepts (instead of a traceback deep ins
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable
 
 
@@ -25,10 +26,19 @@ def int_at_least(minimum: int) -> Callable[[str], int]:
 
 def positive_float(text: str) -> float:
     """An argparse type: a finite number > 0."""
+    return _finite_float(text, lambda value: value > 0, "> 0")
+
+
+def non_negative_float(text: str) -> float:
+    """An argparse type: a finite number >= 0."""
+    return _finite_float(text, lambda value: value >= 0, ">= 0")
+
+
+def _finite_float(text: str, allowed: Callable[[float], bool], requirement: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be a number {requirement}, got {text!r}") from None
+    if not (allowed(value) and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a finite number {requirement}, got {text!r}")
     return value

@@ -48,32 +48,12 @@ from encephagen_gym.agents.probe_report import csv_text, decodable, markdown_tab
 from encephagen_gym.brain import BrainConfig
 from encephagen_gym.brain.config import resolve_device, set_compute_threads
 from encephagen_gym.envs.trial_env import TrialEnv
-from encephagen_gym.scripts.argtypes import int_at_least
+from encephagen_gym.scripts.argtypes import int_at_least, non_negative_float, positive_float
 from encephagen_gym.scripts.record_video import parse_kwarg, write_atomically
 
 __all__ = ["main"]
 
 _BRAIN_FIELDS = {field.name for field in dataclasses.fields(BrainConfig)} - {"seed", "device"}
-
-
-def _non_negative_ms(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of ms >= 0, got {text!r}") from None
-    if not (value >= 0 and value != float("inf")):
-        raise argparse.ArgumentTypeError(f"must be a finite number of ms >= 0, got {text!r}")
-    return value
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}") from None
-    if not (value > 0 and value != float("inf")):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
-    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -95,14 +75,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", type=Path, default=None, help="a trained BrainAgent model (.zip) to probe")
     parser.add_argument("--act", choices=ACTS, default="withhold",
                         help="withhold (default: every trial runs its course) or the model's own actions")  # fmt: skip
-    parser.add_argument("--filter-ms", type=_non_negative_ms, default=0.0,
+    parser.add_argument("--filter-ms", type=non_negative_float, default=0.0,
                         help="also decode a leaky spike trace with this time constant (ms) read at each period's "
                         "start (0: off)")  # fmt: skip
     parser.add_argument("--populations", nargs="+", default=["roles"], metavar="SPEC",
                         help="'roles' (every role's E neurons, the readout's inputs and all neurons), 'all', or "
                         "role names ('motor+premotor' joins roles), 'readout', 'all'")  # fmt: skip
     parser.add_argument("--folds", type=int_at_least(2), default=DEFAULT_FOLDS, help="cross-validation folds")
-    parser.add_argument("--C", type=_positive, default=DEFAULT_C, help=f"inverse L2 penalty (default {DEFAULT_C})")
+    parser.add_argument("--C", type=positive_float, default=DEFAULT_C, help=f"inverse L2 penalty (default {DEFAULT_C})")
     parser.add_argument("--out", type=Path, default=Path("probe"), help="output directory (default ./probe)")
     parser.add_argument("--device", default="auto", help="auto (default: CUDA when available), cpu, cuda or cuda:N")
     parser.add_argument("--threads", type=int_at_least(1), default=1,

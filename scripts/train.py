@@ -483,6 +483,20 @@ def prepare(spec: RunSpec) -> tuple[Algorithm, Preset, int, int]:
     return algorithm, preset, int(timesteps), spec.n_envs or preset.n_envs
 
 
+def _evaluation_venv(spec: RunSpec, preset: Preset, n_envs: int) -> Any:
+    """Held-out evaluation envs of the run: the preset's env options, frame stacking and normalisation (frozen)."""
+    from encephagen_gym.agents.evaluation import make_vec_env
+
+    return make_vec_env(
+        spec.env_id,
+        n_envs,
+        env_kwargs=preset.env_kwargs,
+        normalize_kwargs=preset.normalize_kwargs,
+        frame_stack=preset.frame_stack,
+        evaluation=True,
+    )
+
+
 def _train(spec: RunSpec, run_dir: Path, resuming: bool) -> int:
     from encephagen_gym.agents.callbacks import CheckpointEveryCallback, PeriodicEvalCallback, log_evaluation
     from encephagen_gym.agents.episode_metrics import EpisodeMetricsCallback
@@ -548,14 +562,7 @@ def _train(spec: RunSpec, run_dir: Path, resuming: bool) -> int:
     )
     model.set_logger(_tensorboard_logger(run_dir, spec.verbose, purge_step=start_step if resuming else None))
 
-    eval_venv = make_vec_env(
-        spec.env_id,
-        spec.curve_episodes,
-        env_kwargs=preset.env_kwargs,
-        normalize_kwargs=preset.normalize_kwargs,
-        frame_stack=preset.frame_stack,
-        evaluation=True,
-    )
+    eval_venv = _evaluation_venv(spec, preset, spec.curve_episodes)
     log = EvaluationLog(run_dir / EVALUATIONS, keep_until=start_step if resuming else None)
 
     def evaluate_curve() -> list[EpisodeResult]:
@@ -582,14 +589,7 @@ def _train(spec: RunSpec, run_dir: Path, resuming: bool) -> int:
         if vec_normalize is not None:
             atomic_write(run_dir / VECNORMALIZE, lambda tmp: vec_normalize.save(str(tmp)))
         eval_venv.close()
-        final_venv = make_vec_env(
-            spec.env_id,
-            spec.eval_episodes,
-            env_kwargs=preset.env_kwargs,
-            normalize_kwargs=preset.normalize_kwargs,
-            frame_stack=preset.frame_stack,
-            evaluation=True,
-        )
+        final_venv = _evaluation_venv(spec, preset, spec.eval_episodes)
         results = evaluate_episodes(model, final_venv, deterministic=_deterministic(spec), training_env=model.get_env())
         final_venv.close()
         log.add(final_step, results)

@@ -258,7 +258,7 @@ def test_cli_probes_a_saved_model(tmp_path):
         (["--env", "Nope-v0"], "not a registered env id"),
         (["--env", "Encephagen-CPGGait-v0"], "not a trial task"),
         (["--env", PR, "--trials", "5"], "integer >= 10"),
-        (["--env", PR, "--filter-ms", "-1"], "ms >= 0"),
+        (["--env", PR, "--filter-ms", "-1"], "number >= 0"),
         (["--env", PR, "--act", "model"], "needs a trained --model"),
         (["--env", PR, "--model", "missing.zip"], "no such file"),
         (["--env", PR, "--brain", "seed=3"], "set by --seeds"),
