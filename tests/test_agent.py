@@ -14,6 +14,7 @@ import pytest
 import torch
 from gymnasium import spaces
 from stable_baselines3.common.callbacks import (
+    BaseCallback,
     CallbackList,
     CheckpointCallback,
     EvalCallback,
@@ -286,3 +287,34 @@ def test_reward_eprop_beats_frozen_and_zero_td_on_the_cue_bandit():
         assert learned[key] > 0.56
         assert learned[key] > zero_td[key] + 0.05
         assert zero_td[key] < 0.56 and frozen[key] < 0.56
+
+
+class _FiniteEverywhere(BaseCallback):
+    """Checks the readout, the value and the brain's weights every ``every`` calls (a step of all envs)."""
+
+    def __init__(self, every: int = 200) -> None:
+        super().__init__()
+        self.every = every
+        self.checks = 0
+
+    def _on_step(self) -> bool:
+        if self.n_calls % self.every == 0:
+            readout, brain = self.model.policy.readout, self.model.policy.brain
+            for tensor in (readout.policy_weight, readout.value_weight, readout.value_bias, brain.weights):
+                assert torch.isfinite(tensor).all(), f"non-finite values after {self.num_timesteps} steps"
+            self.checks += 1
+        return True
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "env_id",
+    ["Encephagen-Conditioning-v0", "Encephagen-PatternRecognition-v0", "Encephagen-WorkingMemory-v0", "CartPole-v1"],
+)
+def test_default_learning_stays_finite_for_100k_steps(env_id: str) -> None:
+    """Issue 9: no default setting diverges: 100 k steps on every cognitive task and on CartPole, 16 envs."""
+    env = make_vec_env(env_id, n_envs=16, seed=0)
+    model = agent(env, step_ms=10.0) if env_id == "CartPole-v1" else agent(env)
+    check = _FiniteEverywhere()
+    model.learn(100_000, callback=check)
+    assert check.checks >= 100_000 // 16 // check.every
