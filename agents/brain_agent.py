@@ -489,7 +489,8 @@ class BrainAgent(BaseAlgorithm):
             brain_state = train.state.brain
             steps = brain_state.step - train.step_start
             if steps > 0:  # spikes counted inside the brain's step: no per-step logging work
-                rates = (brain_state.spike_count - train.count_start).mean(dim=0) / (steps * brain_state_dt(self))
+                seconds = steps * self.policy.brain.dt_ms * 1e-3
+                rates = (brain_state.spike_count - train.count_start).mean(dim=0) / seconds
                 for role, neurons in self._role_neurons().items():
                     self.logger.record(f"brain/rate_hz/{role}", float(rates.index_select(0, neurons).mean()))
             train.count_start.copy_(brain_state.spike_count)
@@ -556,11 +557,6 @@ class BrainAgent(BaseAlgorithm):
                                      "BrainAgent.load(path) instead")  # fmt: skip
             load_path_or_dict = params
         super().set_parameters(load_path_or_dict, exact_match=exact_match, device=device)
-
-
-def brain_state_dt(model: BrainAgent) -> float:
-    """The brain's step in seconds."""
-    return model.policy.brain.dt_ms * 1e-3
 
 
 def _accumulate(sums: dict, key: str, value: torch.Tensor) -> None:
