@@ -1,7 +1,7 @@
 """What the whole ``BrainAgent`` loop costs beside the brain and its learning rule alone (issue 9's speed goals).
 
 For each brain size and batch (numba backend, the CPU default) three timings, each the wall seconds per
-simulated second (median over ``--repeats`` windows after a warm-up):
+simulated second (median over ``--repeats`` windows after a warm-up; the three take turns window by window):
 
 - ``brain``: the brain's step alone (``brain_step``, ``step_ms / dt`` steps per decision);
 - ``brain + rule``: the brain and reward-based e-prop as the agent runs it — trace updates every step; once
@@ -41,15 +41,18 @@ __all__ = ["main", "time_rows"]
 ENV_ID = "Encephagen-Conditioning-v0"
 
 
-def _median_rate(run: Callable[[int], None], decisions: int, step_ms: float, repeats: int) -> float:
-    """Median wall seconds per simulated second of ``run(decisions)`` over ``repeats`` windows."""
-    run(max(1, decisions // 4))  # warm-up (compilation, caches)
-    times = []
+def _median_rates(runs: Sequence[Callable[[int], None]], decisions: int, step_ms: float, repeats: int) -> list[float]:
+    """Median wall seconds per simulated second of each ``run(decisions)`` over ``repeats`` windows, the runs
+    taking turns window by window (so that a machine whose speed drifts slows them alike)."""
+    for run in runs:
+        run(max(1, decisions // 4))  # warm-up (compilation, caches)
+    times: list[list[float]] = [[] for _ in runs]
     for _ in range(repeats):
-        start = time.perf_counter()
-        run(decisions)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) / (decisions * step_ms * 1e-3)
+        for run, run_times in zip(runs, times, strict=True):
+            start = time.perf_counter()
+            run(decisions)
+            run_times.append(time.perf_counter() - start)
+    return [statistics.median(run_times) / (decisions * step_ms * 1e-3) for run_times in times]
 
 
 def time_rows(size: int, batch: int, seconds: float, repeats: int) -> dict[str, float]:
@@ -103,9 +106,7 @@ def time_rows(size: int, batch: int, seconds: float, repeats: int) -> dict[str, 
         learned[0] = True
 
     with torch.no_grad():
-        brain = _median_rate(brain_only, decisions, step_ms, repeats)
-        rule = _median_rate(brain_and_rule, decisions, step_ms, repeats)
-        loop = _median_rate(agent_loop, decisions, step_ms, repeats)
+        brain, rule, loop = _median_rates([brain_only, brain_and_rule, agent_loop], decisions, step_ms, repeats)
     projection = next(r.projection for r in rules if r.projection is not None)
     return {
         "brain": brain,
@@ -122,7 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int_at_least(2), nargs="+", default=[20, 200], help="neurons per region")
     parser.add_argument("--batches", type=int_at_least(1), nargs="+", default=[1, 16])
     parser.add_argument("--seconds", type=positive_float, default=2.0, help="simulated seconds per window")
-    parser.add_argument("--repeats", type=int_at_least(1), default=3)
+    parser.add_argument("--repeats", type=int_at_least(1), default=5)
     parser.add_argument("--numba-threads", type=int_at_least(1), default=None)
     args = parser.parse_args(argv)
     set_compute_threads(1)

@@ -749,6 +749,45 @@ def test_rules_give_the_same_traces_and_updates_with_numba_and_torch(alif):
     _assert_same_results(_rule_results("cpu", "numba", alif), _rule_results("cpu", "torch", alif))
 
 
+def test_numba_traces_never_go_subnormal_after_a_long_silence():
+    """Traces of silent neurons decay toward zero; in float32 they would become subnormal (slow arithmetic on
+    x86) within seconds. The numba pass sets them to zero below 1e-30 and otherwise agrees with torch."""
+    results = {}
+    for backend in ("numba", "torch"):
+        brain = small_brain(backend=backend, **ALIF_TARGETS)
+        net = brain.network
+        proj = select_projection(net, brain.weights, [("prefrontal", "premotor"), ("prefrontal", "motor")])
+        rule = RewardEProp(net, proj, ActorCriticReadout(net, 2, seed=0), seed=0)
+        traces = rule.init_traces(1)
+        generator = torch.Generator().manual_seed(0)
+        for step in range(4000):  # 40 ms of activity, then 3.96 s of silence at threshold-near voltages
+            active = step < 40
+            spikes = (torch.rand(1, net.n_neurons, generator=generator) < (0.2 if active else 0.0)).float()
+            voltage = torch.full((1, net.n_neurons), 15.0)
+            state = type(
+                "Activity",
+                (),
+                {
+                    "spikes": spikes,
+                    "v_pre_reset": voltage,
+                    "adaptation": torch.ones(1, net.n_neurons) * net.is_adaptive,
+                },
+            )()
+            rule.step(traces, state)
+        results[backend] = traces.eprop
+    tiny = torch.finfo(torch.float32).tiny
+    numba_traces = results["numba"]
+    for name in ("current", "membrane", "current_nmda", "membrane_nmda", "eligibility", "adaptation"):
+        tensor = getattr(numba_traces, name)
+        if tensor is not None:
+            assert not bool(((tensor != 0) & (tensor.abs() < tiny)).any()), f"subnormal values in {name}"
+            torch_tensor = getattr(results["torch"], name)
+            assert torch.allclose(tensor, torch_tensor, rtol=1e-4, atol=1e-19)
+    assert bool(((results["torch"].membrane != 0) & (results["torch"].membrane.abs() < tiny)).any()), (
+        "the silence is long enough to make unflushed traces subnormal"
+    )
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("alif", [False, True], ids=["lif", "alif-targets"])
 def test_rules_give_the_same_traces_and_updates_on_cuda(alif):

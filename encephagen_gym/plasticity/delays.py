@@ -38,11 +38,17 @@ class DelayedHistory(NamedTuple):
 
 
 def init_history(
-    columns: torch.Tensor, delay_steps: torch.Tensor, width: int, max_delay_steps: int, batch_size: int
+    columns: torch.Tensor,
+    delay_steps: torch.Tensor,
+    width: int,
+    max_delay_steps: int,
+    batch_size: int,
+    extra_steps: int = 0,
 ) -> DelayedHistory:
     """A zeroed history of ``width`` values per step, for synapses reading value ``columns`` (0..W−1, e.g.
-    the presynaptic neuron's position) with delays ``delay_steps`` (≥ 1 step)."""
-    depth = max_delay_steps + 1
+    the presynaptic neuron's position) with delays ``delay_steps`` (≥ 1 step). ``extra_steps`` more steps
+    are kept, so that a value can still be read that many steps after it was due."""
+    depth = max_delay_steps + 1 + extra_steps
     if bool((delay_steps < 1).any()) or bool((delay_steps > max_delay_steps).any()):
         raise ValueError(f"delays must lie in [1, {max_delay_steps}] steps")
     index = (depth - delay_steps) * width + columns

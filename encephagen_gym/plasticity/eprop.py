@@ -71,7 +71,9 @@ autograd graph and the tests check that it reproduces these traces to float32 pr
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -102,6 +104,7 @@ from encephagen_gym.plasticity.validation import (
 
 __all__ = [
     "DEFAULT_GAMMA_PD",
+    "PENDING_STEPS",
     "EProp",
     "EpropParams",
     "EpropTraces",
@@ -175,6 +178,10 @@ class EpropParams(NamedTuple):
     decay_adaptation: float = 0.0
 
 
+#: With the numba backend, the per-synapse traces are advanced over up to this many recorded steps at once.
+PENDING_STEPS = 16
+
+
 @dataclasses.dataclass(eq=False)
 class EpropTraces:
     """e-prop state of a batch (updated in place each step; ``time`` counts the steps seen).
@@ -183,7 +190,13 @@ class EpropTraces:
     ``*_nmda`` the same for the NMDA path and ``mixed`` ``[C·U, B]`` the per-channel mixtures (None when
     NMDA is unused); ``history``: the delayed ring of ``membrane`` (or ``mixed``); ``eligibility``
     ``[P, B]``: the κ-filtered eligibility ē (1/mV); ``adaptation`` ``[Q, B]``: ε^a of the synapses onto
-    ALIF neurons (None without them)."""
+    ALIF neurons (None without them).
+
+    With the numba backend each step advances only the per-neuron traces and records the step's ψ
+    (``pending_psi`` ``[K, V, B]``, ``pending`` steps of it); ē and ε^a are advanced over the recorded steps
+    in one pass over the synapses when they are read (the ``eligibility`` and ``adaptation`` properties) or
+    when K steps are pending — the same values, with the per-synapse memory traffic paid once per decision
+    rather than once per step."""
 
     current: torch.Tensor
     membrane: torch.Tensor
@@ -191,9 +204,34 @@ class EpropTraces:
     membrane_nmda: torch.Tensor | None
     mixed: torch.Tensor | None
     history: DelayedHistory
-    eligibility: torch.Tensor
+    _eligibility: torch.Tensor
     time: int
-    adaptation: torch.Tensor | None = None
+    _adaptation: torch.Tensor | None = None
+    pending_psi: torch.Tensor | None = None
+    pending: int = 0
+    settle: Callable[[EpropTraces], None] | None = dataclasses.field(default=None, repr=False)
+
+    @property
+    def eligibility(self) -> torch.Tensor:
+        """ē ``[P, B]`` (1/mV), up to date."""
+        if self.pending:
+            self.settle(self)
+        return self._eligibility
+
+    @property
+    def adaptation(self) -> torch.Tensor | None:
+        """ε^a ``[Q, B]`` of the synapses onto ALIF neurons, up to date (None without them)."""
+        if self.pending:
+            self.settle(self)
+        return self._adaptation
+
+    @property
+    def batch_size(self) -> int:
+        return self._eligibility.shape[1]
+
+    @property
+    def n_synapses(self) -> int:
+        return self._eligibility.shape[0]
 
 
 def make_eprop_params(
@@ -258,7 +296,12 @@ def init_eprop_traces(params: EpropParams, batch_size: int) -> EpropTraces:
     proj = params.projection
     shape = (proj.n_pre, batch_size)
     device = proj.device
+    deferred = params.backend == "numba"  # see EpropTraces: the history then also covers the pending steps
+    settle = None
+    if deferred:
+        from encephagen_gym.plasticity import eprop_kernel  # imports numba, only when used
 
+        settle = functools.partial(eprop_kernel.settle, params)
     nmda = params.use_nmda
     return EpropTraces(
         current=torch.zeros(shape, device=device),
@@ -267,11 +310,18 @@ def init_eprop_traces(params: EpropParams, batch_size: int) -> EpropTraces:
         membrane_nmda=torch.zeros(shape, device=device) if nmda else None,
         mixed=torch.zeros((params.history_width, batch_size), device=device) if nmda else None,
         history=init_history(
-            params.history_columns, proj.delay_steps, params.history_width, proj.max_delay_steps, batch_size
+            params.history_columns,
+            proj.delay_steps,
+            params.history_width,
+            proj.max_delay_steps,
+            batch_size,
+            extra_steps=PENDING_STEPS - 1 if deferred else 0,
         ),
-        eligibility=torch.zeros((proj.n_synapses, batch_size), device=device),
+        _eligibility=torch.zeros((proj.n_synapses, batch_size), device=device),
         time=0,
-        adaptation=torch.zeros((params.alif_synapses.numel(), batch_size), device=device) if params.use_alif else None,
+        _adaptation=torch.zeros((params.alif_synapses.numel(), batch_size), device=device) if params.use_alif else None,
+        pending_psi=torch.zeros((PENDING_STEPS, proj.n_post, batch_size), device=device) if deferred else None,
+        settle=settle,
     )
 
 
@@ -403,8 +453,8 @@ class EProp:
         """Update the traces after one brain step, in place (reads ``state.spikes``, ``state.v_pre_reset`` and,
         with ALIF targets, ``state.adaptation``)."""
         check_state_network(self.projection, state)
-        check_synapse_rows("the traces", traces.eligibility, self.projection.n_synapses)
-        check_activity(state.spikes, traces.eligibility.shape[1], self.network.n_neurons)
+        check_synapse_rows("the traces", traces._eligibility, self.projection.n_synapses)
+        check_activity(state.spikes, traces.batch_size, self.network.n_neurons)
         adaptation = state.adaptation if self.params.use_alif else None
         eprop_trace_step(self.params, traces, state.spikes, state.v_pre_reset, adaptation)
 

@@ -1,14 +1,29 @@
-"""The ``"numba"`` CPU path of :func:`~encephagen_gym.plasticity.eprop.eprop_trace_step`: one compiled pass.
+"""The ``"numba"`` CPU path of :func:`~encephagen_gym.plasticity.eprop.eprop_trace_step`: two compiled passes.
 
-Same equations and order of operations as the torch path (see :mod:`encephagen_gym.plasticity.eprop`):
-presynaptic filter stages, push into the delayed history, pseudo-derivative of the postsynaptic voltage,
-then ē ← κ ē + ψ_post · x_pre(t − d) per synapse, without the ``[P, B]`` temporaries of the gathers, and for
-the synapses onto ALIF neurons the adaptation term (ē −= ψ β ε^a, ε^a ← ρ ε^a + e) in a second loop. Used
-when the brain's backend is ``"numba"`` (the default on CPU); results agree with the torch path to float32
-rounding.
+Same equations as the torch path (see :mod:`encephagen_gym.plasticity.eprop`), split by what they touch:
+
+- every step, :func:`trace_step` (per neuron): presynaptic filter stages, push into the delayed history, and
+  the pseudo-derivative ψ of the postsynaptic voltages, recorded for the step;
+- when ē is read, or after ``PENDING_STEPS`` steps, :func:`settle` (per synapse): ē ← κ ē + ψ_post ·
+  x_pre(t − d) over the recorded steps, and for the synapses onto ALIF neurons the adaptation term
+  (ē −= ψ β ε^a, ε^a ← ρ ε^a + e) in a second loop.
+
+The per-synapse pass reads and writes ē, the synapse tables and the history once per decision instead of
+once per step; its data (about 1 MB at 96×20) no longer fits in cache next to the brain's, so this is most
+of the saving. Used when the brain's backend is ``"numba"`` (the default on CPU); results agree with the
+torch path to float32 rounding.
+
+Float32 traces that decay with no input end up subnormal (below 1.2e-38), and arithmetic on subnormals is
+tens of times slower on x86 CPUs: a silent presynaptic neuron's filters, and the eligibility of its synapses,
+get there within a few seconds. The kernel therefore sets decaying traces below ``TINY`` (1e-20) to zero,
+which changes no result at float32 resolution and keeps the pass from slowing down ten-fold in long silences.
+All arrays reach the kernel flat (explicit row·B + b offsets): numba compiles 2-D indexing with a unit inner
+loop (batch 1) about 2× slower.
 """
 
 from __future__ import annotations
+
+import weakref
 
 import numba
 import numpy as np
@@ -16,84 +31,117 @@ import torch
 
 from encephagen_gym.brain.cpu_kernel import cached_for
 
-__all__ = ["trace_step"]
+__all__ = ["TINY", "settle", "trace_step"]
+
+#: Decaying traces below this magnitude are set to zero (see the module docstring: no subnormal arithmetic).
+TINY = 1e-20
+_TINY32 = np.float32(TINY)
+
+
+@numba.njit(inline="always")
+def _flushed(value):
+    return value if abs(value) >= _TINY32 else np.float32(0.0)
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
-def _trace_step(spikes, v_pre, pre_neurons, post_neurons, post_local, index, current, membrane, decay_current,
-                jump, propagator, use_nmda, current_nmda, membrane_nmda, nmda_jump, channel_fast, channel_nmda,
-                mixed, buffer, eligibility, scalars, slot, depth, width, use_alif, adaptation, post_beta,
-                alif_synapses, alif_beta, epsilon):  # fmt: skip
-    n_pre, batch = current.shape
+def _neuron_step(spikes, v_pre, n_neurons, batch, pre_neurons, post_neurons, current, membrane, decay_current, jump,
+                 propagator, use_nmda, current_nmda, membrane_nmda, nmda_jump, channel_fast, channel_nmda, mixed,
+                 buffer, scalars, slot, depth, width, use_alif, adaptation, post_beta, psi):  # fmt: skip
+    """One step of the per-neuron traces; ψ of the step into ``psi`` ``[V·B]``."""
+    # Every array is flat; element (row, b) of a [rows, B] trace is at row·B + b, of a [B, N] state at b·N + n.
+    n_pre = pre_neurons.shape[0]
     decay_m, decay_nmda, propagator_nmda = scalars[0], scalars[1], scalars[2]
-    kappa, threshold, gamma_pd, decay_adaptation = scalars[3], scalars[4], scalars[5], scalars[6]
+    threshold, gamma_pd = scalars[4], scalars[5]
     zero = np.float32(0.0)
 
     # presynaptic filter stages: x ← α x + P a, then a ← β a + J z (and the NMDA path)
     for u in range(n_pre):
         neuron = pre_neurons[u]
+        decay, jump_u, propagator_u = decay_current[u], jump[u], propagator[u]
         for b in range(batch):
-            z = spikes[b, neuron]
-            membrane[u, b] = membrane[u, b] * decay_m + current[u, b] * propagator[u, 0]
-            current[u, b] = current[u, b] * decay_current[u, 0] + z * jump[u, 0]
+            i = u * batch + b
+            z = spikes[b * n_neurons + neuron]
+            membrane[i] = _flushed(membrane[i] * decay_m + current[i] * propagator_u)
+            current[i] = _flushed(current[i] * decay + z * jump_u)
             if use_nmda:
-                membrane_nmda[u, b] = membrane_nmda[u, b] * decay_m + current_nmda[u, b] * propagator_nmda
-                current_nmda[u, b] = current_nmda[u, b] * decay_nmda + z * nmda_jump[u, 0]
+                membrane_nmda[i] = _flushed(membrane_nmda[i] * decay_m + current_nmda[i] * propagator_nmda)
+                current_nmda[i] = _flushed(current_nmda[i] * decay_nmda + z * nmda_jump[u])
 
     # push x(t) (or its per-channel NMDA mixtures) into both copies of the history slot
-    low, high = slot * width, (slot + depth) * width
+    low, high = slot * width * batch, (slot + depth) * width * batch
     if use_nmda:
-        for c in range(channel_fast.shape[0]):
+        for channel in range(channel_fast.shape[0] // n_pre):
             for u in range(n_pre):
-                row = c * n_pre + u
+                column = channel * n_pre + u
+                fast, slow = channel_fast[column], channel_nmda[column]
                 for b in range(batch):
-                    value = channel_fast[c, u, 0] * membrane[u, b] + channel_nmda[c, u, 0] * membrane_nmda[u, b]
-                    mixed[row, b] = value
-                    buffer[low + row, b] = value
-                    buffer[high + row, b] = value
+                    value = fast * membrane[u * batch + b] + slow * membrane_nmda[u * batch + b]
+                    mixed[column * batch + b] = value
+                    buffer[low + column * batch + b] = value
+                    buffer[high + column * batch + b] = value
     else:
-        for u in range(n_pre):
-            for b in range(batch):
-                buffer[low + u, b] = membrane[u, b]
-                buffer[high + u, b] = membrane[u, b]
+        for i in range(n_pre * batch):
+            buffer[low + i] = membrane[i]
+            buffer[high + i] = membrane[i]
 
     # pseudo-derivative ψ = max(0, γ/θ − |u − θ| γ/θ²) of each postsynaptic neuron
-    n_post = post_neurons.shape[0]
-    psi = np.empty((n_post, batch), dtype=np.float32)
     slope, peak = np.float32(-gamma_pd / (threshold * threshold)), np.float32(gamma_pd / threshold)
-    for v in range(n_post):
+    for v in range(post_neurons.shape[0]):
         neuron = post_neurons[v]
         for b in range(batch):
-            u = v_pre[b, neuron]
+            u = v_pre[b * n_neurons + neuron]
             if use_alif:  # against the adaptive threshold: u − β a is compared with θ
-                u = u - adaptation[b, neuron] * post_beta[v, 0]
+                u = u - adaptation[b * n_neurons + neuron] * post_beta[v]
             value = abs(u - threshold) * slope + peak
-            psi[v, b] = value if value > zero else zero
+            psi[v * batch + b] = value if value > zero else zero
 
-    # ē ← κ ē + ψ_post x_pre(t − d), reading the history window that starts at this slot
-    n_syn = index.shape[0]
-    if batch == 1:  # flat loop: about 2× faster than 2-D indexing with a unit inner loop
-        flat_elig, flat_psi, flat_buffer = eligibility.reshape(n_syn), psi.reshape(n_post), buffer.reshape(-1)
-        for p in range(n_syn):
-            flat_elig[p] = flat_elig[p] * kappa + flat_psi[post_local[p]] * flat_buffer[low + index[p]]
-    else:
-        for p in range(n_syn):
-            row = low + index[p]
-            post = post_local[p]
-            for b in range(batch):
-                eligibility[p, b] = eligibility[p, b] * kappa + psi[post, b] * buffer[row, b]
 
-    # synapses onto ALIF neurons: e = ψ (x − β ε^a), so ē loses ψ β ε^a; then ε^a ← ρ ε^a + e
-    if use_alif:
-        for q in range(alif_synapses.shape[0]):
-            p = alif_synapses[q]
-            row = low + index[p]
-            post = post_local[p]
-            beta = alif_beta[q, 0]
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _synapse_pass(batch, post_local, index, buffer, eligibility, scalars, windows, psi, n_post, use_alif,
+                  alif_synapses, alif_index, alif_post, alif_beta, epsilon):  # fmt: skip
+    """ē (and ε^a) over the recorded steps k = 0..K−1: ``windows[k]`` is the flat offset of step k's history
+    window, ``psi[k·V·B + v·B + b]`` its ψ."""
+    kappa, decay_adaptation = scalars[3], scalars[6]
+    stride = n_post * batch
+    # Step by step, as if each had been applied at its time (the same operations in the same order); between
+    # steps ē, the tables and the overlapping history windows stay in cache, as they do not across brain steps.
+    for k in range(windows.shape[0]):
+        window, step_psi = windows[k], k * stride
+        if batch == 1:  # without the unit inner loop: about 3× faster
+            for p in range(index.shape[0]):
+                eligibility[p] = eligibility[p] * kappa + psi[step_psi + post_local[p]] * buffer[window + index[p]]
+            if use_alif:
+                for q in range(alif_synapses.shape[0]):
+                    psi_post = psi[step_psi + alif_post[q]]
+                    correction = epsilon[q] * alif_beta[q] * psi_post
+                    eligibility[alif_synapses[q]] -= correction
+                    epsilon[q] = epsilon[q] * decay_adaptation + (
+                        buffer[window + alif_index[q]] * psi_post - correction
+                    )
+            continue
+        # ē ← κ ē + ψ_post x_pre(t − d)
+        for p in range(index.shape[0]):
+            row, post, at = window + index[p] * batch, step_psi + post_local[p] * batch, p * batch
             for b in range(batch):
-                correction = epsilon[q, b] * beta * psi[post, b]
-                eligibility[p, b] -= correction
-                epsilon[q, b] = epsilon[q, b] * decay_adaptation + (buffer[row, b] * psi[post, b] - correction)
+                eligibility[at + b] = eligibility[at + b] * kappa + psi[post + b] * buffer[row + b]
+        # synapses onto ALIF neurons: e = ψ (x − β ε^a), so ē also loses ψ β ε^a; then ε^a ← ρ ε^a + e (a
+        # second, branch-free loop: these synapses are interleaved with the others)
+        if use_alif:
+            for q in range(alif_synapses.shape[0]):
+                row, post = window + alif_index[q] * batch, step_psi + alif_post[q] * batch
+                at = alif_synapses[q] * batch
+                beta = alif_beta[q]
+                for b in range(batch):
+                    psi_post = psi[post + b]
+                    correction = epsilon[q * batch + b] * beta * psi_post
+                    eligibility[at + b] -= correction
+                    epsilon[q * batch + b] = epsilon[q * batch + b] * decay_adaptation + (
+                        buffer[row + b] * psi_post - correction
+                    )
+    for i in range(eligibility.shape[0]):
+        eligibility[i] = _flushed(eligibility[i])
+    for i in range(epsilon.shape[0]):
+        epsilon[i] = _flushed(epsilon[i])
 
 
 def _copy(tensor: torch.Tensor | None, dims: int = 2, dtype=np.float32) -> np.ndarray:
@@ -104,21 +152,36 @@ def _copy(tensor: torch.Tensor | None, dims: int = 2, dtype=np.float32) -> np.nd
 
 
 def _view(tensor: torch.Tensor | None) -> np.ndarray:
-    return np.zeros((1, 1), dtype=np.float32) if tensor is None else tensor.numpy()
+    """A flat numpy view of a contiguous CPU tensor (a one-element array for None)."""
+    return np.zeros(1, dtype=np.float32) if tensor is None else tensor.numpy().reshape(-1)
+
+
+def _float32_view(tensor: torch.Tensor) -> np.ndarray:
+    """A flat numpy view of a float32 contiguous CPU tensor (a converted copy otherwise)."""
+    if tensor.dtype is not torch.float32 or not tensor.is_contiguous() or tensor.requires_grad:
+        tensor = tensor.detach().to(torch.float32).contiguous()
+    return tensor.numpy().reshape(-1)
 
 
 _CONSTANTS: dict = {}
 
 
 def _constants(params, history) -> tuple:
-    """The projection's constants as numpy copies (int32 synapse indices halve the per-synapse memory
-    traffic), made once per projection (they depend only on the network and the projection)."""
+    """The projection's constants as flat numpy copies (int32 synapse indices halve the per-synapse memory
+    traffic) and the scalars, made once per projection (they depend only on the network and the projection)."""
+    return cached_for(_CONSTANTS, params.projection.post_local, lambda: _build_constants(params, history))
+
+
+def _build_constants(params, history) -> tuple:
     proj = params.projection
-    return cached_for(_CONSTANTS, proj.post_local, lambda: (
+    post_local, index = _copy(proj.post_local, dtype=np.int32), _copy(history.index, dtype=np.int32)
+    alif_synapses = _copy(params.alif_synapses, 1, dtype=np.int32).reshape(-1)
+    alif_index, alif_post = (index[alif_synapses], post_local[alif_synapses]) if params.use_alif else (index, index)
+    return tuple(array.reshape(-1) for array in (
         _copy(proj.pre_neurons, dtype=np.int64),
         _copy(proj.post_neurons, dtype=np.int64),
-        _copy(proj.post_local, dtype=np.int32),
-        _copy(history.index, dtype=np.int32),
+        post_local,
+        index,
         _copy(params.decay_current),
         _copy(params.jump),
         _copy(params.propagator),
@@ -126,55 +189,91 @@ def _constants(params, history) -> tuple:
         _copy(params.channel_fast, 3),
         _copy(params.channel_nmda, 3),
         _copy(params.post_adaptation_mv),
-        _copy(params.alif_synapses, 1, dtype=np.int32),
+        alif_synapses,
+        np.ascontiguousarray(alif_index),
+        np.ascontiguousarray(alif_post),
         _copy(params.alif_adaptation_mv),
+        np.array([params.decay_m, params.decay_nmda, params.propagator_nmda, params.kappa, params.threshold_mv,
+                  params.gamma_pd, params.decay_adaptation], dtype=np.float32),
     ))  # fmt: skip
+
+
+_VIEWS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _trace_views(traces) -> tuple:
+    """Flat numpy views of the trace tensors (which the kernel updates in place), remembered per ``traces``
+    object for as long as its tensors stay the same objects: making them costs more than the kernel's own work
+    at small sizes."""
+    tensors = (traces.current, traces.membrane, traces.current_nmda, traces.membrane_nmda, traces.mixed,
+               traces.history.buffer, traces._eligibility, traces._adaptation, traces.pending_psi)  # fmt: skip
+    cached = _VIEWS.get(traces)
+    if cached is not None and all(a is b for a, b in zip(cached[0], tensors, strict=True)):
+        return cached[1]
+    views = tuple(_view(tensor) for tensor in tensors)
+    _VIEWS[traces] = (tensors, views)
+    return views
 
 
 def trace_step(
     params, traces, spikes: torch.Tensor, v_pre_reset: torch.Tensor, time: int, adaptation: torch.Tensor | None
 ) -> None:
-    """Advance ``traces`` (:class:`~encephagen_gym.plasticity.eprop.EpropTraces`, CPU) in place to ``time``;
+    """Advance the per-neuron traces of ``traces`` (:class:`~encephagen_gym.plasticity.eprop.EpropTraces`,
+    CPU) in place to ``time`` and record the step's ψ (the per-synapse traces follow in :func:`settle`);
     ``adaptation`` ``[B, N]`` is needed when ``params.use_alif``."""
+    if traces.pending == traces.pending_psi.shape[0]:
+        settle(params, traces)
     history = traces.history
-    (pre_neurons, post_neurons, post_local, index, decay_current, jump, propagator, nmda_jump, channel_fast,
-     channel_nmda, post_beta, alif_synapses, alif_beta) = _constants(params, history)  # fmt: skip
-    scalars = np.array([params.decay_m, params.decay_nmda, params.propagator_nmda, params.kappa,
-                        params.threshold_mv, params.gamma_pd, params.decay_adaptation], dtype=np.float32)  # fmt: skip
-    if params.use_alif:
-        adaptation_view = adaptation.detach().to(torch.float32).contiguous().numpy()
-        epsilon = traces.adaptation.numpy()
-    else:
-        adaptation_view = epsilon = np.zeros((1, 1), dtype=np.float32)
-    _trace_step(
-        spikes.detach().to(torch.float32).contiguous().numpy(),
-        v_pre_reset.detach().to(torch.float32).contiguous().numpy(),
+    (pre_neurons, post_neurons, _, _, decay_current, jump, propagator, nmda_jump, channel_fast, channel_nmda,
+     post_beta, *_, scalars) = _constants(params, history)  # fmt: skip
+    current, membrane, current_nmda, membrane_nmda, mixed, buffer, _, _, psi = _trace_views(traces)
+    batch, n_neurons = spikes.shape
+    size = post_neurons.shape[0] * batch
+    step_psi = psi[traces.pending * size : (traces.pending + 1) * size]
+    _neuron_step(
+        _float32_view(spikes),
+        _float32_view(v_pre_reset),
+        n_neurons,
+        batch,
         pre_neurons,
         post_neurons,
-        post_local,
-        index,
-        traces.current.numpy(),
-        traces.membrane.numpy(),
+        current,
+        membrane,
         decay_current,
         jump,
         propagator,
         params.use_nmda,
-        _view(traces.current_nmda),
-        _view(traces.membrane_nmda),
+        current_nmda,
+        membrane_nmda,
         nmda_jump,
         channel_fast,
         channel_nmda,
-        _view(traces.mixed),
-        history.buffer.numpy(),
-        traces.eligibility.numpy(),
+        mixed,
+        buffer,
         scalars,
         time % history.depth,
         history.depth,
         history.width,
         params.use_alif,
-        adaptation_view,
+        _float32_view(adaptation) if params.use_alif else step_psi,
         post_beta,
-        alif_synapses,
-        alif_beta,
-        epsilon,
+        step_psi,
     )
+    traces.pending += 1
+
+
+def settle(params, traces) -> None:
+    """Bring ē and ε^a of ``traces`` up to date over its pending steps (the last one at ``traces.time``)."""
+    pending = traces.pending
+    if not pending:
+        return
+    history = traces.history
+    (_, post_neurons, post_local, index, *_, alif_synapses, alif_index, alif_post, alif_beta,
+     scalars) = _constants(params, history)  # fmt: skip
+    _, _, _, _, _, buffer, eligibility, epsilon, psi = _trace_views(traces)
+    batch = traces.batch_size
+    first = traces.time - pending + 1
+    windows = np.array([((first + k) % history.depth) * history.width * batch for k in range(pending)], np.int64)
+    _synapse_pass(batch, post_local, index, buffer, eligibility, scalars, windows, psi, post_neurons.shape[0],
+                  params.use_alif, alif_synapses, alif_index, alif_post, alif_beta, epsilon)  # fmt: skip
+    traces.pending = 0
