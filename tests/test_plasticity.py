@@ -749,6 +749,37 @@ def test_rules_give_the_same_traces_and_updates_with_numba_and_torch(alif):
     _assert_same_results(_rule_results("cpu", "numba", alif), _rule_results("cpu", "torch", alif))
 
 
+def test_deferred_numba_traces_match_torch_across_resets_and_partial_windows():
+    """The numba path records ψ per step and advances ē over the recorded steps when ē is read: reading it
+    mid-window, resetting some brains with steps pending, and running past the window size all give the
+    torch path's traces."""
+    results = {}
+    for backend in ("numba", "torch"):
+        brain = small_brain(backend=backend, **ALIF_TARGETS)
+        net = brain.network
+        proj = select_projection(net, brain.weights, [("prefrontal", "premotor"), ("prefrontal", "motor")])
+        rule = RewardEProp(net, proj, ActorCriticReadout(net, 2, seed=0), seed=0)
+        traces = rule.init_traces(3)
+        generator = torch.Generator().manual_seed(1)
+        snapshots = []
+        for step in range(60):
+            spikes = (torch.rand(3, net.n_neurons, generator=generator) < 0.05).float()
+            voltage = 25.0 * torch.rand(3, net.n_neurons, generator=generator)
+            adaptation = 2.0 * torch.rand(3, net.n_neurons, generator=generator) * net.is_adaptive
+            rule.step(
+                traces, type("Activity", (), {"spikes": spikes, "v_pre_reset": voltage, "adaptation": adaptation})()
+            )
+            if step == 30:
+                snapshots.append(traces.eprop.eligibility.clone())  # read mid-window
+            if step == 37:
+                rule.reset_traces(traces, torch.tensor([True, False, True]))  # with steps pending
+        snapshots += [traces.eprop.eligibility.clone(), traces.eprop.adaptation.clone()]
+        results[backend] = snapshots
+    for numba_value, torch_value in zip(results["numba"], results["torch"], strict=True):
+        assert numba_value.abs().max() > 0
+        assert torch.allclose(numba_value, torch_value, rtol=1e-4, atol=1e-6 * float(torch_value.abs().max()))
+
+
 def test_numba_traces_never_go_subnormal_after_a_long_silence():
     """Traces of silent neurons decay toward zero; in float32 they would become subnormal (slow arithmetic on
     x86) within seconds. The numba pass sets them to zero below 1e-30 and otherwise agrees with torch."""
