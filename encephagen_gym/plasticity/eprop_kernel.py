@@ -17,8 +17,9 @@ Float32 traces that decay with no input end up subnormal (below 1.2e-38), and ar
 tens of times slower on x86 CPUs: a silent presynaptic neuron's filters, and the eligibility of its synapses,
 get there within a few seconds. The kernel therefore sets decaying traces below ``TINY`` (1e-20) to zero,
 which changes no result at float32 resolution and keeps the pass from slowing down ten-fold in long silences.
-All arrays reach the kernel flat (explicit row·B + b offsets): numba compiles 2-D indexing with a unit inner
-loop (batch 1) about 2× slower.
+Arrays reach the kernels flat (explicit row·B + b offsets); the per-synapse pass views them as ``[rows, B]``
+at batch > 1 (numba vectorizes the known unit stride, about 2× faster at batch 16) and indexes them flat at
+batch 1 (a 2-D loop with a unit inner trip count is about 3× slower).
 """
 
 from __future__ import annotations
@@ -119,25 +120,25 @@ def _synapse_pass(batch, post_local, index, buffer, eligibility, scalars, window
                         buffer[window + alif_index[q]] * psi_post - correction
                     )
             continue
-        # ē ← κ ē + ψ_post x_pre(t − d)
+        # ē ← κ ē + ψ_post x_pre(t − d); as [rows, B] arrays, whose known unit inner stride numba vectorizes
+        # (about 2× faster than flat offsets at batch 16)
+        elig, history, step = eligibility.reshape((-1, batch)), buffer.reshape((-1, batch)), psi.reshape((-1, batch))
+        low, first_post = window // batch, step_psi // batch
         for p in range(index.shape[0]):
-            row, post, at = window + index[p] * batch, step_psi + post_local[p] * batch, p * batch
+            row, post = low + index[p], first_post + post_local[p]
             for b in range(batch):
-                eligibility[at + b] = eligibility[at + b] * kappa + psi[post + b] * buffer[row + b]
+                elig[p, b] = elig[p, b] * kappa + step[post, b] * history[row, b]
         # synapses onto ALIF neurons: e = ψ (x − β ε^a), so ē also loses ψ β ε^a; then ε^a ← ρ ε^a + e (a
         # second, branch-free loop: these synapses are interleaved with the others)
         if use_alif:
+            adaptive = epsilon.reshape((-1, batch))
             for q in range(alif_synapses.shape[0]):
-                row, post = window + alif_index[q] * batch, step_psi + alif_post[q] * batch
-                at = alif_synapses[q] * batch
-                beta = alif_beta[q]
+                row, post, at, beta = low + alif_index[q], first_post + alif_post[q], alif_synapses[q], alif_beta[q]
                 for b in range(batch):
-                    psi_post = psi[post + b]
-                    correction = epsilon[q * batch + b] * beta * psi_post
-                    eligibility[at + b] -= correction
-                    epsilon[q * batch + b] = epsilon[q * batch + b] * decay_adaptation + (
-                        buffer[row + b] * psi_post - correction
-                    )
+                    psi_post = step[post, b]
+                    correction = adaptive[q, b] * beta * psi_post
+                    elig[at, b] -= correction
+                    adaptive[q, b] = adaptive[q, b] * decay_adaptation + (history[row, b] * psi_post - correction)
     for i in range(eligibility.shape[0]):
         eligibility[i] = _flushed(eligibility[i])
     for i in range(epsilon.shape[0]):
