@@ -788,6 +788,17 @@ def test_deferred_numba_traces_match_torch_across_resets_and_partial_windows():
         assert torch.allclose(numba_value, torch_value, rtol=1e-4, atol=1e-6 * float(torch_value.abs().max()))
 
 
+def test_numba_trace_step_refuses_activity_of_another_shape():
+    """The compiled passes do not check bounds, so a wrong batch or neuron count must raise before them."""
+    net, rule, traces = _reward_eprop_on_alif_targets("numba", 2)
+    spikes, voltage = torch.zeros(3, net.n_neurons), torch.zeros(3, net.n_neurons)
+    adaptation = torch.zeros(3, net.n_neurons)
+    with pytest.raises(ValueError, match=r"must be \[2, N\]"):
+        eprop_trace_step(rule.params, traces.eprop, spikes, voltage, adaptation)
+    with pytest.raises(ValueError, match=r"must be \[2, N\]"):
+        eprop_trace_step(rule.params, traces.eprop, spikes[:2, :10], voltage[:2, :10], adaptation[:2, :10])
+
+
 def test_numba_traces_never_go_subnormal_after_a_long_silence():
     """Traces of silent neurons decay toward zero; in float32 they would become subnormal (slow arithmetic on
     x86) within seconds. The numba pass sets them to zero below 1e-20 and otherwise agrees with torch."""
