@@ -337,7 +337,9 @@ def eprop_trace_step(
     from the brain state right after the step).
 
     Order (time t = ``traces.time + 1``): x(t) = α x(t−1) + P a(t−1); a(t) = β a(t−1) + J z(t); push x(t);
-    e(t) = ψ_j(t) (x_i(t − d) − β_j ε^a(t)); ē(t) = κ ē(t−1) + e(t); ε^a(t+1) = ρ ε^a(t) + e(t)."""
+    e(t) = ψ_j(t) (x_i(t − d) − β_j ε^a(t)); ē(t) = κ ē(t−1) + e(t); ε^a(t+1) = ρ ε^a(t) + e(t). With the numba
+    backend the last three are applied when ``traces.eligibility`` (or ``.adaptation``) is next read (see
+    :class:`EpropTraces`)."""
     proj = params.projection
     time = traces.time + 1
     if params.use_alif and adaptation is None:
