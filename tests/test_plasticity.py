@@ -788,15 +788,22 @@ def test_deferred_numba_traces_match_torch_across_resets_and_partial_windows():
         assert torch.allclose(numba_value, torch_value, rtol=1e-4, atol=1e-6 * float(torch_value.abs().max()))
 
 
-def test_numba_trace_step_refuses_activity_of_another_shape():
-    """The compiled passes do not check bounds, so a wrong batch or neuron count must raise before them."""
-    net, rule, traces = _reward_eprop_on_alif_targets("numba", 2)
-    spikes, voltage = torch.zeros(3, net.n_neurons), torch.zeros(3, net.n_neurons)
-    adaptation = torch.zeros(3, net.n_neurons)
-    with pytest.raises(ValueError, match=r"must be \[2, N\]"):
-        eprop_trace_step(rule.params, traces.eprop, spikes, voltage, adaptation)
-    with pytest.raises(ValueError, match=r"must be \[2, N\]"):
-        eprop_trace_step(rule.params, traces.eprop, spikes[:2, :10], voltage[:2, :10], adaptation[:2, :10])
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+def test_eprop_trace_step_refuses_activity_of_another_shape(backend):
+    """The compiled passes do not check bounds, so a wrong batch or neuron count must raise before them (and
+    the torch path says the same)."""
+    net, rule, traces = _reward_eprop_on_alif_targets(backend, 2)
+    n = net.n_neurons
+    good = torch.zeros(2, n)
+    for spikes, voltage, adaptation, name in [
+        (torch.zeros(3, n), torch.zeros(3, n), torch.zeros(3, n), "spikes"),
+        (good[:, :10], good[:, :10], good[:, :10], "spikes"),
+        (good, torch.zeros(3, n), good, "v_pre_reset"),
+        (good, good, torch.zeros(2, n - 1), "adaptation"),
+    ]:
+        with pytest.raises(ValueError, match=rf"{name} must have shape \[2, {n}\]"):
+            eprop_trace_step(rule.params, traces.eprop, spikes, voltage, adaptation)
+    assert traces.eprop.time == 0
 
 
 def test_numba_traces_never_go_subnormal_after_a_long_silence():

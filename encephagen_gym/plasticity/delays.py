@@ -48,6 +48,8 @@ def init_history(
     """A zeroed history of ``width`` values per step, for synapses reading value ``columns`` (0..W−1, e.g.
     the presynaptic neuron's position) with delays ``delay_steps`` (≥ 1 step). ``extra_steps`` more steps
     are kept, so that a value can still be read that many steps after it was due."""
+    if isinstance(extra_steps, bool) or not isinstance(extra_steps, int) or extra_steps < 0:
+        raise ValueError(f"extra_steps must be an integer >= 0, got {extra_steps!r}")
     depth = max_delay_steps + 1 + extra_steps
     if bool((delay_steps < 1).any()) or bool((delay_steps > max_delay_steps).any()):
         raise ValueError(f"delays must lie in [1, {max_delay_steps}] steps")

@@ -229,10 +229,6 @@ class EpropTraces:
     def batch_size(self) -> int:
         return self._eligibility.shape[1]
 
-    @property
-    def n_synapses(self) -> int:
-        return self._eligibility.shape[0]
-
 
 def make_eprop_params(
     network: Network, projection: PlasticProjection, kappa: float, gamma_pd: float = DEFAULT_GAMMA_PD
@@ -344,6 +340,11 @@ def eprop_trace_step(
     time = traces.time + 1
     if params.use_alif and adaptation is None:
         raise ValueError("this projection ends on adaptive (ALIF) neurons: pass the state's adaptation")
+    shape = (traces.batch_size, proj.n_neurons)  # the numba kernels index without bounds checks
+    check_activity(spikes, *shape)
+    check_shape("v_pre_reset", v_pre_reset, shape)
+    if adaptation is not None:
+        check_shape("adaptation", adaptation, shape)
     if params.backend == "numba":
         from encephagen_gym.plasticity import eprop_kernel  # imports numba, only when used
 
@@ -456,7 +457,6 @@ class EProp:
         with ALIF targets, ``state.adaptation``)."""
         check_state_network(self.projection, state)
         check_synapse_rows("the traces", traces._eligibility, self.projection.n_synapses)
-        check_activity(state.spikes, traces.batch_size, self.network.n_neurons)
         adaptation = state.adaptation if self.params.use_alif else None
         eprop_trace_step(self.params, traces, state.spikes, state.v_pre_reset, adaptation)
 

@@ -228,17 +228,7 @@ def trace_step(
     (pre_neurons, post_neurons, _, _, decay_current, jump, propagator, nmda_jump, channel_fast, channel_nmda,
      post_beta, *_, scalars) = _constants(params, history)  # fmt: skip
     current, membrane, current_nmda, membrane_nmda, mixed, buffer, _, _, psi = _trace_views(traces)
-    batch, n_neurons = spikes.shape
-    # the kernels do not check bounds: activity of another shape must not reach them
-    last_neuron = max(int(pre_neurons[-1]), int(post_neurons[-1]))  # both sorted
-    if (
-        batch != traces.batch_size
-        or n_neurons <= last_neuron
-        or v_pre_reset.shape != spikes.shape
-        or (params.use_alif and (adaptation is None or adaptation.shape != spikes.shape))
-    ):
-        raise ValueError(f"spikes, v_pre_reset (and adaptation) must be [{traces.batch_size}, N] for these traces, "
-                         f"got {tuple(spikes.shape)} and {tuple(v_pre_reset.shape)}")  # fmt: skip
+    batch, n_neurons = spikes.shape  # checked by eprop_trace_step: the kernels do not check bounds
     size = post_neurons.shape[0] * batch
     step_psi = psi[traces.pending * size : (traces.pending + 1) * size]
     _neuron_step(

@@ -67,7 +67,7 @@ from encephagen_gym.plasticity.eprop import (
 )
 from encephagen_gym.plasticity.feedback import FEEDBACK_MODES, feedback_matrix, learning_signal, make_feedback
 from encephagen_gym.plasticity.projection import PlasticProjection, apply_weight_update, check_weights
-from encephagen_gym.plasticity.validation import check_activity, check_rate, check_state_network, check_synapse_rows
+from encephagen_gym.plasticity.validation import check_rate, check_state_network, check_synapse_rows
 
 __all__ = ["RewardEProp", "RewardEpropConfig", "RewardEpropTraces", "td_error"]
 
@@ -189,7 +189,6 @@ class RewardEProp:
         """After each simulation step: the e-prop eligibility ē, in place."""
         check_state_network(self.projection, state)
         check_synapse_rows("the traces", traces.recurrent, self.projection.n_synapses)
-        check_activity(state.spikes, traces.batch_size, self.network.n_neurons)
         adaptation = state.adaptation if self.params.use_alif else None
         eprop_trace_step(self.params, traces.eprop, state.spikes, state.v_pre_reset, adaptation)
 
