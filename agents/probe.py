@@ -64,7 +64,7 @@ import numpy as np
 import torch
 
 import encephagen_gym  # noqa: F401  (registers the env ids)
-from encephagen_gym.agents.policies import ConnectomePolicy
+from encephagen_gym.agents.policies import ConnectomePolicy, agent_brain_config
 from encephagen_gym.agents.probe_decoding import DEFAULT_C, DEFAULT_FOLDS, Decoding, decode
 from encephagen_gym.brain import BrainConfig, Network
 from encephagen_gym.envs.conditioning import ConditioningEnv
@@ -201,9 +201,12 @@ def make_probe_policy(
         raise ValueError("seed is the brain seed of the probe (make_probe_policy(env, seed=...)); do not pass it twice")
     base = env.unwrapped
     options = dict(policy_kwargs)
-    brain = options.pop("brain", None) or BrainConfig()
+    brain = options.pop("brain", None)
     brain_fields = {key: options.pop(key) for key in list(options) if key in _BRAIN_FIELDS and key != "seed"}
-    brain = dataclasses.replace(brain, seed=seed, **brain_fields)
+    if brain is None:  # the agent's brain (routing pathways, ALIF association neurons), as BrainAgent makes it
+        brain = agent_brain_config(**brain_fields, seed=seed)
+    else:
+        brain = dataclasses.replace(brain, seed=seed, **brain_fields)
     layout = getattr(base, "observation_layout", None)
     if layout is not None:
         options.setdefault("observation_layout", {name: (s.start, s.stop) for name, s in dict(layout).items()})

@@ -763,24 +763,25 @@ def _activity(spikes: torch.Tensor, voltage: torch.Tensor, adaptation: torch.Ten
     return type("Activity", (), {"spikes": spikes, "v_pre_reset": voltage, "adaptation": adaptation})()
 
 
-def test_deferred_numba_traces_match_torch_across_resets_and_partial_windows():
+@pytest.mark.parametrize("batch", [1, 3])
+def test_deferred_numba_traces_match_torch_across_resets_and_partial_windows(batch):
     """The numba path records ψ per step and advances ē over the recorded steps when ē is read: reading it
     mid-window, resetting some brains with steps pending, and running past the window size all give the
-    torch path's traces."""
+    torch path's traces (batch 1 and batch > 1 take different compiled loops)."""
     results = {}
     for backend in ("numba", "torch"):
-        net, rule, traces = _reward_eprop_on_alif_targets(backend, 3)
+        net, rule, traces = _reward_eprop_on_alif_targets(backend, batch)
         generator = torch.Generator().manual_seed(1)
         snapshots = []
         for step in range(60):
-            spikes = (torch.rand(3, net.n_neurons, generator=generator) < 0.05).float()
-            voltage = 25.0 * torch.rand(3, net.n_neurons, generator=generator)
-            adaptation = 2.0 * torch.rand(3, net.n_neurons, generator=generator) * net.is_adaptive
+            spikes = (torch.rand(batch, net.n_neurons, generator=generator) < 0.05).float()
+            voltage = 25.0 * torch.rand(batch, net.n_neurons, generator=generator)
+            adaptation = 2.0 * torch.rand(batch, net.n_neurons, generator=generator) * net.is_adaptive
             rule.step(traces, _activity(spikes, voltage, adaptation))
             if step == 30:
                 snapshots.append(traces.eprop.eligibility.clone())  # read mid-window
-            if step == 37:
-                rule.reset_traces(traces, torch.tensor([True, False, True]))  # with steps pending
+            if step == 37:  # with steps pending
+                rule.reset_traces(traces, torch.tensor([True, False, True][:batch]))
         snapshots += [traces.eprop.eligibility.clone(), traces.eprop.adaptation.clone()]
         results[backend] = snapshots
     for numba_value, torch_value in zip(results["numba"], results["torch"], strict=True):

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from encephagen_gym.agents import BrainAgent
+from encephagen_gym.agents.policies import agent_brain_config
 from encephagen_gym.agents.probe import (
     TaskVariable,
     decode,
@@ -24,6 +25,7 @@ from encephagen_gym.agents.probe import (
     task_variables,
 )
 from encephagen_gym.agents.probe_report import markdown_tables, summarise
+from encephagen_gym.brain import BrainConfig
 from encephagen_gym.scripts import probe_information
 
 PR = "Encephagen-PatternRecognition-v0"
@@ -186,6 +188,18 @@ def test_working_memory_variables():
     rows = probe_recording(dataclasses.replace(recording, outcomes=outcomes), {"visual E": np.arange(10)},
                            {"k": TaskVariable("k", "a class seen once", lambda o: o["k"])}, folds=2)  # fmt: skip
     assert all(row.n_trials == 7 and row.n_classes == 2 for row in rows)  # the class seen once is left out
+
+
+def test_a_fresh_probe_brain_is_the_agents_brain():
+    """The probe must judge the brain the agent learns with: its routing pathways and ALIF association neurons
+    (a plain BrainConfig() has neither), unless a whole brain is given."""
+    envs = make_envs(PR, 1)
+    config = make_probe_policy(envs[0], seed=2, device="cpu", neurons_per_region=10).brain.config
+    expected = agent_brain_config(neurons_per_region=10, seed=2, device="cpu")
+    assert config.pathways == expected.pathways and config.pathways
+    assert config.alif_roles == expected.alif_roles and config.alif_active
+    plain = make_probe_policy(envs[0], seed=2, device="cpu", brain=BrainConfig(neurons_per_region=10)).brain.config
+    assert plain.pathways == () and not plain.alif_active and plain.seed == 2
 
 
 def test_populations_join_roles_and_find_adaptive_neurons():
