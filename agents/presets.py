@@ -248,7 +248,9 @@ def resolve_preset(
         return Preset(algo, env_id, 1, None, None, None, None, env_kwargs, {}, dict(overrides))
 
     raw = _raw_entry(algo, env_id)
-    if algo == "brain":
+    if algo == "brain":  # a policy_kwargs override replaces the preset's; BrainConfig fields then go into it
+        if "policy_kwargs" in overrides:
+            raw["policy_kwargs"] = overrides.pop("policy_kwargs")
         _merge_brain_fields(raw, overrides)
     raw.update(overrides)
     unsupported = sorted(_UNSUPPORTED & raw.keys())

@@ -52,7 +52,6 @@ from encephagen_gym.agents.files import (
 )
 from encephagen_gym.agents.presets import (
     Preset,
-    brain_config_fields,
     parse_hyperparams,
     preset_entry,
     resolve_preset,
@@ -340,25 +339,13 @@ def resolved_hyperparameters(algorithm: Algorithm, model: Any, preset: Preset) -
             resolved[name] = getattr(model, name)
         else:  # not stored on the model, or stored as a schedule object: the constructor's default says it
             resolved[name] = default
-    if algorithm.name == "brain":
-        resolved["brain_config"] = _brain_config(preset)
+    if algorithm.name == "brain":  # the brain the policy built (the agent's defaults under the preset's fields)
+        resolved["brain_config"] = dataclasses.asdict(model.policy.brain.config)
     return resolved
 
 
 def _plain(value: Any) -> bool:
     return value is None or isinstance(value, (bool, int, float, str))
-
-
-def _brain_config(preset: Preset) -> dict[str, Any] | None:
-    """The BrainConfig the brain's ``policy_kwargs`` resolve to (None if they hold a whole ``brain=``)."""
-    from encephagen_gym.brain import BrainConfig
-
-    kwargs = preset.model_kwargs.get("policy_kwargs") or {}
-    if "brain" in kwargs:
-        brain = kwargs["brain"]
-        return dataclasses.asdict(brain) if dataclasses.is_dataclass(brain) else None
-    fields = {k: v for k, v in kwargs.items() if k in brain_config_fields()}
-    return dataclasses.asdict(BrainConfig(**fields))
 
 
 def write_config(run_dir: Path, spec: RunSpec, **resolved: Any) -> None:

@@ -152,6 +152,17 @@ def test_preset_conventions_of_rl_zoo3() -> None:
         resolve_preset("random", CONDITIONING, {"gamma": 0.9})
 
 
+def test_brain_fields_and_a_policy_kwargs_override_combine() -> None:
+    """BrainConfig fields given beside a ``policy_kwargs`` override all reach the policy (the override replaces
+    the preset's policy_kwargs; it must not drop the fields)."""
+    preset = resolve_preset(
+        "brain", CONDITIONING,
+        {"neurons_per_region": 12, "pathway_j_mv": 0.7, "policy_kwargs": "dict(readout_tau_ms=150.0)"},
+    )  # fmt: skip
+    assert preset.model_kwargs["policy_kwargs"] == {"readout_tau_ms": 150.0, "neurons_per_region": 12,
+                                                    "pathway_j_mv": 0.7}  # fmt: skip
+
+
 def test_every_preset_builds_its_model() -> None:
     """Each entry of every preset file resolves and constructs the real SB3 model on its env."""
     from encephagen_gym.scripts.train import _probe_spaces
@@ -283,7 +294,9 @@ def test_grid_outputs_table_csv_figures_and_tensorboard(grid: tuple[Path, list[c
         assert tag in tags, tag
     assert any(tag.startswith("brain/rate_hz/") for tag in tags)
     config = yaml.safe_load((brain_dir / "config.yaml").read_text())
-    assert config["hyperparameters"]["brain_config"]["neurons_per_region"] == 10  # a BrainConfig field, directly
+    brain_config = config["hyperparameters"]["brain_config"]  # the brain the policy built: the agent's brain
+    assert brain_config["neurons_per_region"] == 10  # a BrainConfig field, directly
+    assert brain_config["pathways"] and brain_config["alif_roles"] and brain_config["device"] == "cpu"
     assert config["hyperparameters"]["rule"] == "reward_eprop"
 
     run_dir = next(out.glob(f"{CONDITIONING}__ppo__0__*"))
