@@ -732,10 +732,15 @@ def _rule_results(device: str, backend: str, alif: bool = False) -> list[torch.T
     out = readout(z_bar)
     rules[0].record_decision(reward_traces, Decision(out, out.policy.argmax(1), z_bar))
     signal = LearningSignal(modulator=torch.tensor([1.0, -1.0, 0.5, 0.0], device=device), elapsed_ms=10.0)
-    return [
-        reward_traces.eprop.eligibility.cpu(),
-        *(rule.weight_update(brain.weights, trace, signal).cpu() for rule, trace in zip(rules, traces, strict=True)),
-    ]
+    updates = [rule.weight_update(brain.weights, t, signal).cpu() for rule, t in zip(rules, traces, strict=True)]
+    # the applied update (the numba path fuses Δw, the clamp and the cleared entropy term into one pass)
+    before = brain.weights.index_select(0, proj.synapses).cpu()
+    done = torch.tensor([False, True, False, False], device=device)
+    mean_abs = rules[0].apply(brain.weights, reward_traces, signal._replace(done=done))["mean_abs_dw_mv"]
+    after = brain.weights.index_select(0, proj.synapses).cpu()
+    assert not torch.equal(before, after)
+    return [reward_traces.eprop.eligibility.cpu(), *updates, after, mean_abs.cpu().reshape(1),
+            reward_traces.recurrent.cpu(), reward_traces.entropy_recurrent.cpu() + 1.0]  # fmt: skip
 
 
 def _assert_same_results(first: list[torch.Tensor], second: list[torch.Tensor]) -> None:
@@ -750,12 +755,13 @@ def test_rules_give_the_same_traces_and_updates_with_numba_and_torch(alif):
 
 
 def _reward_eprop_on_alif_targets(backend: str, batch: int) -> tuple:
-    """(network, RewardEProp on prefrontal → premotor/motor with ALIF targets, its traces for ``batch``)."""
+    """(network, RewardEProp on prefrontal → premotor/motor with ALIF targets, its traces for ``batch``, the
+    brain's weights)."""
     brain = small_brain(backend=backend, **ALIF_TARGETS)
     net = brain.network
     proj = select_projection(net, brain.weights, [("prefrontal", "premotor"), ("prefrontal", "motor")])
     rule = RewardEProp(net, proj, ActorCriticReadout(net, 2, seed=0), seed=0)
-    return net, rule, rule.init_traces(batch)
+    return net, rule, rule.init_traces(batch), brain.weights
 
 
 def _activity(spikes: torch.Tensor, voltage: torch.Tensor, adaptation: torch.Tensor) -> object:
@@ -770,7 +776,7 @@ def test_deferred_numba_traces_match_torch_across_resets_and_partial_windows(bat
     torch path's traces (batch 1 and batch > 1 take different compiled loops)."""
     results = {}
     for backend in ("numba", "torch"):
-        net, rule, traces = _reward_eprop_on_alif_targets(backend, batch)
+        net, rule, traces, weights = _reward_eprop_on_alif_targets(backend, batch)
         generator = torch.Generator().manual_seed(1)
         snapshots = []
         for step in range(60):
@@ -783,6 +789,13 @@ def test_deferred_numba_traces_match_torch_across_resets_and_partial_windows(bat
             if step == 37:  # with steps pending
                 rule.reset_traces(traces, torch.tensor([True, False, True][:batch]))
         snapshots += [traces.eprop.eligibility.clone(), traces.eprop.adaptation.clone()]
+        # a decision and its update (the numba path's fused passes, batch 1 and batch > 1 loops)
+        z_bar = torch.rand(batch, rule.readout.n_inputs, generator=generator)
+        out = rule.readout(z_bar)
+        rule.record_decision(traces, Decision(out, out.policy.argmax(1), z_bar))
+        modulator = torch.tensor([0.7, -1.0, 0.4][:batch])
+        rule.apply(weights, traces, LearningSignal(modulator=modulator))
+        snapshots += [traces.recurrent.clone(), weights.index_select(0, rule.projection.synapses)]
         results[backend] = snapshots
     for numba_value, torch_value in zip(results["numba"], results["torch"], strict=True):
         assert numba_value.abs().max() > 0
@@ -793,7 +806,7 @@ def test_deferred_numba_traces_match_torch_across_resets_and_partial_windows(bat
 def test_eprop_trace_step_refuses_activity_of_another_shape(backend):
     """The compiled passes do not check bounds, so a wrong batch or neuron count must raise before them (and
     the torch path says the same)."""
-    net, rule, traces = _reward_eprop_on_alif_targets(backend, 2)
+    net, rule, traces, _ = _reward_eprop_on_alif_targets(backend, 2)
     n = net.n_neurons
     good = torch.zeros(2, n)
     for spikes, voltage, adaptation, name in [
@@ -812,7 +825,7 @@ def test_numba_traces_never_go_subnormal_after_a_long_silence():
     x86) within seconds. The numba pass sets them to zero below 1e-20 and otherwise agrees with torch."""
     results = {}
     for backend in ("numba", "torch"):
-        net, rule, traces = _reward_eprop_on_alif_targets(backend, 1)
+        net, rule, traces, _ = _reward_eprop_on_alif_targets(backend, 1)
         generator = torch.Generator().manual_seed(0)
         adaptation = torch.ones(1, net.n_neurons) * net.is_adaptive
         voltage = torch.full((1, net.n_neurons), 15.0)

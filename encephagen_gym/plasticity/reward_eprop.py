@@ -67,7 +67,7 @@ from encephagen_gym.plasticity.eprop import (
 )
 from encephagen_gym.plasticity.feedback import FEEDBACK_MODES, feedback_matrix, learning_signal, make_feedback
 from encephagen_gym.plasticity.projection import PlasticProjection, apply_weight_update, check_weights
-from encephagen_gym.plasticity.validation import check_rate, check_state_network, check_synapse_rows
+from encephagen_gym.plasticity.validation import check_rate, check_shape, check_state_network, check_synapse_rows
 
 __all__ = ["RewardEProp", "RewardEpropConfig", "RewardEpropTraces", "td_error"]
 
@@ -192,6 +192,12 @@ class RewardEProp:
         adaptation = state.adaptation if self.params.use_alif else None
         eprop_trace_step(self.params, traces.eprop, state.spikes, state.v_pre_reset, adaptation)
 
+    def _fused(self, traces: RewardEpropTraces) -> bool:
+        """Whether the per-decision work runs as compiled passes (:mod:`reward_eprop_kernel`): with the numba
+        backend at batch 1, where the tensor path's per-operation cost and gathers dominate (at batch 16 its
+        vectorised operations are as fast or faster; measured in the module's docstring)."""
+        return self.params.backend == "numba" and traces.batch_size == 1
+
     def record_decision(self, traces: RewardEpropTraces, decision: Decision) -> None:
         """Learning signals L_j of ``decision`` and ẽ ← γλ ẽ + L ē, ℓ ← γλ ℓ + 1; the entropy direction."""
         check_synapse_rows("the traces", traces.recurrent, self.projection.n_synapses)
@@ -201,10 +207,20 @@ class RewardEProp:
         b_v = feedback_matrix(self.value_feedback, readout.value_weight[None, :])  # [V, 1]
         signal = learning_signal(b_pi, score) + cfg.value_coef * b_v.t()  # [B, V]
         eligibility = traces.eprop.eligibility
-        traces.recurrent.mul_(self.decay).addcmul_(per_synapse_signal(self.params, signal), eligibility)
         traces.length.mul_(self.decay).add_(1.0)
+        entropy_signal = None
         if cfg.entropy_coef > 0 and not readout.continuous:
             entropy_signal = learning_signal(b_pi, readout.entropy_gradient(decision.output))
+        if self._fused(traces):  # one compiled pass over the synapses (it does not check bounds)
+            from encephagen_gym.plasticity import reward_eprop_kernel
+
+            check_shape("learning signal", signal, (traces.batch_size, self.projection.n_post))
+
+            reward_eprop_kernel.record(self.projection, eligibility, traces.recurrent, signal, self.decay,
+                                       entropy_signal, traces.entropy_recurrent)  # fmt: skip
+            return
+        traces.recurrent.mul_(self.decay).addcmul_(per_synapse_signal(self.params, signal), eligibility)
+        if entropy_signal is not None:
             per_synapse = per_synapse_signal(self.params, entropy_signal).mul_(eligibility)  # [P, B]
             traces.entropy_recurrent.add_(per_synapse.mean(dim=1))
 
@@ -223,14 +239,28 @@ class RewardEProp:
     ) -> dict[str, torch.Tensor]:
         """Apply :meth:`weight_update` (clamped, Dale's law), clear the entropy accumulator and the γ-filtered
         traces of finished episodes (``signal.done``). Returns 0-d tensors (no host read): mean |Δw| (mV)."""
-        delta_w = self.weight_update(weights, traces, signal)
-        apply_weight_update(weights, self.projection, delta_w, check_finite=False)
-        traces.entropy_recurrent.zero_()
+        if self._fused(traces):  # Δw, the clamped update and the cleared entropy in one pass
+            from encephagen_gym.plasticity import reward_eprop_kernel
+
+            check_weights(self.projection, weights)
+            check_synapse_rows("the traces", traces.recurrent, self.projection.n_synapses)
+            modulator = require(signal, "modulator", "RewardEProp", (traces.batch_size,))
+            rate = self.learning_rate
+            coefficient = float(modulator[0]) / max(1.0, float(traces.length[0]))  # batch 1 (see _fused)
+            entropy_rate = rate * self.config.entropy_coef
+            mean_abs = reward_eprop_kernel.apply(
+                self.projection, weights, traces.recurrent, coefficient, traces.entropy_recurrent, rate, entropy_rate
+            )
+        else:
+            delta_w = self.weight_update(weights, traces, signal)
+            apply_weight_update(weights, self.projection, delta_w, check_finite=False)
+            traces.entropy_recurrent.zero_()
+            mean_abs = delta_w.abs().mean()
         keep = keep_mask(signal.done, traces.batch_size, traces.recurrent.device)
         if keep is not None:
             traces.recurrent.mul_(keep)
             traces.length.mul_(keep)
-        return {"mean_abs_dw_mv": delta_w.abs().mean()}
+        return {"mean_abs_dw_mv": mean_abs}
 
     def reset_traces(self, traces: RewardEpropTraces, mask: torch.Tensor) -> None:
         """Clear every trace (ē and its filters, ẽ, ℓ) of the batch elements where ``mask`` is True."""

@@ -1,0 +1,92 @@
+"""The ``"numba"`` CPU path of :class:`~encephagen_gym.plasticity.reward_eprop.RewardEProp`'s per-decision work.
+
+Two compiled passes over the plastic synapses replace the chains of tensor operations (each a full sweep
+over ``[P, B]`` arrays, with temporaries) that the torch path runs once per decision:
+
+- :func:`record`: ẽ ← γλ ẽ + L_post ē and the entropy direction += H_post ē, in one pass;
+- :func:`apply`: Δw = η (c_H · entropy direction + M ẽ / ℓ), w ← clamp(w + Δw, 0, w_max)
+  and the entropy direction cleared, in one pass; returns mean |Δw|.
+
+Same equations and results as the torch path to float32 rounding (tested); used when the brain's backend is
+``"numba"`` (the CPU default) and the batch is 1: there the passes take 1.5–2.5× less time than the tensor path
+at 96×200 and up to 1.4× less at 96×20 (``record`` + ``apply`` per decision, medians of alternating runs on a
+2-core VM), while at batch 16 the tensor path's vectorised batch sums were 2–3× faster than compiled loops.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import torch
+
+__all__ = ["apply", "record"]
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _record_pass(post_local, eligibility, recurrent, signal, decay, entropy_signal, entropy, use_entropy):
+    """One brain: ``eligibility``/``recurrent``/``entropy`` ``[P]``, ``signal``/``entropy_signal`` ``[V]``."""
+    for p in range(post_local.shape[0]):
+        post, value = post_local[p], eligibility[p]
+        recurrent[p] = recurrent[p] * decay + signal[post] * value
+        if use_entropy:
+            entropy[p] += entropy_signal[post] * value
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _apply_pass(synapses, w_max, weights, recurrent, coefficient, entropy, alpha, beta):
+    """One brain: Δw = β entropy + α c ẽ per synapse, applied in the projection's order; returns Σ |Δw|."""
+    total = 0.0
+    zero = np.float32(0.0)
+    scale = alpha * coefficient
+    for p in range(synapses.shape[0]):
+        delta = beta * entropy[p] + scale * recurrent[p]
+        total += abs(delta)
+        synapse = synapses[p]
+        weights[synapse] = min(max(weights[synapse] + delta, zero), w_max[p])
+        entropy[p] = zero
+    return total
+
+
+def _flat(tensor: torch.Tensor) -> np.ndarray:
+    """A flat float32 numpy view of a contiguous CPU tensor (which the passes update in place)."""
+    return tensor.detach().numpy().reshape(-1)
+
+
+_INDEX: dict = {}
+
+
+def _indices(projection) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """int32/int64 numpy copies of the projection's synapse tables, made once per projection."""
+    from encephagen_gym.brain.cpu_kernel import cached_for
+
+    def build() -> tuple[np.ndarray, ...]:
+        return (
+            projection.post_local.numpy().astype(np.int32),
+            projection.synapses.numpy().astype(np.int64),
+            projection.w_max.numpy().astype(np.float32),
+        )
+
+    return cached_for(_INDEX, projection.post_local, build)
+
+
+def record(projection, eligibility: torch.Tensor, recurrent: torch.Tensor, signal: torch.Tensor, decay: float,
+           entropy_signal: torch.Tensor | None, entropy: torch.Tensor) -> None:  # fmt: skip
+    """ẽ ← ``decay`` ẽ + L ē (``recurrent`` ``[P, 1]``, in place) for learning signals ``signal`` ``[1, V]``, and
+    ``entropy`` ``[P]`` += H ē for ``entropy_signal`` ``[1, V]`` (None: no entropy term). One brain (batch 1)."""
+    post_local = _indices(projection)[0]
+    use_entropy = entropy_signal is not None
+    signal_row = _flat(signal.to(torch.float32).contiguous())
+    entropy_row = _flat(entropy_signal.to(torch.float32).contiguous()) if use_entropy else signal_row
+    _record_pass(post_local, _flat(eligibility), _flat(recurrent), signal_row, np.float32(decay), entropy_row,
+                 _flat(entropy), use_entropy)  # fmt: skip
+
+
+def apply(projection, weights: torch.Tensor, recurrent: torch.Tensor, coefficient: float, entropy: torch.Tensor,
+          alpha: float, beta: float) -> torch.Tensor:  # fmt: skip
+    """w ← clamp(w + Δw, 0, w_max) with Δw = ``beta`` · entropy + ``alpha`` · ``coefficient`` · ẽ (``recurrent``
+    ``[P, 1]``; in place, like :func:`~encephagen_gym.plasticity.projection.apply_weight_update`); clears
+    ``entropy``. One brain (batch 1). Returns mean |Δw| (0-d tensor, mV)."""
+    _, synapses, w_max = _indices(projection)
+    total = _apply_pass(synapses, w_max, _flat(weights), _flat(recurrent), np.float32(coefficient),
+                        _flat(entropy), np.float32(alpha), np.float32(beta))  # fmt: skip
+    return torch.tensor(total / max(1, synapses.shape[0]), dtype=torch.float32)
