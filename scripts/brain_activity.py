@@ -11,7 +11,12 @@ Usage::
 
     python scripts/brain_activity.py --seconds 3 --out brain_activity.png
     python scripts/brain_activity.py --stimulus visual --amplitude 12 --out visual.png
+    python scripts/brain_activity.py --agent-brain --neurons-per-region 20 --brain pathway_j_mv=1.0  # BrainAgent's
     encephagen-brain-activity --help
+
+``--agent-brain`` simulates the brain ``BrainAgent`` builds (routing pathways, ALIF association neurons: see
+:func:`encephagen_gym.agents.policies.agent_brain_config`) instead of the plain connectome brain; ``--brain
+KEY=VALUE`` sets any other :class:`~encephagen_gym.brain.BrainConfig` field (JSON values).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import torch
 
 from encephagen_gym.brain import BrainConfig, SpikingBrain
 from encephagen_gym.brain.figures import ActivityRecord, plot_activity, raster_sample
+from encephagen_gym.scripts.record_video import parse_kwarg
 
 __all__ = ["main", "record_activity"]
 
@@ -115,6 +121,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         default=None,
         help="top of the heatmap colour scale in Hz (fixed, to compare figures across runs; default: the data's max)",
     )
+    add("--agent-brain", action="store_true", help="BrainAgent's brain (routing pathways, ALIF association neurons)")
+    add("--brain", type=parse_kwarg, nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+        help="other BrainConfig fields, e.g. pathway_j_mv=1.0 adaptation_mv=0.5")  # fmt: skip
     add("--device", default="auto", help="cpu, cuda or auto")
     add("--threads", type=int, default=1, help="torch intra-op CPU threads")
     add("--out", type=Path, default=Path("brain_activity.png"), help="PNG file to write")
@@ -160,14 +169,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``encephagen-brain-activity``."""
     args = _parse(argv)
     torch.set_num_threads(args.threads)
-    overrides = {} if args.dt is None else {"dt_ms": args.dt}
-    config = BrainConfig(
-        connectome=args.connectome,
-        neurons_per_region=args.neurons_per_region,
-        seed=args.seed,
-        device=args.device,
-        **overrides,
-    )
+    overrides = dict(args.brain) if args.dt is None else {**dict(args.brain), "dt_ms": args.dt}
+    fields = dict(connectome=args.connectome, neurons_per_region=args.neurons_per_region, seed=args.seed,
+                  device=args.device, **overrides)  # fmt: skip
+    try:
+        if args.agent_brain:
+            from encephagen_gym.agents.policies import agent_brain_config
+
+            config = agent_brain_config(**fields)
+        else:
+            config = BrainConfig(**fields)
+    except (TypeError, ValueError) as error:
+        raise SystemExit(f"brain_activity.py: bad brain option: {error}") from None
     brain = SpikingBrain(config)
     roles = brain.network.roles
     if args.stimulus is not None and args.stimulus not in roles:
@@ -177,7 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                              args.bin_ms)  # fmt: skip
     window = f"{args.stimulus_start:g}-{args.stimulus_stop:g} s"
     stim = f", {args.amplitude:g} mV into {args.stimulus} E cells {window}" if args.stimulus else ""
-    title = (f"{config.connectome}: {brain.n_neurons} LIF neurons ({config.neurons_per_region}/region), "
+    kind = "the agent's brain, " if args.agent_brain else ""
+    title = (f"{config.connectome}: {kind}{brain.n_neurons} LIF neurons ({config.neurons_per_region}/region), "
              f"dt {config.dt_ms:g} ms{stim or ', spontaneous'}; one brain")  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     plot_activity(record, roles, args.out, title, stimulus_window_s=window_s if args.stimulus else None,

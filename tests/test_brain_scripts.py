@@ -92,6 +92,22 @@ def test_brain_activity_writes_png_and_role_table(tmp_path, capsys):
     assert during > 2 * outside  # the stimulated role responds
 
 
+def test_brain_activity_simulates_the_agents_brain(tmp_path, capsys):
+    """``--agent-brain`` adds the routing pathways (strong ones here) that drive the action regions harder than in
+    the plain brain; ``--brain`` sets BrainConfig fields and refuses unknown ones."""
+    rates = {}
+    for name, extra in (("plain", []), ("agent", ["--agent-brain", "--brain", "pathway_j_mv=2.0"])):
+        argv = ["--seconds", "1", "--neurons-per-region", "10", *extra, "--out", str(tmp_path / f"{name}.png")]
+        assert brain_activity.main(argv) == 0
+        printed = capsys.readouterr().out
+        assert ("the agent's brain" in printed) == (name == "agent")
+        rows = {line.split()[0]: line.split()[1:] for line in printed.splitlines() if line.strip()}
+        rates[name] = float(rows["premotor"][1])
+    assert rates["agent"] > 1.3 * rates["plain"]
+    with pytest.raises(SystemExit, match="bad brain option"):
+        brain_activity.main(["--brain", "bogus=1", "--seconds", "0.1", "--out", str(tmp_path / "x.png")])
+
+
 def test_brain_activity_rejects_unknown_role(tmp_path):
     with pytest.raises(SystemExit, match="unknown role"):
         brain_activity.main(["--neurons-per-region", "5", "--stimulus", "cerebellum", "--out", str(tmp_path / "x.png")])
