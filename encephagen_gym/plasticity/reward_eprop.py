@@ -215,7 +215,6 @@ class RewardEProp:
             from encephagen_gym.plasticity import reward_eprop_kernel
 
             check_shape("learning signal", signal, (traces.batch_size, self.projection.n_post))
-
             reward_eprop_kernel.record(self.projection, eligibility, traces.recurrent, signal, self.decay,
                                        entropy_signal, traces.entropy_recurrent)  # fmt: skip
             return
