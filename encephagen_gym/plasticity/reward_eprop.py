@@ -238,7 +238,8 @@ class RewardEProp:
     ) -> dict[str, torch.Tensor]:
         """Apply :meth:`weight_update` (clamped, Dale's law), clear the entropy accumulator and the γ-filtered
         traces of finished episodes (``signal.done``). Returns 0-d tensors (no host read): mean |Δw| (mV)."""
-        if self._fused(traces):  # Δw, the clamped update and the cleared entropy in one pass
+        # one compiled pass (Δw, the clamp, the cleared entropy term), writing through a view of the weights
+        if self._fused(traces) and weights.is_contiguous() and weights.dtype == torch.float32:
             from encephagen_gym.plasticity import reward_eprop_kernel
 
             check_weights(self.projection, weights)
