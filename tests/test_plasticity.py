@@ -789,13 +789,16 @@ def test_deferred_numba_traces_match_torch_across_resets_and_partial_windows(bat
             if step == 37:  # with steps pending
                 rule.reset_traces(traces, torch.tensor([True, False, True][:batch]))
         snapshots += [traces.eprop.eligibility.clone(), traces.eprop.adaptation.clone()]
-        # a decision and its update (the numba path's fused passes, batch 1 and batch > 1 loops)
-        z_bar = torch.rand(batch, rule.readout.n_inputs, generator=generator)
-        out = rule.readout(z_bar)
-        rule.record_decision(traces, Decision(out, out.policy.argmax(1), z_bar))
-        modulator = torch.tensor([0.7, -1.0, 0.4][:batch])
-        rule.apply(weights, traces, LearningSignal(modulator=modulator))
-        snapshots += [traces.recurrent.clone(), weights.index_select(0, rule.projection.synapses)]
+        # two decisions, each recorded and applied (the numba path's fused passes at batch 1): the γλ-filtered
+        # traces, the entropy direction and each weight change (not the weights: Δw is tiny beside them)
+        for modulator in ([0.7, -1.0, 0.4], [-0.5, 0.3, 1.0]):
+            z_bar = torch.rand(batch, rule.readout.n_inputs, generator=generator)
+            out = rule.readout(z_bar)
+            rule.record_decision(traces, Decision(out, out.policy.argmax(1), z_bar))
+            snapshots.append(traces.entropy_recurrent.clone())
+            before = weights.index_select(0, rule.projection.synapses)
+            rule.apply(weights, traces, LearningSignal(modulator=torch.tensor(modulator[:batch])))
+            snapshots += [traces.recurrent.clone(), weights.index_select(0, rule.projection.synapses) - before]
         results[backend] = snapshots
     for numba_value, torch_value in zip(results["numba"], results["torch"], strict=True):
         assert numba_value.abs().max() > 0
