@@ -17,6 +17,13 @@ action roles — the synapses that learning strengthens (they are the agent's de
 Defaults (``pathway_in_degree`` 20, ``pathway_j_mv`` 0.2 mV) were measured so that the spontaneous rates of
 the target roles rise by at most 15 % (96 × 20, 2 s, 4 brains: association 8.0–8.2 → 9.1–9.4 Hz, action
 7.5–7.9 → 8.6–9.2 Hz; at 0.5 mV they rose by 40 %).
+
+Stronger pathways carry more, at a cost (issue 10's probe, Conditioning, 96 × 20, 3 seeds × 200 trials; the
+spontaneous state from ``scripts/brain_activity.py --agent-brain --brain pathway_j_mv=J``): at 1.0 mV the CS is
+decodable from the action regions while it is on screen (0.94; 0.54 at 0.2 mV) and from the ALIF association
+cells' rates in the response window, 200 ms after it (0.86 ± 0.14; chance 0.52), but the action regions' spontaneous
+rates rise from ≈ 8 to 13–15 Hz (ISI CV 0.72 → 0.67). Pattern classes and the working-memory sample are not held
+at either strength.
 """
 
 from __future__ import annotations
