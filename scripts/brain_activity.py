@@ -169,9 +169,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``encephagen-brain-activity``."""
     args = _parse(argv)
     torch.set_num_threads(args.threads)
-    overrides = dict(args.brain) if args.dt is None else {**dict(args.brain), "dt_ms": args.dt}
     fields = dict(connectome=args.connectome, neurons_per_region=args.neurons_per_region, seed=args.seed,
-                  device=args.device, **overrides)  # fmt: skip
+                  device=args.device)  # fmt: skip
+    if args.dt is not None:
+        fields["dt_ms"] = args.dt
+    given_twice = sorted(set(fields) & set(dict(args.brain)))
+    if given_twice:
+        raise SystemExit(f"brain_activity.py: {given_twice} given both as an option and in --brain")
+    fields.update(dict(args.brain))
     try:
         if args.agent_brain:
             from encephagen_gym.agents.policies import agent_brain_config

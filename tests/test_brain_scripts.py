@@ -106,6 +106,8 @@ def test_brain_activity_simulates_the_agents_brain(tmp_path, capsys):
     assert rates["agent"] > 1.3 * rates["plain"]
     with pytest.raises(SystemExit, match="bad brain option"):
         brain_activity.main(["--brain", "bogus=1", "--seconds", "0.1", "--out", str(tmp_path / "x.png")])
+    with pytest.raises(SystemExit, match="given both"):
+        brain_activity.main(["--brain", "seed=3", "--seconds", "0.1", "--out", str(tmp_path / "x.png")])
 
 
 def test_brain_activity_rejects_unknown_role(tmp_path):

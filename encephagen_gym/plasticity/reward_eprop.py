@@ -223,12 +223,16 @@ class RewardEProp:
             per_synapse = per_synapse_signal(self.params, entropy_signal).mul_(eligibility)  # [P, B]
             traces.entropy_recurrent.add_(per_synapse.mean(dim=1))
 
-    def weight_update(self, weights: torch.Tensor, traces: RewardEpropTraces, signal: LearningSignal) -> torch.Tensor:
-        """Δw ``[P]`` (mV) = η (mean_b M_b ẽ_b/ℓ_b + c_H · entropy direction)."""
+    def _coefficient(self, weights: torch.Tensor, traces: RewardEpropTraces, signal: LearningSignal) -> torch.Tensor:
+        """M_b / ℓ_b ``[B]``, after checking the weights, the traces and the modulator."""
         check_weights(self.projection, weights)
         check_synapse_rows("the traces", traces.recurrent, self.projection.n_synapses)
         modulator = require(signal, "modulator", "RewardEProp", (traces.batch_size,))
-        coefficient = modulator.to(traces.recurrent.dtype) / traces.length.clamp(min=1.0)
+        return modulator.to(traces.recurrent.dtype) / traces.length.clamp(min=1.0)
+
+    def weight_update(self, weights: torch.Tensor, traces: RewardEpropTraces, signal: LearningSignal) -> torch.Tensor:
+        """Δw ``[P]`` (mV) = η (mean_b M_b ẽ_b/ℓ_b + c_H · entropy direction)."""
+        coefficient = self._coefficient(weights, traces, signal)
         rate = self.learning_rate
         return torch.addmv(traces.entropy_recurrent, traces.recurrent, coefficient,
                            beta=rate * self.config.entropy_coef, alpha=rate / traces.batch_size)  # fmt: skip
@@ -242,11 +246,8 @@ class RewardEProp:
         if self._fused(traces) and weights.is_contiguous() and weights.dtype == torch.float32:
             from encephagen_gym.plasticity import reward_eprop_kernel
 
-            check_weights(self.projection, weights)
-            check_synapse_rows("the traces", traces.recurrent, self.projection.n_synapses)
-            modulator = require(signal, "modulator", "RewardEProp", (traces.batch_size,))
+            coefficient = float(self._coefficient(weights, traces, signal)[0])  # batch 1 (see _fused)
             rate = self.learning_rate
-            coefficient = float(modulator[0]) / max(1.0, float(traces.length[0]))  # batch 1 (see _fused)
             entropy_rate = rate * self.config.entropy_coef
             mean_abs = reward_eprop_kernel.apply(
                 self.projection, weights, traces.recurrent, coefficient, traces.entropy_recurrent, rate, entropy_rate

@@ -19,6 +19,9 @@ import numba
 import numpy as np
 import torch
 
+from encephagen_gym.brain.cpu_kernel import cached_for
+from encephagen_gym.plasticity.eprop_kernel import _float32_view, _view
+
 __all__ = ["apply", "record"]
 
 
@@ -47,17 +50,11 @@ def _apply_pass(synapses, w_max, weights, recurrent, coefficient, entropy, alpha
     return total
 
 
-def _flat(tensor: torch.Tensor) -> np.ndarray:
-    """A flat float32 numpy view of a contiguous CPU tensor (which the passes update in place)."""
-    return tensor.detach().numpy().reshape(-1)
-
-
 _INDEX: dict = {}
 
 
 def _indices(projection) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """int32/int64 numpy copies of the projection's synapse tables, made once per projection."""
-    from encephagen_gym.brain.cpu_kernel import cached_for
 
     def build() -> tuple[np.ndarray, ...]:
         return (
@@ -75,10 +72,10 @@ def record(projection, eligibility: torch.Tensor, recurrent: torch.Tensor, signa
     ``entropy`` ``[P]`` += H ē for ``entropy_signal`` ``[1, V]`` (None: no entropy term). One brain (batch 1)."""
     post_local = _indices(projection)[0]
     use_entropy = entropy_signal is not None
-    signal_row = _flat(signal.to(torch.float32).contiguous())
-    entropy_row = _flat(entropy_signal.to(torch.float32).contiguous()) if use_entropy else signal_row
-    _record_pass(post_local, _flat(eligibility), _flat(recurrent), signal_row, np.float32(decay), entropy_row,
-                 _flat(entropy), use_entropy)  # fmt: skip
+    signal_row = _float32_view(signal)
+    entropy_row = _float32_view(entropy_signal) if use_entropy else signal_row
+    _record_pass(post_local, _float32_view(eligibility), _view(recurrent), signal_row, np.float32(decay), entropy_row,
+                 _view(entropy), use_entropy)  # fmt: skip
 
 
 def apply(projection, weights: torch.Tensor, recurrent: torch.Tensor, coefficient: float, entropy: torch.Tensor,
@@ -87,6 +84,6 @@ def apply(projection, weights: torch.Tensor, recurrent: torch.Tensor, coefficien
     ``[P, 1]``; in place, like :func:`~encephagen_gym.plasticity.projection.apply_weight_update`); clears
     ``entropy``. One brain (batch 1). Returns mean |Δw| (0-d tensor, mV)."""
     _, synapses, w_max = _indices(projection)
-    total = _apply_pass(synapses, w_max, _flat(weights), _flat(recurrent), np.float32(coefficient),
-                        _flat(entropy), np.float32(alpha), np.float32(beta))  # fmt: skip
+    total = _apply_pass(synapses, w_max, _view(weights.detach()), _float32_view(recurrent), np.float32(coefficient),
+                        _view(entropy), np.float32(alpha), np.float32(beta))  # fmt: skip
     return torch.tensor(total / max(1, synapses.shape[0]), dtype=torch.float32)
