@@ -103,7 +103,12 @@ class BrainAgent(BaseAlgorithm):
     :param value_learning_rate: α_V of the readout's value weights (one update moves V by ≈ α_V · δ).
     :param rule: ``"reward_eprop"``, ``"rstdp"``, ``"readout_only"`` or ``"frozen"``.
     :param gamma: discount per environment step.
-    :param gae_lambda: λ of the eligibility traces across decisions (γλ is their decay per step).
+    :param gae_lambda: λ of the eligibility traces across decisions (γλ is their decay per step). Default 0.5:
+        on Conditioning (10 ms decisions, a 300 ms response window after a 200 ms trace) the readout reading
+        sensory cortex through a 200 ms filter (the reservoir ceiling) stayed at "always respond" (hit and false
+        alarm 1.00) with λ = 0.95 — the credit of the window's one scored response is spread over the ~20
+        unscored decisions before it — and reached discrimination 0.90–0.98 with λ = 0.5 over 3 seeds
+        (replayed recordings of the frozen brain; λ = 0 learned on 2 of 3 seeds, λ = 0.8 reached 0.30).
     :param entropy_coef: weight of the policy-entropy bonus.
     :param value_coef: weight of the value learning signal in the recurrent e-prop update (default 0: the
         readout's critic learns its own weights; through random feedback the value signal has a fixed sign per
@@ -146,7 +151,7 @@ class BrainAgent(BaseAlgorithm):
         value_learning_rate: float = 0.1,
         rule: str = "reward_eprop",
         gamma: float = 0.99,
-        gae_lambda: float = 0.95,
+        gae_lambda: float = 0.5,
         entropy_coef: float = 0.01,
         value_coef: float = 0.0,
         plastic_pairs: Sequence[tuple[str, str]] | None = None,

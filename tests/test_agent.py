@@ -4,6 +4,7 @@ controls, withholding, and learning beyond controls on a cue bandit."""
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import pathlib
@@ -287,6 +288,70 @@ def test_reward_eprop_beats_frozen_and_zero_td_on_the_cue_bandit():
         assert learned[key] > 0.56
         assert learned[key] > zero_td[key] + 0.05
         assert zero_td[key] < 0.56 and frozen[key] < 0.56
+
+
+def _delayed_go_no_go(trace_decay: float, seed: int, steps: int = 4000) -> tuple[float, float]:
+    """Hit and false-alarm rates over the last 200 trials of the readout actor-critic, at the agent's other
+    defaults, on Conditioning's structure with synthetic readout inputs: per 10 ms decision, 16 trials in
+    parallel of ITI (10–30 decisions), cue (30: one half of the inputs fires more on a go trial, the other
+    half on a no-go trial), trace (20) and response window (30: the first go counts, +1 on a go trial and −0.5
+    on a no-go trial). The inputs are read through a 200 ms filter, so the cue fades through the window."""
+    from encephagen_gym.brain import BrainConfig, SpikingBrain
+    from encephagen_gym.brain.decoders import ActorCriticReadout
+    from encephagen_gym.plasticity import Decision, LearningSignal, ReadoutActorCritic, TDErrorScaler, td_error
+
+    defaults = {name: p.default for name, p in inspect.signature(BrainAgent.__init__).parameters.items()}
+    gamma = defaults["gamma"]
+    network = SpikingBrain(BrainConfig(neurons_per_region=10, seed=0)).network
+    readout = ActorCriticReadout(network, 2, roles="visual", tau_ms=200.0, seed=seed, standardise=True)
+    with torch.no_grad():
+        readout.policy_bias[0] = math.log(0.997 / 0.003)  # withhold; go at 0.3 Hz, as the policy sets it
+    rule = ReadoutActorCritic(readout, gamma=gamma, trace_decay=trace_decay,
+                              learning_rate=defaults["readout_learning_rate"],
+                              value_learning_rate=defaults["value_learning_rate"],
+                              entropy_coef=defaults["entropy_coef"])  # fmt: skip
+    scaler = TDErrorScaler(defaults["td_scale_tau"])
+    batch, half = 16, readout.n_inputs // 2
+    generator = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    iti, go, clock = rng.integers(10, 31, batch), rng.integers(0, 2, batch), np.zeros(batch, int)
+    responded = np.zeros(batch, bool)
+    z_bar, traces, pending, outcomes = readout.init_trace(batch), rule.init_traces(batch), None, []
+    kappa = math.exp(-10.0 / 200.0)
+    for _ in range(steps):
+        in_cue = (clock >= iti) & (clock < iti + 30)
+        window = clock >= iti + 50
+        rate = torch.full((batch, readout.n_inputs), 0.05)
+        rate[torch.from_numpy(in_cue & (go == 1)), :half] += 0.3
+        rate[torch.from_numpy(in_cue & (go == 0)), half:] += 0.3
+        z_bar.mul_(kappa).add_(3.0 * torch.bernoulli(rate, generator=generator))
+        readout.update_statistics(z_bar)
+        output = readout(z_bar)
+        if pending is not None:
+            delta = td_error(pending[1], torch.zeros(batch), pending[0], output.value, gamma)
+            rule.apply(None, traces, LearningSignal(td_error=delta, modulator=scaler.scale(delta)))
+        actions = readout.sample(output, generator=generator)
+        rule.record_decision(traces, Decision(output, actions, readout.features(z_bar)))
+        scored = window & ~responded & (actions.numpy() == 1)
+        reward = np.where(scored, np.where(go == 1, 1.0, -0.5), 0.0).astype(np.float32)
+        responded |= scored
+        pending = (output.value.clone(), torch.from_numpy(reward))
+        clock += 1
+        ended = clock >= iti + 80
+        outcomes += [(go[i], responded[i]) for i in np.flatnonzero(ended)]
+        clock[ended], responded[ended] = 0, False
+        iti[ended], go[ended] = rng.integers(10, 31, int(ended.sum())), rng.integers(0, 2, int(ended.sum()))
+    last = np.array(outcomes[-200:])
+    return float(last[last[:, 0] == 1, 1].mean()), float(last[last[:, 0] == 0, 1].mean())
+
+
+@torch.no_grad()
+def test_the_readout_at_the_agents_defaults_learns_a_delayed_go_no_go():
+    """The agent's credit across decisions (γλ) lets the readout judge the one scored response of a window
+    from a fading cue; with λ = 0.95 the same loop responded in every window (hit = false alarm = 1)."""
+    lam = inspect.signature(BrainAgent.__init__).parameters["gae_lambda"].default
+    hit, false_alarm = _delayed_go_no_go(lam, seed=0)
+    assert hit > 0.8 and false_alarm < 0.4, (hit, false_alarm)
 
 
 class _FiniteEverywhere(BaseCallback):
