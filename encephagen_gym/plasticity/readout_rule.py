@@ -23,7 +23,14 @@ length (normalised least-mean-squares). The biases (and log σ) have an input of
 own input, so they step by α_π M · score and α_V δ too — normalised together with the weights they would move
 M times more slowly, and an agent whose initial bias makes it withhold would never learn to act (measured on
 Conditioning: hit rate stuck at the initial 0.1 over 200 k steps). One update thus moves V by ≈ 2α_V δ: any
-α_V < 1 is stable; the agent's defaults are α_V = 0.1 and α_π = 0.1.
+α_V < 1 is stable; the agent's defaults are α_V = 0.1 and α_π = 1.
+
+**Why λ matters with fast decisions.** At 10 ms per decision most decisions change nothing (a response outside
+a task's window has no effect), and the one that is scored comes after dozens of unscored ones. With λ near 1
+the traces spread each scored decision's credit over the unscored decisions before it, and on Conditioning a
+readout that has the stimulus in its input (sensory cortex through a 200 ms filter) settled in "respond in every
+window" (hit = false alarm = 1); with γλ ≈ 0.5 it learned the discrimination (``BrainAgent(gae_lambda=0.5)``,
+the agent's default; figures in its docstring).
 
 The entropy bonus c_H H adds α_π c_H ∂H/∂y ⊗ z̄ / n̂ to the weights and α_π c_H ∂H/∂y to the biases per decision
 (discrete actions), or α_π c_H per dimension to log σ (continuous actions).
