@@ -1,6 +1,7 @@
 """BrainAgent as a stable-baselines3 algorithm: the SB3 contract (callbacks, predict with a recurrent state,
 evaluate_policy, save/load, atomic save, TensorBoard tags, seeds), foreign envs, bad input, the rules and their
-controls, withholding, and learning beyond controls on a cue bandit."""
+controls, withholding, learning beyond controls on a cue bandit, and the readout's credit across decisions on a
+delayed go/no-go."""
 
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
 from encephagen_gym.agents import BrainAgent, ConnectomeState
+from encephagen_gym.brain import BrainConfig, SpikingBrain
+from encephagen_gym.brain.decoders import ActorCriticReadout
+from encephagen_gym.plasticity import Decision, LearningSignal, ReadoutActorCritic, TDErrorScaler, td_error
 from encephagen_gym.scripts.agent_experiments import CueBanditEnv, bandit_run
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -296,11 +300,7 @@ def _delayed_go_no_go(trace_decay: float, seed: int, steps: int = 4000) -> tuple
     parallel of ITI (10–30 decisions), cue (30: one half of the inputs fires more on a go trial, the other
     half on a no-go trial), trace (20) and response window (30: the first go counts, +1 on a go trial and −0.5
     on a no-go trial). The inputs are read through a 200 ms filter, so the cue fades through the window."""
-    from encephagen_gym.brain import BrainConfig, SpikingBrain
-    from encephagen_gym.brain.decoders import ActorCriticReadout
-    from encephagen_gym.plasticity import Decision, LearningSignal, ReadoutActorCritic, TDErrorScaler, td_error
-
-    defaults = {name: p.default for name, p in inspect.signature(BrainAgent.__init__).parameters.items()}
+    defaults = {name: arg.default for name, arg in inspect.signature(BrainAgent.__init__).parameters.items()}
     gamma = defaults["gamma"]
     network = SpikingBrain(BrainConfig(neurons_per_region=10, seed=0)).network
     readout = ActorCriticReadout(network, 2, roles="visual", tau_ms=200.0, seed=seed, standardise=True)
