@@ -131,14 +131,27 @@ def allowed_keys(algorithm: Algorithm) -> frozenset[str]:
 
 
 def _eval_expression(key: str, text: str) -> Any:
-    """Evaluate a preset's Python-expression string (``policy_kwargs``, ``normalize``) as rl-zoo3 does, with
-    ``dict`` and ``torch.nn`` as ``nn`` in scope."""
+    """Evaluate a preset's Python-expression string (``policy_kwargs``, ``normalize``, ``env_kwargs``) as rl-zoo3
+    does, with ``dict`` and ``torch.nn`` as ``nn`` in scope."""
     import torch
 
     try:
         return eval(text, {"__builtins__": {}, "dict": dict, "nn": torch.nn, "list": list, "tuple": tuple})
     except Exception as error:
         raise ValueError(f"{key}: cannot evaluate {text!r}: {error}") from error
+
+
+def _env_kwargs(value: Any) -> dict[str, Any]:
+    """``env_kwargs`` as a dict: a mapping, None, or a ``dict(...)`` expression string as ``policy_kwargs`` takes
+    (``ValueError`` naming the key for anything else)."""
+    if isinstance(value, str):
+        value = _eval_expression("env_kwargs", value)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValueError(f"env_kwargs must be a mapping such as {{trials_per_episode: 2}} or "
+                         f"dict(trials_per_episode=2), got {value!r}")  # fmt: skip
+    return dict(value)
 
 
 def _schedule(key: str, value: Any) -> Any:
@@ -244,7 +257,7 @@ def resolve_preset(
         unknown = sorted(set(overrides) - {"env_kwargs"})
         if unknown:
             raise ValueError(f"{algo} does not learn and takes no hyperparameters but env_kwargs, got {unknown}")
-        env_kwargs = dict(overrides.get("env_kwargs") or {})
+        env_kwargs = _env_kwargs(overrides.get("env_kwargs"))
         return Preset(algo, env_id, 1, None, None, None, None, env_kwargs, {}, dict(overrides))
 
     raw = _raw_entry(algo, env_id)
@@ -271,7 +284,7 @@ def resolve_preset(
     frame_stack = kwargs.pop("frame_stack", None)
     if frame_stack is not None and (int(frame_stack) != frame_stack or frame_stack < 1):
         raise ValueError(f"frame_stack must be a positive integer, got {frame_stack!r}")
-    env_kwargs = dict(kwargs.pop("env_kwargs", None) or {})
+    env_kwargs = _env_kwargs(kwargs.pop("env_kwargs", None))
 
     normalize = kwargs.pop("normalize", False)
     normalize_kwargs: dict[str, Any] | None = None

@@ -163,6 +163,16 @@ def test_brain_fields_and_a_policy_kwargs_override_combine() -> None:
                                                     "pathway_j_mv": 0.7}  # fmt: skip
 
 
+@pytest.mark.parametrize("algo", ["ppo", "brain", "random"])
+def test_env_kwargs_as_a_mapping_or_a_dict_expression(algo: str) -> None:
+    for given in ("{trials_per_episode: 2}", "dict(trials_per_episode=2)"):
+        preset = resolve_preset(algo, CONDITIONING, parse_hyperparams([f"env_kwargs={given}"]))
+        assert preset.env_kwargs == {"trials_per_episode": 2}
+    for bad in ("env_kwargs=7", "env_kwargs=[1, 2]", "env_kwargs=dict(undefined)"):
+        with pytest.raises(ValueError, match="env_kwargs"):
+            resolve_preset(algo, CONDITIONING, parse_hyperparams([bad]))
+
+
 def test_every_preset_builds_its_model() -> None:
     """Each entry of every preset file resolves and constructs the real SB3 model on its env."""
     from encephagen_gym.scripts.train import _probe_spaces
