@@ -25,9 +25,7 @@ from stable_baselines3.common.callbacks import (
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
-from encephagen_gym.agents import BrainAgent, ConnectomeState
-from encephagen_gym.brain import BrainConfig, SpikingBrain
-from encephagen_gym.brain.decoders import ActorCriticReadout
+from encephagen_gym.agents import BrainAgent, ConnectomePolicy, ConnectomeState
 from encephagen_gym.plasticity import Decision, LearningSignal, ReadoutActorCritic, TDErrorScaler, td_error
 from encephagen_gym.scripts.agent_experiments import CueBanditEnv, bandit_run
 
@@ -302,10 +300,10 @@ def _delayed_go_no_go(trace_decay: float, seed: int, steps: int = 4000) -> tuple
     on a no-go trial). The inputs are read through a 200 ms filter, so the cue fades through the window."""
     defaults = {name: arg.default for name, arg in inspect.signature(BrainAgent.__init__).parameters.items()}
     gamma = defaults["gamma"]
-    network = SpikingBrain(BrainConfig(neurons_per_region=10, seed=0)).network
-    readout = ActorCriticReadout(network, 2, roles="visual", tau_ms=200.0, seed=seed, standardise=True)
-    with torch.no_grad():
-        readout.policy_bias[0] = math.log(0.997 / 0.003)  # withhold; go at 0.3 Hz, as the policy sets it
+    policy = ConnectomePolicy(spaces.Box(0.0, 1.0, (1,)), spaces.Discrete(2), step_ms=10.0, neurons_per_region=10,
+                              readout_roles=("visual",), readout_tau_ms=200.0, withhold_action=0, seed=seed,
+                              device="cpu")  # fmt: skip
+    readout = policy.readout  # the policy's own initial withholding bias and weights
     rule = ReadoutActorCritic(readout, gamma=gamma, trace_decay=trace_decay,
                               learning_rate=defaults["readout_learning_rate"],
                               value_learning_rate=defaults["value_learning_rate"],
