@@ -26,6 +26,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 
 from encephagen_gym.agents import BrainAgent, ConnectomePolicy, ConnectomeState
+from encephagen_gym.agents.brain_agent import READOUT_DEFAULTS
 from encephagen_gym.plasticity import Decision, LearningSignal, ReadoutActorCritic, TDErrorScaler, td_error
 from encephagen_gym.scripts.agent_experiments import CueBanditEnv, bandit_run
 
@@ -270,6 +271,38 @@ def test_learning_stays_finite_on_a_long_run_with_large_rewards():
     assert abs(float(model.policy.readout.value_bias)) < 1e3
 
 
+def test_continuous_actions_learn_without_runaway_exploration():
+    """One Pendulum env (no batch averaging) at the defaults: log σ stays within its bounds, the mean of the
+    Gaussian policy keeps clear of saturation, everything stays finite. With the exact scores and full steps, σ
+    overflowed (log σ 24 after 500 steps here; a NaN action on CPGGait within 600); with the natural steps at
+    α_π = 1 the mean saturated (|bias| 4.6 within these 1,000 steps)."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    from encephagen_gym.brain.decoders import LOG_STD_BOUNDS
+
+    class Watch(BaseCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.log_std: list[float] = []
+            self.bias: list[float] = []
+
+        def _on_step(self) -> bool:
+            readout = self.model.policy.readout
+            self.log_std.append(float(readout.log_std.detach()[0]))
+            self.bias.append(float(readout.policy_bias.detach().abs().max()))
+            return True
+
+    model = agent(make_vec_env("Pendulum-v1", n_envs=1, seed=0), step_ms=5.0)
+    assert (model.readout_learning_rate, model.entropy_coef) == tuple(READOUT_DEFAULTS["continuous"].values())
+    watch = Watch()
+    model.learn(1000, callback=watch)
+    low, high = LOG_STD_BOUNDS
+    assert low <= min(watch.log_std) and max(watch.log_std) <= high
+    assert max(watch.bias) < 3.0  # tanh(3) = 0.995
+    assert all(torch.isfinite(p).all() for p in model.policy.readout.parameters())
+    assert torch.isfinite(model.policy.brain.weights).all()
+
+
 def test_model_file_is_a_zip_with_the_brain_config(tmp_path):
     model = agent(conditioning())
     model.save(str(tmp_path / "m"))
@@ -299,6 +332,7 @@ def _delayed_go_no_go(trace_decay: float, seed: int, steps: int = 4000) -> tuple
     half on a no-go trial), trace (20) and response window (30: the first go counts, +1 on a go trial and −0.5
     on a no-go trial). The inputs are read through a 200 ms filter, so the cue fades through the window."""
     defaults = {name: arg.default for name, arg in inspect.signature(BrainAgent.__init__).parameters.items()}
+    defaults.update(READOUT_DEFAULTS["discrete"])
     gamma = defaults["gamma"]
     policy = ConnectomePolicy(spaces.Box(0.0, 1.0, (1,)), spaces.Discrete(2), step_ms=10.0, neurons_per_region=10,
                               readout_roles=("visual",), readout_tau_ms=200.0, withhold_action=0, seed=seed,

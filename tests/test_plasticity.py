@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from encephagen_gym.brain import BrainConfig, SpikingBrain
-from encephagen_gym.brain.decoders import ActorCriticReadout, LeakyReadout
+from encephagen_gym.brain.decoders import LOG_STD_BOUNDS, ActorCriticReadout, LeakyReadout
 from encephagen_gym.plasticity import (
     Decision,
     EProp,
@@ -504,6 +504,38 @@ def test_readout_actor_critic_update_is_exact_and_normalised():
     assert torch.allclose(readout.policy_weight - before["policy_weight"], want_policy, atol=1e-7)
     assert torch.allclose(readout.policy_bias - before["policy_bias"], 0.2 * modulator @ score / batch)
     assert torch.allclose(readout.value_weight - before["value_weight"], 0.5 * delta @ z_bar / (batch * norm))
+
+
+def test_continuous_readout_steps_are_natural_and_keep_log_std_bounded():
+    """Gaussian policy: the mean's step is the score times σ² and log σ's the score over its Fisher
+    information 2 (entropy included); log σ never leaves LOG_STD_BOUNDS, however large the third factor."""
+    net = small_brain().network
+    readout = ActorCriticReadout(net, 2, continuous=True, policy_init_std=0.3, seed=1)
+    rule = ReadoutActorCritic(readout, gamma=0.9, trace_decay=1.0, learning_rate=0.2, value_learning_rate=0.5,
+                              entropy_coef=0.1)  # fmt: skip
+    batch = 3
+    generator = torch.Generator().manual_seed(0)
+    z_bar = torch.rand(batch, readout.n_inputs, generator=generator)
+    traces = rule.init_traces(batch)
+    out = readout(z_bar)
+    actions = readout.sample(out, generator)
+    rule.record_decision(traces, Decision(out, actions, z_bar))
+    mean, sigma = torch.tanh(out.policy), readout.log_std.exp()
+    before = {name: getattr(readout, name).clone() for name in ("policy_bias", "log_std")}
+    modulator = torch.tensor([0.5, -1.0, 2.0])
+    rule.apply(None, traces, LearningSignal(td_error=torch.zeros(batch), modulator=modulator))
+    want_bias = 0.2 * modulator @ ((actions - mean) * (1 - mean**2)) / batch
+    want_log_std = 0.2 * (modulator @ ((((actions - mean) / sigma) ** 2 - 1) / 2) / batch + 0.1 * 0.5)
+    assert torch.allclose(readout.policy_bias - before["policy_bias"], want_bias, atol=1e-6)
+    assert torch.allclose(readout.log_std - before["log_std"], want_log_std, atol=1e-6)
+    for sign in (1e4, -1e4):  # a wild third factor pins log σ at a bound instead of overflowing σ
+        traces = rule.init_traces(batch)
+        out = readout(z_bar)
+        rule.record_decision(traces, Decision(out, out.policy.tanh() + 3.0, z_bar))  # (a − μ)/σ ≫ 1
+        rule.apply(None, traces, LearningSignal(td_error=torch.zeros(batch), modulator=torch.full((batch,), sign)))
+        assert readout.log_std.tolist() == [LOG_STD_BOUNDS[1 if sign > 0 else 0]] * 2
+    with pytest.raises(ValueError, match="log_std_init"):
+        ActorCriticReadout(net, 2, continuous=True, log_std_init=1.0)
 
 
 def test_readout_learning_is_stable_on_long_episodes():

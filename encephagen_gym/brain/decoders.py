@@ -28,6 +28,7 @@ from encephagen_gym.brain.network import Network, check_same_network
 
 __all__ = [
     "DEFAULT_READOUT_ROLES",
+    "LOG_STD_BOUNDS",
     "ActorCriticOutput",
     "ActorCriticReadout",
     "LeakyReadout",
@@ -36,6 +37,11 @@ __all__ = [
 
 #: Roles whose excitatory neurons feed the readout units by default (M1 and premotor cortex).
 DEFAULT_READOUT_ROLES: tuple[str, ...] = ("motor", "premotor")
+
+#: Bounds of log σ of the Gaussian policy (continuous actions). σ = 1 already spans the action box [−1, 1]
+#: (wider samples are mostly clipped); e^−5 ≈ 0.007 is exploration too small to matter. Learning rules clamp
+#: log σ into these bounds after each update.
+LOG_STD_BOUNDS: tuple[float, float] = (-5.0, 0.0)
 
 
 def readout_neurons(network: Network, roles: tuple[str, ...] | str, excitatory_only: bool = True) -> torch.Tensor:
@@ -168,7 +174,7 @@ class ActorCriticReadout(_ReadoutInput):
     Parameters: ``policy_weight`` ``[K, M]`` (Gaussian, std ``policy_init_std``, default ``0.1/√M``: a nearly
     uniform initial policy), ``policy_bias`` ``[K]``, ``value_weight`` ``[M]`` and ``value_bias`` ``[]``
     (zero),
-    ``log_std`` ``[K]`` (continuous only, ``log_std_init``).
+    ``log_std`` ``[K]`` (continuous only, ``log_std_init``, within :data:`LOG_STD_BOUNDS`).
 
     ``standardise=True`` makes the weights read each input centred and scaled, (z̄ − μ)/σ, with μ, σ running
     statistics kept as buffers (:meth:`update_statistics`, call it while learning). All inputs then have the
@@ -213,6 +219,9 @@ class ActorCriticReadout(_ReadoutInput):
         self.value_weight = _parameter(torch.zeros(self.n_inputs, device=device))
         self.value_bias = _parameter(torch.zeros((), device=device))
         if self.continuous:
+            low, high = LOG_STD_BOUNDS
+            if not (isinstance(log_std_init, int | float) and low <= log_std_init <= high):
+                raise ValueError(f"log_std_init must lie in [{low}, {high}] (LOG_STD_BOUNDS), got {log_std_init!r}")
             self.log_std = _parameter(torch.full((n_actions,), float(log_std_init), device=device))
 
     @property
@@ -332,6 +341,28 @@ class ActorCriticReadout(_ReadoutInput):
         self._require(discrete=False)
         actions = self._check_actions(output, actions)
         return ((actions - self.mean(output)) / self.log_std.exp()).square() - 1.0
+
+    def step_score(self, output: ActorCriticOutput, actions: torch.Tensor) -> torch.Tensor:
+        """The score in the units the learning rules step in ``[B, K]``: :meth:`score` for discrete actions;
+        for continuous ones the score times σ², ``(a − μ)(1 − μ²)`` (the mean's score divided by its Fisher
+        information 1/σ², a natural-gradient step), so that a step of size α moves ``y`` by at most about α
+        times the distance to the sampled action, whatever σ. The exact score grows as 1/σ: with the agent's
+        full normalised steps it drove σ to overflow within 600 decisions on CPGGait (4 envs, 96×10)."""
+        if not self.continuous:
+            return self.score(output, actions)
+        actions = self._check_actions(output, actions)
+        mean = self.mean(output)
+        return (actions - mean) * (1 - mean.square())
+
+    def log_std_step_score(self, output: ActorCriticOutput, actions: torch.Tensor) -> torch.Tensor:
+        """:meth:`log_std_score` divided by the Fisher information of log σ (2): ``((a − μ)²/σ² − 1)/2``."""
+        return 0.5 * self.log_std_score(output, actions)
+
+    @torch.no_grad()
+    def clamp_log_std(self) -> None:
+        """Clamp log σ into :data:`LOG_STD_BOUNDS`, in place (continuous only; nothing for discrete)."""
+        if self.continuous:
+            self.log_std.clamp_(*LOG_STD_BOUNDS)
 
     def _require(self, discrete: bool) -> None:
         if discrete and self.continuous:

@@ -32,8 +32,16 @@ readout that has the stimulus in its input (sensory cortex through a 200 ms filt
 window" (hit = false alarm = 1); with γλ ≈ 0.5 it learned the discrimination (``BrainAgent(gae_lambda=0.5)``,
 the agent's default; figures in its docstring).
 
+**Continuous actions** (a Gaussian around tanh(y)) step along the natural gradient: the scores are divided by
+their Fisher information (:meth:`~encephagen_gym.brain.decoders.ActorCriticReadout.step_score`: (a − μ)(1 − μ²)
+for y, ((a − μ)²/σ² − 1)/2 for log σ), so that a full step moves the mean at most about as far as the sampled
+action lies from it, whatever σ; log σ is clamped into ``LOG_STD_BOUNDS`` after every update. With the exact
+scores, which grow as 1/σ, σ overflowed within 600 decisions on CPGGait (4 envs, 96×10) and the run ended in a
+NaN action.
+
 The entropy bonus c_H H adds α_π c_H ∂H/∂y ⊗ z̄ / n̂ to the weights and α_π c_H ∂H/∂y to the biases per decision
-(discrete actions), or α_π c_H per dimension to log σ (continuous actions).
+(discrete actions), or α_π c_H / 2 per dimension to log σ (continuous actions: ∂H/∂log σ = 1 over its Fisher
+information 2).
 """
 
 from __future__ import annotations
@@ -149,7 +157,7 @@ class ReadoutActorCritic:
         readout, decay = self.readout, self.decay
         z_bar = decision.readout_trace
         output = decision.output
-        score = readout.score(output, decision.actions)  # [B, K]
+        score = readout.step_score(output, decision.actions)  # [B, K]
         energy = z_bar.square().sum(dim=1).mean() + 1.0
         averaged = torch.lerp(self.norm, energy, self._norm_rate)
         self.norm.copy_(torch.where(self.norm == 0, energy, averaged))  # the first decision sets n̂
@@ -159,10 +167,10 @@ class ReadoutActorCritic:
         traces.value_bias.mul_(decay).add_(1.0)
         traces.length.mul_(decay).add_(1.0)
         if traces.log_std is not None:
-            traces.log_std.mul_(decay).add_(readout.log_std_score(output, decision.actions))
+            traces.log_std.mul_(decay).add_(readout.log_std_step_score(output, decision.actions))
         if self.config.entropy_coef > 0:
             if readout.continuous:
-                traces.entropy_log_std.add_(1.0)  # ∂H/∂log σ_k = 1
+                traces.entropy_log_std.add_(0.5)  # ∂H/∂log σ_k = 1, over log σ's Fisher information 2
             else:
                 gradient = readout.entropy_gradient(output)  # [B, K]
                 batch = z_bar.shape[0]
@@ -208,6 +216,7 @@ class ReadoutActorCritic:
         with torch.no_grad():
             for name, change in update.items():
                 getattr(self.readout, name).add_(change)
+        self.readout.clamp_log_std()
         traces.entropy_weight.zero_()
         traces.entropy_bias.zero_()
         if traces.entropy_log_std is not None:

@@ -9,11 +9,13 @@ discounted return) and the policy entropy H. Writing R_n − V_n = Σ_{m≥n} γ
     Δw_ji = η Σ_n M_n ẽ_ji(n) / ℓ(n),     ẽ_ji(n) = γλ ẽ_ji(n−1) + L_j(n) ē_ji(t_n),   ℓ(n) = γλ ℓ(n−1) + 1
     L_j(n) = Σ_k B^π_jk ∂log π(a_n)/∂y_k + c_V B^V_j                 (policy and value learning signals)
 
-so the TD error is the third factor and the "γ-filtered eligibility" ẽ carries the product of learning
+(for continuous actions, a departure from the paper: ∂log π/∂y is replaced by the natural-gradient score of
+:meth:`~encephagen_gym.brain.decoders.ActorCriticReadout.step_score`, as in the readout's own steps), so the
+TD error is the third factor and the "γ-filtered eligibility" ẽ carries the product of learning
 signal and e-prop eligibility ē (see :mod:`encephagen_gym.plasticity.eprop`) across decisions. The entropy
 term needs no δ: Δw_ji += η c_H Σ_n (Σ_k B^π_jk ∂H/∂y_k) ē_ji(t_n).
 
-Two departures from the paper, both standard in actor-critic practice and both off by default where they
+Two more departures from the paper, both standard in actor-critic practice and both off by default where they
 would change its equations: ``trace_decay`` λ < 1 shortens the credit horizon (λ = 1 is the paper's
 rule; TD(λ)/GAE's bias–variance trade-off otherwise), and the third factor M is the TD error scaled to unit
 size (:class:`~encephagen_gym.plasticity.neuromodulation.TDErrorScaler`; the raw δ when given as is), with
@@ -202,7 +204,7 @@ class RewardEProp:
         """Learning signals L_j of ``decision`` and ẽ ← γλ ẽ + L ē, ℓ ← γλ ℓ + 1; the entropy direction."""
         check_synapse_rows("the traces", traces.recurrent, self.projection.n_synapses)
         readout, cfg = self.readout, self.config
-        score = readout.score(decision.output, decision.actions)  # [B, K]
+        score = readout.step_score(decision.output, decision.actions)  # [B, K]
         b_pi = feedback_matrix(self.policy_feedback, readout.policy_weight)  # [V, K]
         b_v = feedback_matrix(self.value_feedback, readout.value_weight[None, :])  # [V, 1]
         signal = learning_signal(b_pi, score) + cfg.value_coef * b_v.t()  # [B, V]
