@@ -33,10 +33,11 @@ class Algorithm:
         default_policy: policy name passed to the constructor when a preset names none.
         action_spaces: action-space types the algorithm supports.
         description: one line for ``--help`` and the README.
-        deterministic_eval: evaluate the greedy policy (SB3's default) or, when False, the policy as it acts
-            (sampled): the brain's decisions are a sampled process whose greedy version never leaves its
-            withhold default (a stochastic policy that responds in a window with probability p has an argmax
-            that never responds), so it is evaluated as it behaves.
+        sampled_eval_spaces: action-space types in which the policy is evaluated as it acts (sampled) instead of
+            greedily (SB3's default): the brain's discrete decisions are a sampled process whose greedy version
+            never leaves its withhold default (a stochastic policy that responds in a window with probability p
+            has an argmax that never responds), so it is evaluated as it behaves; its continuous actions are
+            evaluated at the Gaussian's mean, as SB3's.
     """
 
     name: str
@@ -45,7 +46,7 @@ class Algorithm:
     default_policy: str | None
     action_spaces: tuple[type[spaces.Space], ...]
     description: str
-    deterministic_eval: bool = True
+    sampled_eval_spaces: tuple[type[spaces.Space], ...] = ()
 
     def load_class(self) -> type:
         """Import and return the algorithm's class (ImportError names the row when its module is missing)."""
@@ -57,6 +58,10 @@ class Algorithm:
                 f"algorithm {self.name!r} needs {module_name!r}, which cannot be imported: {error}"
             ) from error
         return getattr(module, class_name)
+
+    def deterministic_eval(self, action_space: spaces.Space) -> bool:
+        """Whether held-out evaluation in ``action_space`` uses the greedy policy (see ``sampled_eval_spaces``)."""
+        return not isinstance(action_space, self.sampled_eval_spaces)
 
     def supports(self, action_space: spaces.Space) -> bool:
         """Whether the algorithm can act in ``action_space``."""
@@ -82,7 +87,7 @@ ALGORITHMS: dict[str, Algorithm] = {
             "ConnectomePolicy",
             _BOTH,
             "connectome-wired spiking brain learning online with local plasticity (BrainAgent)",
-            deterministic_eval=False,
+            sampled_eval_spaces=(spaces.Discrete,),
         ),
         Algorithm("ppo", "stable_baselines3:PPO", True, "MlpPolicy", _BOTH, "PPO (stable-baselines3)"),
         Algorithm("a2c", "stable_baselines3:A2C", True, "MlpPolicy", _BOTH, "A2C (stable-baselines3)"),

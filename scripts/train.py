@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gymnasium import spaces
+
 import encephagen_gym
 from encephagen_gym.agents.algorithms import ALGORITHMS, Algorithm, get_algorithm
 from encephagen_gym.agents.callbacks import EpisodeResult
@@ -98,7 +100,8 @@ class RunSpec:
             evaluations (evenly spaced, plus one at step 0) make the learning curve.
         n_checkpoints: checkpoints written over the run (the latest is kept).
         deterministic_eval: evaluate the greedy policy (True) or the sampled one (False); None: the
-            algorithm's choice (``Algorithm.deterministic_eval``: greedy for SB3's, sampled for the brain).
+            algorithm's choice (``Algorithm.deterministic_eval``: greedy for SB3's; for the brain sampled with
+            discrete actions, the mean with continuous ones).
     """
 
     env_id: str
@@ -300,7 +303,9 @@ class EvaluationLog:
         write_rows_csv(self.path, self.rows)
 
 
-def write_eval_json(run_dir: Path, spec: RunSpec, timesteps: int, results: list[EpisodeResult]) -> None:
+def write_eval_json(
+    run_dir: Path, spec: RunSpec, timesteps: int, results: list[EpisodeResult], deterministic: bool
+) -> None:
     """The final evaluation: every held-out episode's seed, return, length and metrics (written last, so its
     presence means the run finished)."""
     from encephagen_gym.agents.callbacks import mean_episode_metrics
@@ -313,7 +318,7 @@ def write_eval_json(run_dir: Path, spec: RunSpec, timesteps: int, results: list[
             "algo": spec.algo,
             "seed": spec.seed,
             "timesteps": timesteps,
-            "deterministic": _deterministic(spec),
+            "deterministic": deterministic,
             "n_episodes": len(results),
             "mean_return": sum(returns) / len(returns),
             "mean_metrics": mean_episode_metrics(results),
@@ -399,7 +404,8 @@ def _evaluate_controls(spec: RunSpec, algorithm: Algorithm, run_dir: Path, times
     venv = make_vec_env(spec.env_id, spec.eval_episodes, env_kwargs=env_kwargs)
     try:
         agent = algorithm.load_class()(venv, seed=spec.seed)
-        results = evaluate_episodes(agent, venv, deterministic=_deterministic(spec))
+        deterministic = _deterministic(spec, venv.action_space)
+        results = evaluate_episodes(agent, venv, deterministic=deterministic)
     finally:
         venv.close()
     logger = _tensorboard_logger(run_dir, spec.verbose)
@@ -409,7 +415,7 @@ def _evaluate_controls(spec: RunSpec, algorithm: Algorithm, run_dir: Path, times
     logger.close()
     log = EvaluationLog(run_dir / EVALUATIONS)
     log.add(0, results)
-    write_eval_json(run_dir, spec, 0, results)
+    write_eval_json(run_dir, spec, 0, results, deterministic)
 
 
 def train(spec: RunSpec, out: str | os.PathLike[str] = "runs", *, run_dir: Path | None = None) -> Path:
@@ -550,10 +556,11 @@ def _train(spec: RunSpec, run_dir: Path, resuming: bool) -> int:
     model.set_logger(_tensorboard_logger(run_dir, spec.verbose, purge_step=start_step if resuming else None))
 
     eval_venv = _evaluation_venv(spec, preset, spec.curve_episodes)
+    deterministic = _deterministic(spec, eval_venv.action_space)
     log = EvaluationLog(run_dir / EVALUATIONS, keep_until=start_step if resuming else None)
 
     def evaluate_curve() -> list[EpisodeResult]:
-        return evaluate_episodes(model, eval_venv, deterministic=_deterministic(spec), training_env=model.get_env())
+        return evaluate_episodes(model, eval_venv, deterministic=deterministic, training_env=model.get_env())
 
     eval_freq = max(timesteps // spec.n_evaluations, 1)
     save_freq = max(timesteps // spec.n_checkpoints, 1)
@@ -577,12 +584,12 @@ def _train(spec: RunSpec, run_dir: Path, resuming: bool) -> int:
             atomic_write(run_dir / VECNORMALIZE, lambda tmp: vec_normalize.save(str(tmp)))
         eval_venv.close()
         final_venv = _evaluation_venv(spec, preset, spec.eval_episodes)
-        results = evaluate_episodes(model, final_venv, deterministic=_deterministic(spec), training_env=model.get_env())
+        results = evaluate_episodes(model, final_venv, deterministic=deterministic, training_env=model.get_env())
         final_venv.close()
         log.add(final_step, results)
         log_evaluation(model.logger, results)
         model.logger.dump(final_step)
-        write_eval_json(run_dir, spec, final_step, results)
+        write_eval_json(run_dir, spec, final_step, results, deterministic)
     finally:
         model.logger.close()
         venv.close()
@@ -677,11 +684,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _deterministic(spec: RunSpec) -> bool:
+def _deterministic(spec: RunSpec, action_space: spaces.Space) -> bool:
     """Greedy or sampled evaluation: the spec's choice, else the algorithm's (see ``Algorithm.deterministic_eval``)."""
     if spec.deterministic_eval is not None:
         return spec.deterministic_eval
-    return get_algorithm(spec.algo).deterministic_eval
+    return get_algorithm(spec.algo).deterministic_eval(action_space)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -346,6 +346,15 @@ def test_run_directory_layout_and_held_out_seeds(grid: tuple[Path, list[compare.
     assert monitor[0].startswith("#") and monitor[1] == "r,l,t" and len(monitor) > 3  # training episodes ended
 
 
+def test_the_brain_is_evaluated_sampled_with_discrete_actions_and_at_the_mean_with_continuous_ones() -> None:
+    box, discrete = gym.spaces.Box(-1.0, 1.0, (2,)), gym.spaces.Discrete(3)
+    brain, ppo = get_algorithm("brain"), get_algorithm("ppo")
+    assert brain.deterministic_eval(box) and not brain.deterministic_eval(discrete)
+    assert ppo.deterministic_eval(box) and ppo.deterministic_eval(discrete)
+    spec = train_script.RunSpec(algo="brain", env_id=CONDITIONING, seed=0, deterministic_eval=True)
+    assert train_script._deterministic(spec, discrete)  # the spec's choice wins
+
+
 def test_summary_table_statistics() -> None:
     def run(algo: str, seed: int, returns: list[float], curve: list[tuple[int, float]]) -> report.RunRecord:
         episodes = [{"seed": EVAL_SEED_BASE + i, "return": r, "length": 10, "metrics": {"accuracy": r / 20}}
