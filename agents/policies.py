@@ -297,12 +297,18 @@ class ConnectomePolicy(BasePolicy):
 
     def env_actions(self, actions: torch.Tensor) -> np.ndarray:
         """What the env receives: integer actions, or continuous ones clipped to [−1, 1] and rescaled to the
-        action space's bounds."""
+        action space's bounds. FloatingPointError if a continuous action is not finite (clipping keeps NaN)."""
         if not self.continuous:
             return actions.cpu().numpy()
         unit = actions.clamp(-1.0, 1.0)
         scaled = self.action_low + (unit + 1.0) * 0.5 * (self.action_high - self.action_low)
-        return scaled.cpu().numpy().astype(self.action_space.dtype)
+        env_actions = scaled.cpu().numpy().astype(self.action_space.dtype)
+        if not np.isfinite(env_actions).all():  # on the host already: no extra synchronisation
+            raise FloatingPointError(
+                "the brain's readout produced non-finite actions: its parameters or the brain's weights are no "
+                "longer finite (learning diverged); lower readout_learning_rate or learning_rate"
+            )
+        return env_actions
 
     # ------------------------------------------------------------------------------------------- SB3 API
 

@@ -301,6 +301,14 @@ def test_continuous_actions_learn_without_runaway_exploration():
     assert torch.isfinite(model.policy.brain.weights).all()
 
 
+def test_a_diverged_readout_is_named_instead_of_sending_nan_actions():
+    model = agent(make_vec_env("Pendulum-v1", n_envs=1, seed=0), step_ms=5.0)
+    with torch.no_grad():
+        model.policy.readout.policy_bias.fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="non-finite actions"):
+        model.learn(10)
+
+
 def test_model_file_is_a_zip_with_the_brain_config(tmp_path):
     model = agent(conditioning())
     model.save(str(tmp_path / "m"))
