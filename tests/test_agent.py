@@ -272,7 +272,7 @@ def test_learning_stays_finite_on_a_long_run_with_large_rewards():
     assert abs(float(model.policy.readout.value_bias)) < 1e3
 
 
-def test_continuous_actions_learn_without_runaway_exploration():
+def test_continuous_actions_learn_without_runaway_exploration(tmp_path):
     """One Pendulum env (no batch averaging) at the defaults: log σ stays within its bounds, the mean of the
     Gaussian policy keeps clear of saturation, everything stays finite. With the exact scores and full steps, σ
     overflowed (log σ 24 after 500 steps here; a NaN action on CPGGait within 600); with the natural steps at
@@ -290,7 +290,7 @@ def test_continuous_actions_learn_without_runaway_exploration():
             self.bias.append(float(readout.policy_bias.detach().abs().max()))
             return True
 
-    model = agent(make_vec_env("Pendulum-v1", n_envs=1, seed=0), step_ms=5.0)
+    model = agent(make_vec_env("Pendulum-v1", n_envs=1, seed=0), step_ms=5.0, tensorboard_log=str(tmp_path))
     assert (model.readout_learning_rate, model.entropy_coef) == tuple(READOUT_DEFAULTS["continuous"].values())
     watch = Watch()
     model.learn(1000, callback=watch)
@@ -299,6 +299,12 @@ def test_continuous_actions_learn_without_runaway_exploration():
     assert max(watch.bias) < 3.0  # tanh(3) = 0.995
     assert all(torch.isfinite(p).all() for p in model.policy.readout.parameters())
     assert torch.isfinite(model.policy.brain.weights).all()
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(next(tmp_path.iterdir())))
+    events.Reload()
+    std = [e.value for e in events.Scalars("train/std")]  # SB3's tag for the Gaussian's σ
+    assert std and all(math.exp(low) <= v <= math.exp(high) for v in std)
 
 
 def test_a_diverged_readout_is_named_instead_of_sending_nan_actions():
