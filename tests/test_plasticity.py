@@ -482,18 +482,25 @@ def test_reward_eprop_update_is_modulator_times_gamma_filtered_signal_times_elig
                     0.5).item() == pytest.approx(0.8)  # fmt: skip
 
 
-def test_readout_actor_critic_update_is_exact_and_normalised():
-    net = small_brain().network
-    readout = ActorCriticReadout(net, 3, policy_init_std=0.3, seed=1)
+def _readout_rule_after_one_decision(readout: ActorCriticReadout, batch: int, entropy_coef: float,
+                                     actions: torch.Tensor | None = None) -> tuple:  # fmt: skip
+    """A ReadoutActorCritic (α_π 0.2, α_V 0.5, γ 0.9, λ 1) that has recorded one decision on random inputs:
+    ``(rule, traces, z_bar, output, actions)``; ``actions`` default to a sample of the policy."""
     rule = ReadoutActorCritic(readout, gamma=0.9, trace_decay=1.0, learning_rate=0.2, value_learning_rate=0.5,
-                              entropy_coef=0.0)  # fmt: skip
-    batch = 2
+                              entropy_coef=entropy_coef)  # fmt: skip
     generator = torch.Generator().manual_seed(0)
     z_bar = torch.rand(batch, readout.n_inputs, generator=generator)
     traces = rule.init_traces(batch)
     out = readout(z_bar)
-    actions = torch.tensor([0, 2])
+    actions = readout.sample(out, generator) if actions is None else actions
     rule.record_decision(traces, Decision(out, actions, z_bar))
+    return rule, traces, z_bar, out, actions
+
+
+def test_readout_actor_critic_update_is_exact_and_normalised():
+    readout = ActorCriticReadout(small_brain().network, 3, policy_init_std=0.3, seed=1)
+    batch = 2
+    rule, traces, z_bar, out, actions = _readout_rule_after_one_decision(readout, batch, 0.0, torch.tensor([0, 2]))
     norm = float(z_bar.square().sum(1).mean() + 1.0)
     assert float(rule.norm) == pytest.approx(norm, rel=1e-6)  # the first decision sets n̂
     score = readout.score(out, actions)
@@ -511,15 +518,8 @@ def test_continuous_readout_steps_are_natural_and_keep_log_std_bounded():
     information 2 (entropy included); log σ never leaves LOG_STD_BOUNDS, however large the third factor."""
     net = small_brain().network
     readout = ActorCriticReadout(net, 2, continuous=True, policy_init_std=0.3, seed=1)
-    rule = ReadoutActorCritic(readout, gamma=0.9, trace_decay=1.0, learning_rate=0.2, value_learning_rate=0.5,
-                              entropy_coef=0.1)  # fmt: skip
     batch = 3
-    generator = torch.Generator().manual_seed(0)
-    z_bar = torch.rand(batch, readout.n_inputs, generator=generator)
-    traces = rule.init_traces(batch)
-    out = readout(z_bar)
-    actions = readout.sample(out, generator)
-    rule.record_decision(traces, Decision(out, actions, z_bar))
+    rule, traces, z_bar, out, actions = _readout_rule_after_one_decision(readout, batch, 0.1)
     mean, sigma = torch.tanh(out.policy), readout.log_std.exp()
     before = {name: getattr(readout, name).clone() for name in ("policy_bias", "log_std")}
     modulator = torch.tensor([0.5, -1.0, 2.0])
