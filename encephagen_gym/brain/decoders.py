@@ -345,8 +345,8 @@ class ActorCriticReadout(_ReadoutInput):
     def step_score(self, output: ActorCriticOutput, actions: torch.Tensor) -> torch.Tensor:
         """The score in the units the learning rules step in ``[B, K]``: :meth:`score` for discrete actions;
         for continuous ones the score times σ², ``(a − μ)(1 − μ²)`` (the mean's score divided by its Fisher
-        information 1/σ², a natural-gradient step), so that a step of size α moves ``y`` by at most about α
-        times the distance to the sampled action, whatever σ. The exact score grows as 1/σ: with the agent's
+        information 1/σ², a natural-gradient step), so that a step of size α with third factor M moves ``y`` by
+        about α·M times the distance to the sampled action, whatever σ. The exact score grows as 1/σ: with the agent's
         full normalised steps it drove σ to overflow within 600 decisions on CPGGait (4 envs, 96×10)."""
         if not self.continuous:
             return self.score(output, actions)
