@@ -277,6 +277,7 @@ def test_continuous_actions_learn_without_runaway_exploration(tmp_path):
     Gaussian policy keeps clear of saturation, everything stays finite. With the exact scores and full steps, σ
     overflowed (log σ 24 after 500 steps here; a NaN action on CPGGait within 600); with the natural steps at
     α_π = 1 the mean saturated (|bias| 4.6 within these 1,000 steps)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     class Watch(BaseCallback):
         def __init__(self) -> None:
@@ -291,7 +292,9 @@ def test_continuous_actions_learn_without_runaway_exploration(tmp_path):
             return True
 
     model = agent(make_vec_env("Pendulum-v1", n_envs=1, seed=0), step_ms=5.0, tensorboard_log=str(tmp_path))
-    assert (model.readout_learning_rate, model.entropy_coef) == tuple(READOUT_DEFAULTS["continuous"].values())
+    continuous = READOUT_DEFAULTS["continuous"]
+    assert model.readout_learning_rate == continuous["readout_learning_rate"]
+    assert model.entropy_coef == continuous["entropy_coef"]
     watch = Watch()
     model.learn(1000, callback=watch)
     low, high = LOG_STD_BOUNDS
@@ -299,8 +302,6 @@ def test_continuous_actions_learn_without_runaway_exploration(tmp_path):
     assert max(watch.bias) < 3.0  # tanh(3) = 0.995
     assert all(torch.isfinite(p).all() for p in model.policy.readout.parameters())
     assert torch.isfinite(model.policy.brain.weights).all()
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
     events = EventAccumulator(str(next(tmp_path.iterdir())))
     events.Reload()
     std = [e.value for e in events.Scalars("train/std")]  # SB3's tag for the Gaussian's σ
