@@ -348,11 +348,8 @@ class ActorCriticReadout(_ReadoutInput):
         information 1/σ², a natural-gradient step), so that a step of size α with third factor M moves ``y`` by
         about α·M times the distance to the sampled action, whatever σ. The exact score grows as 1/σ: with the agent's
         full normalised steps it drove σ to overflow within 600 decisions on CPGGait (4 envs, 96×10)."""
-        if not self.continuous:
-            return self.score(output, actions)
-        actions = self._check_actions(output, actions)
-        mean = self.mean(output)
-        return (actions - mean) * (1 - mean.square())
+        score = self.score(output, actions)
+        return score * (2 * self.log_std).exp() if self.continuous else score
 
     def log_std_step_score(self, output: ActorCriticOutput, actions: torch.Tensor) -> torch.Tensor:
         """:meth:`log_std_score` divided by the Fisher information of log σ (2): ``((a − μ)²/σ² − 1)/2``."""
