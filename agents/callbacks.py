@@ -50,8 +50,9 @@ class PeriodicEvalCallback(BaseCallback):
     """Evaluate every ``eval_freq`` env steps (and at the start of training unless resuming).
 
     ``evaluate()`` runs the episodes and returns their :class:`EpisodeResult`; the callback logs their means as
-    ``eval/mean_reward``, ``eval/mean_ep_length`` and ``eval/<metric>``, dumps the logger at the current step,
-    and hands ``(num_timesteps, results)`` to ``on_evaluation`` (e.g. to append them to a CSV file).
+    ``eval/mean_reward``, ``eval/mean_ep_length`` and ``eval/<metric>`` (``prefix`` replaces ``eval/``), dumps
+    the logger at the current step, and hands ``(num_timesteps, results)`` to ``on_evaluation`` (e.g. to append
+    them to a CSV file).
     """
 
     def __init__(
@@ -61,6 +62,7 @@ class PeriodicEvalCallback(BaseCallback):
         on_evaluation: Callable[[int, list[EpisodeResult]], None] | None = None,
         *,
         eval_at_start: bool = True,
+        prefix: str = "eval/",
         verbose: int = 0,
     ) -> None:
         super().__init__(verbose)
@@ -70,6 +72,7 @@ class PeriodicEvalCallback(BaseCallback):
         self.eval_freq = int(eval_freq)
         self.on_evaluation = on_evaluation
         self.eval_at_start = eval_at_start
+        self.prefix = prefix
         self._last = 0
 
     def _on_training_start(self) -> None:
@@ -85,7 +88,7 @@ class PeriodicEvalCallback(BaseCallback):
     def _run(self) -> None:
         results = self.evaluate()
         self._last = self.num_timesteps
-        log_evaluation(self.logger, results)
+        log_evaluation(self.logger, results, self.prefix)
         self.logger.dump(self.num_timesteps)
         if self.on_evaluation is not None:
             self.on_evaluation(self.num_timesteps, results)

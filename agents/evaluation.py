@@ -4,6 +4,9 @@ Seeds. A training run with seed ``s`` resets its ``n_envs`` sub-envs once, with 
 ``s·1000 + 100·segment + rank`` (``segment`` counts resumptions), all below ``10⁹``; the envs then run on
 their own RNG streams. Evaluation episode ``i`` is reset with seed ``EVAL_SEED_BASE + i`` (``2·10⁹ + i``), a
 range no training episode uses, the same episodes for every algorithm and seed (paired comparisons).
+Validation episode ``i`` (model selection, ``encephagen-train --select-model best``) is reset with seed
+``VALIDATION_SEED_BASE + i`` (``1.5·10⁹ + i``), disjoint from both, so that choosing a checkpoint never sees the
+held-out episodes on which it is then scored.
 
 Wrappers, in rl-zoo3's order: ``DummyVecEnv`` → ``VecMonitor`` (raw returns and lengths, ``monitor.csv``) →
 ``VecNormalize`` (if the preset asks; frozen and with raw rewards for evaluation) → ``VecFrameStack`` (if the
@@ -34,6 +37,7 @@ from encephagen_gym.agents.callbacks import EpisodeResult
 __all__ = [
     "EVAL_SEED_BASE",
     "MAX_RUN_SEED",
+    "VALIDATION_SEED_BASE",
     "evaluate_episodes",
     "evaluation_seeds",
     "make_vec_env",
@@ -42,6 +46,8 @@ __all__ = [
 
 EVAL_SEED_BASE = 2_000_000_000
 """Evaluation episode ``i`` is reset with seed ``EVAL_SEED_BASE + i``."""
+VALIDATION_SEED_BASE = 1_500_000_000
+"""Validation episode ``i`` (model selection) is reset with seed ``VALIDATION_SEED_BASE + i``."""
 MAX_RUN_SEED = 1_000_000
 """Run seeds lie in ``[0, MAX_RUN_SEED)``, so training env seeds stay below 10⁹."""
 MAX_N_ENVS = 100
@@ -94,9 +100,15 @@ def make_vec_env(
 
 
 def evaluate_episodes(
-    model: Any, venv: VecEnv, *, deterministic: bool = True, training_env: VecEnv | None = None
+    model: Any,
+    venv: VecEnv,
+    *,
+    deterministic: bool = True,
+    training_env: VecEnv | None = None,
+    seed_base: int = EVAL_SEED_BASE,
 ) -> list[EpisodeResult]:
-    """Run one episode in each sub-env of ``venv``, sub-env ``i`` reset with seed ``EVAL_SEED_BASE + i``.
+    """Run one episode in each sub-env of ``venv``, sub-env ``i`` reset with seed ``seed_base + i`` (the
+    held-out range by default; ``VALIDATION_SEED_BASE`` for model selection).
 
     ``model`` is anything with SB3's ``predict(obs, state, episode_start, deterministic)`` (a trained
     algorithm or a control agent); the episodes go through SB3's ``evaluate_policy``. With ``training_env`` its
@@ -105,7 +117,9 @@ def evaluate_episodes(
     if training_env is not None:
         sync_envs_normalization(training_env, venv)
     n = venv.num_envs
-    venv.seed(EVAL_SEED_BASE)
+    if seed_base not in (EVAL_SEED_BASE, VALIDATION_SEED_BASE):
+        raise ValueError(f"seed_base must be EVAL_SEED_BASE or VALIDATION_SEED_BASE, got {seed_base!r}")
+    venv.seed(seed_base)
     finished: dict[int, EpisodeResult] = {}
 
     def collect(local_vars: dict[str, Any], _globals: dict[str, Any]) -> None:
@@ -115,7 +129,7 @@ def evaluate_episodes(
             finished.setdefault(
                 i,
                 EpisodeResult(
-                    seed=EVAL_SEED_BASE + i,
+                    seed=seed_base + i,
                     ret=float(info["episode"]["r"]),
                     length=int(info["episode"]["l"]),
                     metrics={k: float(v) for k, v in info.get("metrics", {}).items()},

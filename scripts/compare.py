@@ -3,6 +3,7 @@
     encephagen-compare                      # the quick grid (see QUICK_GRID) into runs/compare-<date>/
     encephagen-compare --envs ID ... --algos NAME ... --seeds 0 1 2 [--timesteps N] [--hyperparams k=v ...]
                        [--jobs J] [--backend {local,ray}] [--ray-address ADDR] [--out DIR]
+                       [--select-model {final,best}] [--validation-episodes N]
     encephagen-compare --summarize DIR      # rebuild the table and figures from the runs in DIR
 
 Each grid cell is one ``encephagen-train`` run (a run directory under DIR). Local backend: J worker processes,
@@ -14,7 +15,8 @@ out with a note. Then ``results.csv``, ``summary.md`` and ``curves_<env>.png`` a
 ``encephagen_gym.scripts.report``) and the summary is printed.
 
 ``--hyperparams`` entries apply to every learning algorithm that has that hyperparameter; ``ppo.n_steps=64``
-applies to one algorithm only.
+applies to one algorithm only. ``--select-model best`` scores each learner's best checkpoint on validation
+episodes instead of its final model (see encephagen-train).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from typing import Any
 from encephagen_gym.agents.algorithms import ALGORITHMS, get_algorithm
 from encephagen_gym.agents.files import atomic_write_json, read_json
 from encephagen_gym.agents.presets import allowed_keys, overrides_for, parse_hyperparams
-from encephagen_gym.scripts.train import SPEC, RunSpec, read_status, train
+from encephagen_gym.scripts.train import SPEC, RunSpec, add_model_selection_arguments, read_status, train
 
 __all__ = ["QUICK_GRID", "RunOutcome", "main", "plan_grid", "run_grid"]
 
@@ -92,6 +94,8 @@ def plan_grid(
     eval_episodes: int = 20,
     curve_episodes: int = 5,
     n_evaluations: int = 10,
+    select_model: str = "final",
+    validation_episodes: int = 10,
 ) -> tuple[list[RunSpec], list[str]]:
     """The grid's run specs and notes on the (env, algo) pairs left out because the algorithm cannot act in
     the env's action space. ``ValueError`` for unknown envs, algorithms, or hyperparameters no learner takes."""
@@ -137,6 +141,8 @@ def plan_grid(
                         eval_episodes=eval_episodes,
                         curve_episodes=curve_episodes,
                         n_evaluations=n_evaluations,
+                        select_model=select_model,
+                        validation_episodes=validation_episodes,
                     )
                 )
     return specs, notes
@@ -384,6 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--eval-episodes", type=int, default=None, help="held-out episodes per final evaluation")
     parser.add_argument("--curve-episodes", type=int, default=None, help="held-out episodes per curve point")
     parser.add_argument("--n-evaluations", type=int, default=None, help="curve points per run")
+    add_model_selection_arguments(parser)
     parser.add_argument("--summarize", metavar="DIR", help="only rebuild results.csv, summary.md and the figures")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
@@ -427,6 +434,8 @@ def main(argv: list[str] | None = None) -> int:
             eval_episodes=grid["eval_episodes"],
             curve_episodes=grid["curve_episodes"],
             n_evaluations=grid["n_evaluations"],
+            select_model=args.select_model,
+            validation_episodes=args.validation_episodes,
         )
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(
@@ -437,6 +446,8 @@ def main(argv: list[str] | None = None) -> int:
                 "notes": notes,
                 "hyperparams": args.hyperparams,
                 "backend": args.backend,
+                "select_model": args.select_model,
+                "validation_episodes": args.validation_episodes,
             },
         )
         for note in notes:

@@ -188,13 +188,33 @@ def _steps_cell(runs: Sequence[RunRecord], threshold: float | None) -> str:
     return f"{format_mean_ci(mean, half, digits=0)} ({len(reached)}/{len(steps)})"
 
 
+def _selection(run: RunRecord) -> str:
+    """Which model a run's eval.json scored: ``final`` or ``best`` (on validation episodes)."""
+    return run.evaluation.get("model_selection", {}).get("mode", "final")
+
+
+def _summary_row(label: str, group: Sequence[RunRecord], keys: Sequence[str], threshold: float | None) -> str:
+    steps = sorted({int(r.evaluation.get("timesteps", 0)) for r in group})
+    cells = [
+        label,
+        str(len(group)),
+        "/".join(f"{s:,}" for s in steps),
+        format_mean_ci(*mean_ci(r.mean_return() for r in group)),
+        *(format_mean_ci(*mean_ci(r.mean_metric(k) for r in group), digits=3) for k in keys),
+        _steps_cell(group, threshold),
+        f"{np.nanmean([r.wall_s for r in group]) / 60:.1f}",
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
 def summary_markdown(runs: Sequence[RunRecord]) -> str:
     """The Markdown summary of all runs (see the module docstring)."""
     lines = ["# Comparison summary", ""]
     lines.append(
         "Held-out evaluation of each run's final model (episodes reset with seeds 2·10⁹ + i, which no training "
-        "episode used; the same episodes for every run). Each cell is the mean over seeds ± the 95 % Student-t "
-        "interval over seeds, each seed's value being its mean over evaluation episodes. "
+        "episode used; the same episodes for every run); in rows marked '(best)', of the checkpoint with the "
+        "highest mean return on validation episodes (seeds 1.5·10⁹ + i) instead. Each cell is the mean over "
+        "seeds ± the 95 % Student-t interval over seeds, each seed's value being its mean over evaluation episodes. "
         f"'steps to {REFERENCE_FRACTION:.0%} ref.' is the first evaluation (env steps) from which a run's held-out "
         "return stayed at or above 90 % of the reference policy's return to the end of training, averaged over "
         "the seeds that got there (k/n)."
@@ -215,18 +235,9 @@ def summary_markdown(runs: Sequence[RunRecord]) -> str:
         lines.append("| " + " | ".join(header) + " |")
         lines.append("|" + "---|" * len(header))
         for algo in _ordered_algos(r.algo for r in finished):
-            group = [r for r in finished if r.algo == algo]
-            steps = sorted({int(r.evaluation.get("timesteps", 0)) for r in group})
-            cells = [
-                algo,
-                str(len(group)),
-                "/".join(f"{s:,}" for s in steps),
-                format_mean_ci(*mean_ci(r.mean_return() for r in group)),
-                *(format_mean_ci(*mean_ci(r.mean_metric(k) for r in group), digits=3) for k in keys),
-                _steps_cell(group, threshold),
-                f"{np.nanmean([r.wall_s for r in group]) / 60:.1f}",
-            ]
-            lines.append("| " + " | ".join(cells) + " |")
+            for selection in sorted({_selection(r) for r in finished if r.algo == algo}, key=lambda m: m != "final"):
+                group = [r for r in finished if r.algo == algo and _selection(r) == selection]
+                lines.append(_summary_row(algo if selection == "final" else f"{algo} (best)", group, keys, threshold))
     failed = [r for r in runs if not r.finished]
     if failed:
         lines += [

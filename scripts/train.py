@@ -2,6 +2,7 @@
 
     encephagen-train --algo ppo --env Encephagen-PatternRecognition-v0 [--timesteps N] [--seed S]
                      [--n-envs K] [--device D] [--hyperparams key=value ...] [--out runs/]
+                     [--select-model {final,best}] [--validation-episodes N]
     encephagen-train --resume runs/<run directory>
 
 writes ``<out>/<env>__<algo>__<seed>__<timestamp>/``:
@@ -15,6 +16,10 @@ writes ``<out>/<env>__<algo>__<seed>__<timestamp>/``:
 * ``evaluations.csv``: held-out evaluations during training (the learning curve), one row per episode;
 * ``eval.json``: the final model on ``--eval-episodes`` held-out episodes (seeds ``2·10⁹ + i``, a range no
   training episode uses): every episode's seed, return, length and ``info["metrics"]``;
+* with ``--select-model best``: ``best/`` (the model with the highest mean return on ``--validation-episodes``
+  validation episodes, seeds ``1.5·10⁹ + i``, checked at every curve point and at the end, as rl-zoo3's
+  ``best_model.zip``); ``eval.json`` then scores that model on the held-out episodes and records which step it
+  is from and how the final model scored;
 * ``checkpoints/``: the latest checkpoint (written atomically) for ``--resume``; ``status.json``.
 
 The controls ``random``, ``zero`` and ``reference`` do not train: they are only evaluated (no model.zip,
@@ -71,6 +76,9 @@ MONITOR = "monitor.csv"
 MODEL = "model.zip"
 VECNORMALIZE = "vecnormalize.pkl"
 CHECKPOINTS = "checkpoints"
+BEST = "best"
+BEST_JSON = "best.json"
+MODEL_SELECTIONS = ("final", "best")
 _PACKAGES = (
     "encephagen-gym",
     "torch",
@@ -102,6 +110,9 @@ class RunSpec:
         deterministic_eval: evaluate the greedy policy (True) or the sampled one (False); None: the
             algorithm's choice (``Algorithm.deterministic_eval``: greedy for SB3's; for the brain sampled with
             discrete actions, the mean with continuous ones).
+        select_model: which model ``eval.json`` scores: ``"final"`` (the model at the end of training) or
+            ``"best"`` (the one with the highest mean return on ``validation_episodes`` validation episodes,
+            checked at every curve point; learners only).
     """
 
     env_id: str
@@ -116,12 +127,16 @@ class RunSpec:
     n_evaluations: int = 10
     n_checkpoints: int = 10
     deterministic_eval: bool | None = None
+    select_model: str = "final"
+    validation_episodes: int = 10
     progress_bar: bool = False
     verbose: int = 0
 
     def __post_init__(self) -> None:
         get_algorithm(self.algo)
-        for name in ("eval_episodes", "curve_episodes", "n_evaluations", "n_checkpoints"):
+        if self.select_model not in MODEL_SELECTIONS:
+            raise ValueError(f"select_model must be one of {MODEL_SELECTIONS}, got {self.select_model!r}")
+        for name in ("eval_episodes", "curve_episodes", "n_evaluations", "n_checkpoints", "validation_episodes"):
             value = getattr(self, name)
             if isinstance(value, bool) or int(value) != value or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -131,6 +146,8 @@ class RunSpec:
     def key(self) -> dict[str, Any]:
         """The settings that make two runs the same experiment (used to skip finished runs): the arguments and
         the preset entry they resolve to (so an edited preset file is not mistaken for a finished run)."""
+        # select_model only when set, so that runs made before model selection existed keep their keys
+        selection = {"select_model": "best", "validation_episodes": self.validation_episodes}
         return {
             "env": self.env_id,
             "algo": self.algo,
@@ -142,6 +159,7 @@ class RunSpec:
             "eval_episodes": self.eval_episodes,
             "curve_episodes": self.curve_episodes,
             "n_evaluations": self.n_evaluations,
+            **(selection if self.select_model == "best" else {}),
         }
 
 
@@ -221,22 +239,54 @@ def save_checkpoint(model: Any, run_dir: Path) -> None:
     root = run_dir / CHECKPOINTS
     step = int(model.num_timesteps)
     name = f"step_{step:012d}"
-    tmp = root / f".tmp_{name}_{os.getpid()}"
+    _write_model_dir(model, root / name, replay_buffer=True)
+    atomic_write_json(root / "latest.json", {"dir": name, "num_timesteps": step})
+    for old in root.iterdir():
+        if old.is_dir() and old.name != name and old.name.startswith("step_"):
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_model_dir(model: Any, target: Path, *, replay_buffer: bool) -> None:
+    """``target/``: ``model.zip``, the ``VecNormalize`` statistics and (if asked) the replay buffer, written into
+    a fresh directory that then replaces ``target`` (a crash leaves the previous one, or none)."""
+    tmp = target.parent / f".tmp_{target.name}_{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     model.save(tmp / MODEL)
     vec_normalize = model.get_vec_normalize_env()
     if vec_normalize is not None:
         vec_normalize.save(str(tmp / VECNORMALIZE))
-    if getattr(model, "replay_buffer", None) is not None and hasattr(model, "save_replay_buffer"):
+    if replay_buffer and getattr(model, "replay_buffer", None) is not None and hasattr(model, "save_replay_buffer"):
         model.save_replay_buffer(tmp / "replay_buffer.pkl")
-    target = root / name
     shutil.rmtree(target, ignore_errors=True)
     os.replace(tmp, target)
-    atomic_write_json(root / "latest.json", {"dir": name, "num_timesteps": step})
-    for old in root.iterdir():
-        if old.is_dir() and old.name != name and old.name.startswith("step_"):
-            shutil.rmtree(old, ignore_errors=True)
+
+
+class BestModelKeeper:
+    """Model selection on validation episodes: ``consider(step, results)`` keeps the model in ``run_dir/best/``
+    when its mean validation return beats every earlier one (``best.json`` records step and return; it survives
+    ``--resume``)."""
+
+    def __init__(self, model: Any, run_dir: Path) -> None:
+        self.model = model
+        self.path = run_dir / BEST
+        self.record = read_json(run_dir / BEST_JSON) if (run_dir / BEST_JSON).exists() else None
+        self.run_dir = run_dir
+        self.last_step: int | None = None
+
+    def consider(self, step: int, results: list[EpisodeResult]) -> None:
+        self.last_step = step
+        mean_return = sum(r.ret for r in results) / len(results)
+        if self.record is not None and mean_return <= self.record["validation_mean_return"]:
+            return
+        _write_model_dir(self.model, self.path, replay_buffer=False)
+        self.record = {
+            "timesteps": int(step),
+            "validation_mean_return": mean_return,
+            "validation_episodes": len(results),
+            "validation_seeds_start": results[0].seed,
+        }
+        atomic_write_json(self.run_dir / BEST_JSON, self.record)
 
 
 # ------------------------------------------------------------------------------------------------ evaluations
@@ -304,10 +354,17 @@ class EvaluationLog:
 
 
 def write_eval_json(
-    run_dir: Path, spec: RunSpec, timesteps: int, results: list[EpisodeResult], deterministic: bool
+    run_dir: Path,
+    spec: RunSpec,
+    timesteps: int,
+    results: list[EpisodeResult],
+    deterministic: bool,
+    *,
+    model_selection: dict[str, Any] | None = None,
 ) -> None:
     """The final evaluation: every held-out episode's seed, return, length and metrics (written last, so its
-    presence means the run finished)."""
+    presence means the run finished). ``model_selection`` says which model was scored when it is not the
+    final one."""
     from encephagen_gym.agents.callbacks import mean_episode_metrics
 
     returns = [r.ret for r in results]
@@ -319,6 +376,7 @@ def write_eval_json(
             "seed": spec.seed,
             "timesteps": timesteps,
             "deterministic": deterministic,
+            "model_selection": model_selection or {"mode": "final"},
             "n_episodes": len(results),
             "mean_return": sum(returns) / len(returns),
             "mean_metrics": mean_episode_metrics(results),
@@ -493,7 +551,12 @@ def _evaluation_venv(spec: RunSpec, preset: Preset, n_envs: int) -> Any:
 def _train(spec: RunSpec, run_dir: Path, resuming: bool) -> int:
     from encephagen_gym.agents.callbacks import CheckpointEveryCallback, PeriodicEvalCallback, log_evaluation
     from encephagen_gym.agents.episode_metrics import EpisodeMetricsCallback
-    from encephagen_gym.agents.evaluation import evaluate_episodes, make_vec_env, training_env_seeds
+    from encephagen_gym.agents.evaluation import (
+        VALIDATION_SEED_BASE,
+        evaluate_episodes,
+        make_vec_env,
+        training_env_seeds,
+    )
 
     algorithm, preset, timesteps, n_envs = prepare(spec)
 
@@ -564,11 +627,18 @@ def _train(spec: RunSpec, run_dir: Path, resuming: bool) -> int:
 
     eval_freq = max(timesteps // spec.n_evaluations, 1)
     save_freq = max(timesteps // spec.n_checkpoints, 1)
-    callbacks = [
-        EpisodeMetricsCallback(),
-        PeriodicEvalCallback(evaluate_curve, eval_freq, log.add),
-        CheckpointEveryCallback(lambda: save_checkpoint(model, run_dir), save_freq),
-    ]
+    callbacks = [EpisodeMetricsCallback(), PeriodicEvalCallback(evaluate_curve, eval_freq, log.add)]
+    keeper, validation_venv = None, None
+    if spec.select_model == "best":
+        keeper = BestModelKeeper(model, run_dir)
+        validation_venv = _evaluation_venv(spec, preset, spec.validation_episodes)
+
+        def validate() -> list[EpisodeResult]:
+            return evaluate_episodes(model, validation_venv, deterministic=deterministic,
+                                     training_env=model.get_env(), seed_base=VALIDATION_SEED_BASE)  # fmt: skip
+
+        callbacks.append(PeriodicEvalCallback(validate, eval_freq, keeper.consider, prefix="validation/"))
+    callbacks.append(CheckpointEveryCallback(lambda: save_checkpoint(model, run_dir), save_freq))
     try:
         model.learn(
             total_timesteps=timesteps - start_step,
@@ -583,17 +653,54 @@ def _train(spec: RunSpec, run_dir: Path, resuming: bool) -> int:
         if vec_normalize is not None:
             atomic_write(run_dir / VECNORMALIZE, lambda tmp: vec_normalize.save(str(tmp)))
         eval_venv.close()
+        if keeper is not None and keeper.last_step != final_step:  # the final model is a candidate too
+            keeper.consider(final_step, validate())
         final_venv = _evaluation_venv(spec, preset, spec.eval_episodes)
         results = evaluate_episodes(model, final_venv, deterministic=deterministic, training_env=model.get_env())
-        final_venv.close()
         log.add(final_step, results)
         log_evaluation(model.logger, results)
         model.logger.dump(final_step)
-        write_eval_json(run_dir, spec, final_step, results, deterministic)
+        selection = None
+        if keeper is not None:
+            selection = {"mode": "best", **keeper.record, "final_model_mean_return": _mean_return(results)}
+            if keeper.record["timesteps"] != final_step:
+                results = _evaluate_saved(cls, keeper.path, venv, final_venv, spec, deterministic)
+        final_venv.close()
+        write_eval_json(run_dir, spec, final_step, results, deterministic, model_selection=selection)
     finally:
         model.logger.close()
         venv.close()
+        if validation_venv is not None:
+            validation_venv.close()
     return final_step
+
+
+def _mean_return(results: list[EpisodeResult]) -> float:
+    return sum(r.ret for r in results) / len(results)
+
+
+def _evaluate_saved(
+    cls: Any, model_dir: Path, training_venv: Any, venv: Any, spec: RunSpec, deterministic: bool
+) -> list[EpisodeResult]:
+    """Held-out episodes in ``venv`` of the model saved in ``model_dir``, with its own ``VecNormalize``
+    statistics."""
+    import copy
+    import pickle
+
+    from stable_baselines3.common.vec_env import VecEnvWrapper, VecNormalize
+
+    from encephagen_gym.agents.evaluation import evaluate_episodes
+
+    model = cls.load(model_dir / MODEL, env=training_venv, device=spec.device)
+    if (model_dir / VECNORMALIZE).exists():
+        with (model_dir / VECNORMALIZE).open("rb") as handle:
+            statistics = pickle.load(handle)  # a VecNormalize without its venv (as VecNormalize.load reads it)
+        layer = venv
+        while isinstance(layer, VecEnvWrapper):
+            if isinstance(layer, VecNormalize):
+                layer.obs_rms, layer.ret_rms = copy.deepcopy(statistics.obs_rms), copy.deepcopy(statistics.ret_rms)
+            layer = layer.venv
+    return evaluate_episodes(model, venv, deterministic=deterministic)
 
 
 def _eval_base() -> int:
@@ -671,6 +778,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--eval-episodes", type=int, default=20, help="held-out episodes of the final evaluation")
     parser.add_argument("--curve-episodes", type=int, default=5, help="held-out episodes per evaluation in training")
     parser.add_argument("--n-evaluations", type=int, default=10, help="evaluations during training")
+    add_model_selection_arguments(parser)
     parser.add_argument(
         "--threads",
         type=int,
@@ -682,6 +790,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="print SB3's logs")
     return parser
+
+
+def add_model_selection_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--select-model`` and ``--validation-episodes`` (shared with encephagen-compare)."""
+    parser.add_argument(
+        "--select-model",
+        choices=MODEL_SELECTIONS,
+        default="final",
+        help="model that eval.json scores: the final one, or the best on validation episodes (seeds 1.5e9 + i)",
+    )
+    parser.add_argument(
+        "--validation-episodes", type=int, default=10, help="validation episodes per check (--select-model best)"
+    )
 
 
 def _deterministic(spec: RunSpec, action_space: spaces.Space) -> bool:
@@ -730,6 +851,8 @@ def main(argv: list[str] | None = None) -> None:
                 eval_episodes=args.eval_episodes,
                 curve_episodes=args.curve_episodes,
                 n_evaluations=args.n_evaluations,
+                select_model=args.select_model,
+                validation_episodes=args.validation_episodes,
                 progress_bar=progress,
                 verbose=args.verbose,
             )

@@ -23,6 +23,7 @@ from encephagen_gym.agents.algorithms import ALGORITHMS, get_algorithm
 from encephagen_gym.agents.callbacks import EpisodeResult, mean_episode_metrics
 from encephagen_gym.agents.evaluation import (
     EVAL_SEED_BASE,
+    VALIDATION_SEED_BASE,
     evaluate_episodes,
     evaluation_seeds,
     make_vec_env,
@@ -376,6 +377,85 @@ def test_summary_table_statistics() -> None:
     reached = format_mean_ci(*mean_ci([500, 1000]), digits=0)  # threshold 18: reached at 500 and 1000
     assert f"{reached} (2/3)" in ppo_row and reached.startswith("750 ± ")
     assert math.isnan(report.steps_to_threshold(runs[2], 18.0))
+    best = run("ppo", 0, [20.0, 20.0], [])
+    best.evaluation["model_selection"] = {"mode": "best", "timesteps": 500}
+    rows = [line for line in report.summary_markdown([*runs, best]).splitlines() if line.startswith("| ppo")]
+    assert len(rows) == 2 and rows[0] == ppo_row and rows[1].startswith("| ppo (best) | 1 | 1,000 | 20.00 |")
+
+
+# ------------------------------------------------------------------------------------------------ model selection
+class _StepModel:
+    """Stands in for a learner in BestModelKeeper: its saved file says at which step it was saved."""
+
+    def __init__(self) -> None:
+        self.num_timesteps = 0
+
+    def save(self, path: Path) -> None:
+        Path(path).write_text(str(self.num_timesteps))
+
+    def get_vec_normalize_env(self) -> None:
+        return None
+
+
+def test_best_model_keeper_keeps_the_highest_validation_return(tmp_path: Path) -> None:
+    model = _StepModel()
+    keeper = train_script.BestModelKeeper(model, tmp_path)
+
+    def validated(step: int, returns: list[float]) -> None:
+        model.num_timesteps = step
+        keeper.consider(step, [EpisodeResult(VALIDATION_SEED_BASE + i, r, 10, {}) for i, r in enumerate(returns)])
+
+    validated(0, [0.0, 1.0])
+    validated(100, [3.0, 2.0])  # best: mean 2.5
+    validated(200, [2.5, 2.5])  # a tie does not replace it
+    validated(300, [1.0, 1.0])
+    record = json.loads((tmp_path / "best.json").read_text())
+    assert record == {"timesteps": 100, "validation_mean_return": 2.5, "validation_episodes": 2,
+                      "validation_seeds_start": VALIDATION_SEED_BASE}  # fmt: skip
+    assert (tmp_path / "best" / "model.zip").read_text() == "100"
+    resumed = train_script.BestModelKeeper(model, tmp_path)  # --resume: the record survives
+    model.num_timesteps = 400
+    resumed.consider(400, [EpisodeResult(VALIDATION_SEED_BASE, 2.0, 10, {})])
+    assert (tmp_path / "best" / "model.zip").read_text() == "100"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp")]
+
+
+def test_select_model_best_scores_the_validated_checkpoint_on_held_out_episodes(tmp_path: Path) -> None:
+    """PPO with VecNormalize on CPGGait: eval.json scores best/ (with its own normalisation statistics), chosen
+    on validation seeds that no held-out or training episode uses."""
+    spec = train_script.RunSpec(
+        env_id="Encephagen-CPGGait-v0", algo="ppo", seed=0, timesteps=256, n_envs=2,
+        hyperparams={**TINY_PPO, "env_kwargs": {"episode_s": 1.0}}, eval_episodes=2, curve_episodes=2,
+        n_evaluations=4, select_model="best", validation_episodes=2,
+    )  # fmt: skip
+    run_dir = train_script.train(spec, tmp_path)
+    record = json.loads((run_dir / "best.json").read_text())
+    evaluation = json.loads((run_dir / "eval.json").read_text())
+    assert evaluation["model_selection"]["mode"] == "best"
+    assert evaluation["model_selection"]["timesteps"] == record["timesteps"] in (0, 64, 128, 192, 256)
+    assert "final_model_mean_return" in evaluation["model_selection"] and evaluation["timesteps"] == 256
+    assert record["validation_seeds_start"] == VALIDATION_SEED_BASE
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    validation_seeds = {VALIDATION_SEED_BASE + i for i in range(2)}
+    assert not validation_seeds & ({e["seed"] for e in evaluation["episodes"]} | set(config["train_env_seeds"]))
+
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    venv = make_vec_env(spec.env_id, 2, env_kwargs={"episode_s": 1.0}, evaluation=True,
+                        normalize_kwargs={"gamma": 0.99})  # fmt: skip
+    statistics = VecNormalize.load(str(run_dir / "best" / "vecnormalize.pkl"), make_vec_env(spec.env_id, 2))
+    venv.obs_rms = statistics.obs_rms
+    again = evaluate_episodes(PPO.load(run_dir / "best" / "model.zip"), venv)
+    assert [r.ret for r in again] == pytest.approx([e["return"] for e in evaluation["episodes"]], abs=1e-5)
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    assert [e.step for e in events.Scalars("validation/mean_reward")] == [0, 64, 128, 192, 256]
+    with pytest.raises(ValueError, match="select_model"):
+        train_script.RunSpec(env_id=PATTERNS, algo="ppo", select_model="last")
 
 
 # ------------------------------------------------------------------------------------------------ resume, Ray
