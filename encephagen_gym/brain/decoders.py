@@ -281,7 +281,15 @@ class ActorCriticReadout(_ReadoutInput):
         if not self.continuous:
             if deterministic:
                 return output.policy.argmax(dim=1)
-            return torch.multinomial(self.probabilities(output), 1, generator=generator).squeeze(1)
+            try:
+                return torch.multinomial(self.probabilities(output), 1, generator=generator).squeeze(1)
+            except RuntimeError as error:  # checked only on failure: no host read on the hot path
+                if bool(torch.isfinite(output.policy).all()):
+                    raise
+                raise FloatingPointError(
+                    "the readout's action probabilities are not finite: its parameters or the brain's weights are "
+                    "no longer finite (learning diverged); lower readout_learning_rate or learning_rate"
+                ) from error
         mean = self.mean(output)
         if deterministic:
             return mean
