@@ -893,8 +893,12 @@ def test_bandit_and_distal_reward_over_more_seeds(seed):
     learned = experiments.contextual_bandit(seed=seed)
     control = experiments.contextual_bandit(seed=seed, mode="zero_td")
     assert learned["reward_last50"] > 0.7 and control["reward_last50"] < 0.58
-    distal = experiments.distal_reward(seed=seed, trials=4)
+    # 8 trials: at 4 the test had little margin (seed 4: z 3.16) and seed 2 ranked the target 3rd (z 2.63) once the
+    # exact-mean noise bank (commit 0f98f39) changed its noise; at 8, seeds 0-4 rank it first (z 4.7-6.5) and the
+    # random-reward control leaves it at |z| <= 2.4
+    distal = experiments.distal_reward(seed=seed, trials=8)
     assert distal["target_rank"] <= 2 and distal["target_z"] > 3.0
+    assert abs(experiments.distal_reward(seed=seed, trials=8, contingent=False)["target_z"]) < 3.0
 
 
 # ------------------------------------------------------------------------------ objects of another network
