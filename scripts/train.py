@@ -276,7 +276,7 @@ class BestModelKeeper:
 
     def consider(self, step: int, results: list[EpisodeResult]) -> None:
         self.last_step = step
-        mean_return = sum(r.ret for r in results) / len(results)
+        mean_return = _mean_return(results)
         if self.record is not None and mean_return <= self.record["validation_mean_return"]:
             return
         _write_model_dir(self.model, self.path, replay_buffer=False)
@@ -367,7 +367,6 @@ def write_eval_json(
     final one."""
     from encephagen_gym.agents.callbacks import mean_episode_metrics
 
-    returns = [r.ret for r in results]
     atomic_write_json(
         run_dir / EVAL,
         {
@@ -378,7 +377,7 @@ def write_eval_json(
             "deterministic": deterministic,
             "model_selection": model_selection or {"mode": "final"},
             "n_episodes": len(results),
-            "mean_return": sum(returns) / len(returns),
+            "mean_return": _mean_return(results),
             "mean_metrics": mean_episode_metrics(results),
             "episodes": [r.as_dict() for r in results],
         },
