@@ -3,8 +3,9 @@
 Reads every run directory under DIR (``spec.json``, ``status.json``, ``eval.json``, ``evaluations.csv``) and
 writes:
 
-* ``results.csv``: one row per finished run × held-out evaluation episode: ``env, algo, seed, episode,
-  eval_seed, return, length`` and one column per task metric;
+* ``results.csv``: one row per finished run × held-out evaluation episode: ``env, algo, seed, model`` (``final``,
+  or ``best`` when the run scored its best checkpoint on validation episodes), ``episode, eval_seed, return,
+  length`` and one column per task metric;
 * ``summary.md``: per env, per algorithm: seeds, final held-out return and every task metric as mean ± 95 %
   t-interval over seeds (each seed's value is its mean over evaluation episodes), env steps to reach 90 % of
   the reference's return and stay there (where reached), and failed runs with their errors;
@@ -131,6 +132,7 @@ def write_results_csv(directory: Path, runs: Sequence[RunRecord]) -> Path:
                     "env": run.env,
                     "algo": run.algo,
                     "seed": run.seed,
+                    "model": _selection(run),
                     "episode": i,
                     "eval_seed": episode["seed"],
                     "return": episode["return"],
@@ -142,7 +144,7 @@ def write_results_csv(directory: Path, runs: Sequence[RunRecord]) -> Path:
     if rows:
         write_rows_csv(path, rows)
     else:
-        atomic_write_text(path, "env,algo,seed,episode,eval_seed,return,length\n")
+        atomic_write_text(path, "env,algo,seed,model,episode,eval_seed,return,length\n")
     return path
 
 

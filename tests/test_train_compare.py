@@ -276,8 +276,9 @@ def test_grid_outputs_table_csv_figures_and_tensorboard(grid: tuple[Path, list[c
     with (out / "results.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 12 * 2  # finished runs × evaluation episodes
-    for column in ("env", "algo", "seed", "episode", "return", "length", "discrimination", "accuracy"):
+    for column in ("env", "algo", "seed", "model", "episode", "return", "length", "discrimination", "accuracy"):
         assert column in rows[0]
+    assert {row["model"] for row in rows} == {"final"}
     summary = (out / "summary.md").read_text()
     assert f"## {CONDITIONING}" in summary and f"## {PATTERNS}" in summary
     assert "| algo | seeds | env steps | return | discrimination |" in summary
