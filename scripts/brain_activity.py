@@ -2,7 +2,8 @@
 
 Writes a PNG with (top) a spike raster of a sample of excitatory (blue) and inhibitory (red) neurons sorted by
 region, with the regions' roles marked, and (bottom) a region × time rate heatmap with its colour bar (``--vmax``
-fixes the scale so that figures compare across runs); prints the mean rate per role. With ``--stimulus ROLE`` a
+fixes the scale so that figures compare across runs); prints the mean rate per role (all neurons, and its
+excitatory and inhibitory neurons apart) and the ISI CV. With ``--stimulus ROLE`` a
 current step is injected into the excitatory neurons of that role's regions for a window (shaded in the figure).
 The drawing is :func:`encephagen_gym.brain.figures.plot_activity`, shared with ``encephagen-console``'s
 ``raster``.
@@ -31,6 +32,7 @@ import torch
 
 from encephagen_gym.brain import BrainConfig, SpikingBrain
 from encephagen_gym.brain.figures import ActivityRecord, plot_activity, raster_sample
+from encephagen_gym.brain.readout import RegionActivity
 from encephagen_gym.scripts.record_video import parse_kwarg
 
 __all__ = ["main", "record_activity"]
@@ -45,10 +47,13 @@ def record_activity(
     raster_per_region: int,
     bin_ms: float,
     warmup_ms: float = 200.0,
+    whole_run_counts: Sequence[RegionActivity] = (),
 ) -> ActivityRecord:
     """Simulate one brain; return the raster sample (E and I cells) and the binned region rates.
 
     Only the sampled raster neurons and per-region counts per bin are copied to the host (once per bin).
+    ``whole_run_counts`` (accumulators of the brain, batch 1, e.g. its ``"excitatory"`` and ``"inhibitory"``
+    neurons) also count every step's spikes after the warm-up.
     """
     net = brain.network
     state = brain.run(brain.initial_state(1), round(warmup_ms / brain.dt_ms))
@@ -68,6 +73,8 @@ def record_activity(
         state = brain.step(state, current)
         sample_spikes[i % bin_steps] = state.spikes[0].index_select(0, sample)
         region_counts.update(state.spikes)
+        for counts in whole_run_counts:
+            counts.update(state.spikes)
         if (i + 1) % bin_steps == 0:
             steps, neurons = torch.nonzero(sample_spikes, as_tuple=True)
             raster_t.append((steps.cpu().numpy() + i + 1 - bin_steps) * brain.dt_ms / 1000)
@@ -191,8 +198,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.stimulus is not None and args.stimulus not in roles:
         raise SystemExit(f"unknown role {args.stimulus!r}; roles of {args.connectome}: {sorted(set(roles))}")
     window_s = (args.stimulus_start, args.stimulus_stop)
+    by_type = (brain.activity(1, "excitatory"), brain.activity(1, "inhibitory"))
     record = record_activity(brain, args.seconds, args.stimulus, args.amplitude, window_s, args.raster_per_region,
-                             args.bin_ms)  # fmt: skip
+                             args.bin_ms, whole_run_counts=by_type)  # fmt: skip
     window = f"{args.stimulus_start:g}-{args.stimulus_stop:g} s"
     stim = f", {args.amplitude:g} mV into {args.stimulus} E cells {window}" if args.stimulus else ""
     kind = "the agent's brain, " if args.agent_brain else ""
@@ -208,7 +216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     in_stimulus = (bin_times >= args.stimulus_start) & (bin_times < args.stimulus_stop)
     print(f"{title}\nwrote {args.out}")
     cv_by_region = _sampled_cv_by_region(record, len(roles))
-    header = f"{'role':15s} {'regions':>7s} {'rate Hz':>8s} {'ISI CV':>7s}"
+    exc_rates, inh_rates = (counts.rates_hz()[0].cpu().numpy() for counts in by_type)  # [R] Hz, whole run
+    header = f"{'role':15s} {'regions':>7s} {'rate Hz':>8s} {'E Hz':>7s} {'I Hz':>7s} {'ISI CV':>7s}"
     if args.stimulus:
         header += f" {'outside stim':>12s} {'during stim':>11s}"
     print(header)
@@ -216,17 +225,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         index = [r for r, name in enumerate(roles) if name == role]
         role_cvs = np.concatenate([cv_by_region[r] for r in index])
         cv = f"{np.median(role_cvs):7.2f}" if len(role_cvs) else f"{'n/a':>7s}"
-        line = f"{role:15s} {len(index):7d} {rates[index].mean():8.2f} {cv}"
+        line = (f"{role:15s} {len(index):7d} {rates[index].mean():8.2f} {exc_rates[index].mean():7.2f} "
+                f"{inh_rates[index].mean():7.2f} {cv}")  # fmt: skip
         if args.stimulus:
             outside, during = rates[index][:, ~in_stimulus].mean(), rates[index][:, in_stimulus].mean()
             line += f" {outside:12.2f} {during:11.2f}"
         print(line)
     all_cvs = np.concatenate(cv_by_region)
     median_cv = np.median(all_cvs) if len(all_cvs) else float("nan")
-    print(f"{'all':15s} {len(roles):7d} {rates.mean():8.2f} {median_cv:7.2f}")
+    print(f"{'all':15s} {len(roles):7d} {rates.mean():8.2f} {exc_rates.mean():7.2f} {inh_rates.mean():7.2f} "
+          f"{median_cv:7.2f}")  # fmt: skip
     print(
-        "rates: all neurons of each region; ISI CV: median over the raster's sampled neurons (E and I) with >= 5 "
-        "spikes" + (" (whole run, stimulus included)" if args.stimulus else "")
+        "rates: all neurons of each region (E Hz, I Hz: its excitatory and inhibitory neurons over the whole run); "
+        "ISI CV: median over the raster's sampled neurons (E and I) with >= 5 spikes"
+        + (" (whole run, stimulus included)" if args.stimulus else "")
     )
     return 0
 

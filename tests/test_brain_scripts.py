@@ -88,8 +88,14 @@ def test_brain_activity_writes_png_and_role_table(tmp_path, capsys):
     printed = capsys.readouterr().out
     table = {line.split()[0]: line.split()[1:] for line in printed.splitlines() if line and line.split()[0]}
     assert "prefrontal" in table and "visual" in table and "all" in table
-    outside, during = float(table["visual"][2]), float(table["visual"][3])
+    outside, during = float(table["visual"][5]), float(table["visual"][6])
     assert during > 2 * outside  # the stimulated role responds
+    # E and I apart: the stimulus drives the visual E cells only, and the all-neuron rate is their 4:1 mixture
+    # (5 neurons per region: 4 E, 1 I; the binned rate covers the whole run here, 0.4 s in 20 ms bins)
+    for role in ("visual", "prefrontal", "all"):
+        rate, excitatory, inhibitory = (float(value) for value in table[role][1:4])
+        assert rate == pytest.approx((4 * excitatory + inhibitory) / 5, abs=0.02)
+    assert float(table["visual"][2]) > float(table["prefrontal"][2])
 
 
 def test_brain_activity_simulates_the_agents_brain(tmp_path, capsys):
