@@ -299,6 +299,58 @@ def test_alif_neurons_are_a_seeded_share_of_excitatory_neurons_and_leave_the_wir
     assert torch.equal(again.is_adaptive, alif_net.is_adaptive)
 
 
+def _synapses(net, weights, mask) -> list[tuple[int, int, int, float]]:
+    """(pre, post, delay, strength) of the masked synapses, sorted."""
+    return sorted(zip(net.pre[mask].tolist(), net.post[mask].tolist(), net.delay_steps[mask].tolist(),
+                      weights[mask].tolist(), strict=True))  # fmt: skip
+
+
+@pytest.mark.parametrize("inhibition", [0.0, 3.0])
+def test_pathways_add_fixed_in_degree_inputs_along_the_connectome_and_leave_the_rest_alone(inhibition):
+    """Every excitatory neuron of a target role gets ``pathway_in_degree`` pathway synapses of ``pathway_j_mv`` from
+    excitatory neurons of other regions of the source roles that project to it; with ``pathway_inhibition`` f, every
+    inhibitory neuron of a target region as many of f × that strength (long-range, not pathway synapses); the plain
+    brain's synapses are all kept as they were."""
+    n, n_exc, degree, strength = 10, 8, 5, 0.25
+    pairs = (("visual", "prefrontal"), ("visual", "motor"), ("prefrontal", "motor"))
+    targets = {"prefrontal": ("visual",), "motor": ("visual", "prefrontal")}
+    plain, plain_weights = build_network(BrainConfig(neurons_per_region=n, device=CPU))
+    net, weights = build_network(BrainConfig(neurons_per_region=n, device=CPU, pathways=pairs, pathway_in_degree=degree,
+                                             pathway_j_mv=strength, pathway_inhibition=inhibition))  # fmt: skip
+    connectome = load_connectome("tvb96")
+    roles = net.roles
+
+    def reached(target: int) -> bool:  # by a region of one of its source roles (a region no source reaches gets none)
+        return roles[target] in targets and any(
+            roles[source] in targets[roles[target]] and source != target and connectome.weights[source, target] > 0
+            for source in range(len(roles))
+        )
+
+    is_target = torch.tensor([reached(region) for region in range(len(roles))])
+    assert is_target.sum() > 10  # most prefrontal and motor regions
+    onto_inhibitory = net.post % n >= n_exc
+    feedforward = (~net.is_pathway & onto_inhibitory & net.is_long_range & is_target[net.post_region]
+                   & (weights == inhibition * strength))  # fmt: skip
+    # the plain wiring is untouched: what is neither pathway nor feedforward inhibition is exactly the plain brain
+    assert _synapses(net, weights, ~net.is_pathway & ~feedforward) == _synapses(
+        plain, plain_weights, torch.ones_like(plain.pre, dtype=torch.bool)
+    )
+    # the pathway: excitatory → excitatory, fixed in-degree per target neuron, along the connectome's edges
+    assert torch.all(weights[net.is_pathway] == strength) and torch.all(net.is_long_range[net.is_pathway])
+    assert torch.all(net.pre[net.is_pathway] % n < n_exc) and torch.all(net.post[net.is_pathway] % n < n_exc)
+    in_degree = torch.bincount(net.post[net.is_pathway], minlength=net.n_neurons).view(-1, n)[:, :n_exc]
+    assert torch.equal(in_degree, is_target[:, None].long().expand(-1, n_exc) * degree)
+    for mask in (net.is_pathway, feedforward):
+        for source, target in zip(net.pre_region[mask].tolist(), net.post_region[mask].tolist(), strict=True):
+            assert source != target and roles[source] in targets[roles[target]]
+            assert connectome.weights[source, target] > 0
+    assert torch.all(net.pre[feedforward] % n < n_exc)
+    # feedforward inhibition: the same in-degree onto every inhibitory neuron of a target region, none elsewhere
+    ff_degree = torch.bincount(net.post[feedforward], minlength=net.n_neurons).view(-1, n)
+    expected = is_target[:, None].long().expand(-1, n - n_exc) * (degree if inhibition > 0 else 0)
+    assert torch.equal(ff_degree[:, n_exc:], expected) and not ff_degree[:, :n_exc].any()
+
+
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
@@ -645,6 +697,7 @@ def test_region_activity_counts_match_the_spikes():
         dict(dt_ms=0.3),  # does not divide the 2 ms refractory period / 1 ms local delay
         dict(dt_ms=2.0),
         dict(background_eta=float("nan")),
+        dict(pathway_inhibition=-1.0),
         dict(v_reset_mv=25.0),
         dict(seed=-1),
     ],

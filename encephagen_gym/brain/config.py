@@ -131,7 +131,10 @@ class BrainConfig:
     ``neurons_per_region``, so a small brain has the same pathway capacity as the full one; they follow the
     connectome's edges, so a null model changes them as it changes everything else. They are what a learning rule
     can strengthen to carry information from where it enters to where decisions are read (issue 10); the plain brain
-    has none.
+    has none. ``pathway_inhibition`` f > 0 adds feedforward inhibition: every inhibitory neuron of a target region
+    receives ``pathway_in_degree`` synapses of strength ``f × pathway_j_mv`` from the same sources (fixed; not
+    pathway synapses), so that strong pathways excite the targets' interneurons too (default 0: none; measured in
+    :mod:`~encephagen_gym.brain.routing`).
 
     Simulation: ``device`` (``"auto"``: CUDA when available) and ``backend``: ``"torch"`` (tensor ops, any
     device), ``"numba"`` (a compiled fused CPU step with presynaptic spike queues, several times faster on
@@ -165,6 +168,7 @@ class BrainConfig:
     pathways: tuple[tuple[str, str], ...] = ()
     pathway_in_degree: int = 20
     pathway_j_mv: float = 0.2
+    pathway_inhibition: float = 0.0
     alif_roles: tuple[str, ...] = ()
     alif_fraction: float = 0.4
     tau_adaptation_ms: float = 1000.0
@@ -242,6 +246,7 @@ class BrainConfig:
         ):
             errors.append(f"pathway_in_degree must be an integer in [0, 10000], got {self.pathway_in_degree!r}")
         non_negative("pathway_j_mv")
+        non_negative("pathway_inhibition")
         errors.extend(self._alif_role_errors())
         if errors:
             raise ValueError("invalid BrainConfig: " + "; ".join(errors))

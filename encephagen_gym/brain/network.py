@@ -142,7 +142,8 @@ class Network(NamedTuple):
     spike).
     Per-synapse tensors (length S): ``pre``, ``post`` (int64 neuron ids), ``pre_region``, ``post_region``
     (int64), ``channel`` (EXCITATORY/INHIBITORY, from the presynaptic type), ``delay_steps`` (int64 ≥ 1),
-    ``is_long_range`` (bool), ``is_pathway`` (bool: the synapses added by ``BrainConfig.pathways``). Initial
+    ``is_long_range`` (bool), ``is_pathway`` (bool: the synapses ``BrainConfig.pathways`` adds onto excitatory
+    neurons; its feedforward inhibition, ``pathway_inhibition``, is long-range but not pathway). Initial
     non-negative strengths in mV are returned separately by :func:`build_network` (the learnable ``weights``
     tensor).
     Scalars: decay factors and propagators for exact integration over one step of ``dt_ms``; ``jump_x``
@@ -318,9 +319,11 @@ def build_network(config: BrainConfig) -> tuple[Network, torch.Tensor]:
         delays.append(np.full(len(pre), delay))
         long_flags.append(np.ones(len(pre), dtype=bool))
 
-    n_before_pathways = sum(len(p) for p in pres)
+    plastic_flags = [np.zeros(len(p), dtype=bool) for p in pres]
     # Pathways: a fixed number of inputs per excitatory target neuron along the connectome's edges (see
-    # BrainConfig); drawn after everything else, so a config without pathways wires exactly as before.
+    # BrainConfig); drawn after everything else, so a config without pathways wires exactly as before. With
+    # pathway_inhibition > 0 each inhibitory neuron of the target region gets as many from the same sources
+    # (feedforward inhibition: fixed, not part of the plastic pathway), drawn after that region's excitatory ones.
     sources_of: dict[str, list[str]] = {}
     for source_role, target_role in config.pathways:
         sources_of.setdefault(target_role, []).append(source_role)
@@ -330,21 +333,26 @@ def build_network(config: BrainConfig) -> tuple[Network, torch.Tensor]:
             weight = np.where(sources == target, 0.0, connectome.weights[sources, target]).astype(np.float64)
             if config.pathway_in_degree == 0 or weight.sum() <= 0:
                 continue
-            count = n_exc * config.pathway_in_degree
-            source = rng.choice(sources, size=count, p=weight / weight.sum())
-            pres.append(source * n + rng.integers(n_exc, size=count))
-            posts.append(np.repeat(target * n + np.arange(n_exc), config.pathway_in_degree))
-            strengths.append(np.full(count, config.pathway_j_mv))
-            delay = np.round(tract_mm[source, target] / config.conduction_velocity_mm_per_ms / dt)
-            delays.append(np.maximum(delay, 1).astype(np.int64))
-            long_flags.append(np.ones(count, dtype=bool))
+            groups = [(np.arange(n_exc), config.pathway_j_mv, True)]
+            if config.pathway_inhibition > 0:
+                groups.append((np.arange(n_exc, n), config.pathway_inhibition * config.pathway_j_mv, False))
+            for neurons, strength, plastic in groups:
+                count = len(neurons) * config.pathway_in_degree
+                source = rng.choice(sources, size=count, p=weight / weight.sum())
+                pres.append(source * n + rng.integers(n_exc, size=count))
+                posts.append(np.repeat(target * n + neurons, config.pathway_in_degree))
+                strengths.append(np.full(count, strength))
+                delay = np.round(tract_mm[source, target] / config.conduction_velocity_mm_per_ms / dt)
+                delays.append(np.maximum(delay, 1).astype(np.int64))
+                long_flags.append(np.ones(count, dtype=bool))
+                plastic_flags.append(np.full(count, plastic))
 
     pre = np.concatenate(pres).astype(np.int64)
     post = np.concatenate(posts).astype(np.int64)
     strength = np.concatenate(strengths).astype(np.float32)
     delay = np.maximum(np.concatenate(delays), 1).astype(np.int64)
     long_range = np.concatenate(long_flags)
-    pathway = np.arange(len(pre)) >= n_before_pathways
+    pathway = np.concatenate(plastic_flags)
     order = np.lexsort((post, delay, pre))  # CSR: by presynaptic neuron, then delay, then postsynaptic
     pre, post, strength, delay, long_range, pathway = (
         pre[order],

@@ -24,6 +24,23 @@ decodable from the action regions while it is on screen (0.94; 0.54 at 0.2 mV) a
 cells' rates in the response window, 200 ms after it (0.86 ± 0.14; chance 0.52), but the action regions' spontaneous
 rates rise from ≈ 8 to 13–15 Hz (ISI CV 0.72 → 0.67). Pattern classes and the working-memory sample are not held
 at either strength.
+
+``pathway_inhibition`` f (off by default) lets strong pathways also drive the target regions' inhibitory neurons
+(``pathway_in_degree`` synapses of f × ``pathway_j_mv`` each, from the same sources). At 1 mV it brings the
+*excitatory* rates back while the CS still reaches the action regions, at the price of fast-firing interneurons
+(one brain, 3 s, ``scripts/brain_activity.py --agent-brain --brain pathway_j_mv=1.0 pathway_inhibition=f``, E / I
+rates in Hz; probe as above, one seed, 100 trials):
+
+| pathway_j_mv, f | action E | action I | all E / all I | CS in action E: on screen / 200 ms trace at the response |
+|---|---|---|---|---|
+| 0.2, 0 (default) | 8.4–9.0 | 7.2–8.2 | 7.6 / 8.4 | 0.54 / — |
+| 1.0, 0 | 13.9–16.4 | 7.5–8.6 | 10.3 / 8.8 | 0.99 / 0.74 |
+| 1.0, 4 | 10.5–12.9 | 29–35 | 9.0 / 22.9 | 1.00 / 0.72 |
+| 1.0, 8 | 9.0–11.6 | 45–55 | 8.4 / 34.6 | 1.00 / 0.78 |
+
+Learning did not follow: ``BrainAgent`` with 1 mV pathways, f = 8 and a 200 ms readout filter (reward e-prop,
+Conditioning, seed 0, 200 k steps, 16 envs) still ended responding in every response window (discrimination 0.00),
+as without the inhibition. So the default stays 0.
 """
 
 from __future__ import annotations
