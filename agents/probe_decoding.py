@@ -53,6 +53,17 @@ class Decoding:
     n_folds: int
 
 
+def _sample_span(samples: np.ndarray) -> np.ndarray:
+    """An orthonormal basis ``[F, ≤ T]`` of a space that holds every row of ``samples`` ``[T, F]``: the right
+    singular vectors, or, where LAPACK's SVD does not converge (it happened on a PatternRecognition probe of a
+    96×20 brain), Q of a QR factorisation of ``samplesᵀ`` (any extra directions are orthogonal to every sample,
+    so the L2-penalised weights on them are zero and the model is the same)."""
+    try:
+        return np.linalg.svd(samples, full_matrices=False)[2].T
+    except np.linalg.LinAlgError:
+        return np.linalg.qr(samples.T)[0]
+
+
 def _cross_validated_correct(features: np.ndarray, labels: np.ndarray, folds: int, C: float, seed: int) -> int:
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     correct = 0
@@ -67,7 +78,7 @@ def _cross_validated_correct(features: np.ndarray, labels: np.ndarray, folds: in
                 # The L2-penalised weights lie in the span of the training samples (the loss gradient does and
                 # the penalty keeps nothing outside it), so fitting on the coordinates in an orthonormal basis
                 # of that span is the same model — with at most n_train features instead of thousands.
-                basis = np.linalg.svd(fit_on, full_matrices=False)[2].T
+                basis = _sample_span(fit_on)
                 fit_on, predict_on = fit_on @ basis, predict_on @ basis
             model = LogisticRegression(C=C, max_iter=1000).fit(fit_on, labels[train])
             correct += int((model.predict(predict_on) == labels[test]).sum())

@@ -142,6 +142,27 @@ def test_decode_on_known_data():
         decode(rng.normal(size=(10, 3)), [0, 1] * 5, folds=1)
 
 
+def test_decode_survives_an_svd_that_does_not_converge(monkeypatch):
+    """More features than trials: the fit runs in a basis of the training samples' span; where LAPACK's SVD fails
+    to converge the QR basis gives the same decoding (not an error reported as a usage message)."""
+    import encephagen_gym.agents.probe_decoding as probe_decoding
+
+    rng = np.random.default_rng(1)
+    labels = np.repeat([0, 1], 20)
+    features = rng.normal(size=(40, 200))
+    features[:, :10] += 2.0 * labels[:, None]
+    reference = decode(features, labels)
+
+    def failing_svd(*args, **kwargs):
+        raise np.linalg.LinAlgError("SVD did not converge")
+
+    monkeypatch.setattr(probe_decoding.np.linalg, "svd", failing_svd)
+    fallback = decode(features, labels)
+    assert reference.accuracy > 0.8
+    assert fallback.accuracy == pytest.approx(reference.accuracy, abs=0.03)
+    assert fallback.shuffle_accuracy == pytest.approx(reference.shuffle_accuracy, abs=0.05)
+
+
 def test_aborted_trials_lack_their_later_periods():
     envs = make_envs(PR, 4)
     policy = make_probe_policy(envs[0], seed=0, device="cpu", neurons_per_region=10)
