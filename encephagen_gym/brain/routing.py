@@ -37,6 +37,7 @@ rates in Hz; probe as above, one seed, 100 trials):
 | 1.0, 0 | 13.9–16.4 | 7.5–8.6 | 10.3 / 8.8 | 0.99 / 0.74 |
 | 1.0, 4 | 10.5–12.9 | 29–35 | 9.0 / 22.9 | 1.00 / 0.72 |
 | 1.0, 8 | 9.0–11.6 | 45–55 | 8.4 / 34.6 | 1.00 / 0.78 |
+| 2.0, 8 | 14.2–21.4 | 86–106 | 11.1 / 57.0 | 1.00 / 0.94 (3 seeds × 200 trials) |
 
 At 1 mV, f = 8 and a 200 ms readout filter, ``BrainAgent`` (reward e-prop, Conditioning, seed 0, 200 k steps,
 16 envs) still ended responding in every response window (discrimination 0.00). At **2 mV, f = 8** it learns: the
