@@ -6,6 +6,7 @@ delayed go/no-go."""
 from __future__ import annotations
 
 import inspect
+import json
 import math
 import os
 import pathlib
@@ -444,8 +445,6 @@ def test_conditioning_preset_learns_the_discrimination_beyond_the_readout_alone(
     inhibition, a 200 ms readout filter, the action regions read) learns to respond to the CS+ and withhold on the
     CS− within 200 k steps with reward e-prop, and the readout alone on the same brain does clearly worse (5 seeds
     in brain.yml: 0.95 ± 0.03 against 0.45 ± 0.23)."""
-    import json
-
     from encephagen_gym.scripts.train import main as train
 
     discrimination = {}
