@@ -125,7 +125,7 @@ class ConnectomePolicy(BasePolicy):
         readout_tau_ms: time constant of the readout's leaky integration (ms).
         standardise_readout: the readout reads each input centred and scaled by running statistics, updated
             while learning (see :class:`~encephagen_gym.brain.decoders.ActorCriticReadout`).
-        input_gain_mv, signed_code, modality_roles: the encoder's options
+        input_gain_mv, signed_code, modality_roles, modality_codes: the encoder's options
             (:class:`~encephagen_gym.brain.encoders.ObservationEncoder`).
         withhold_action: the action that means "do nothing" (Discrete only), or None.
         initial_go_rate_hz: rate (Hz) at which the untrained policy takes any other action than
@@ -155,6 +155,7 @@ class ConnectomePolicy(BasePolicy):
         input_gain_mv: float | Mapping[str, float] = 15.0,
         signed_code: str = "push_pull",
         modality_roles: Mapping[str, Sequence[str]] | None = None,
+        modality_codes: Mapping[str, str] | None = None,
         withhold_action: int | None = None,
         initial_go_rate_hz: float = 0.3,
         log_std_init: float = -0.5,
@@ -187,7 +188,8 @@ class ConnectomePolicy(BasePolicy):
             observation_layout=None if observation_layout is None else dict(observation_layout),
             readout_roles=tuple(readout_roles), readout_tau_ms=readout_tau_ms,
             standardise_readout=standardise_readout, input_gain_mv=input_gain_mv,
-            signed_code=signed_code, modality_roles=modality_roles, withhold_action=withhold_action,
+            signed_code=signed_code, modality_roles=modality_roles,
+            modality_codes=None if modality_codes is None else dict(modality_codes), withhold_action=withhold_action,
             initial_go_rate_hz=initial_go_rate_hz, log_std_init=log_std_init, policy_init_std=policy_init_std,
             update_statistics_in_predict=update_statistics_in_predict, seed=seed,
         )  # fmt: skip
@@ -201,7 +203,7 @@ class ConnectomePolicy(BasePolicy):
             layout = {name: slice(int(start), int(stop)) for name, (start, stop) in dict(observation_layout).items()}
         self.encoder = ObservationEncoder(
             network, layout, int(observation_space.shape[0]), gain_mv=input_gain_mv, signed_code=signed_code,
-            modality_roles=modality_roles,
+            modality_roles=modality_roles, modality_codes=modality_codes,
         )  # fmt: skip
         present = [role for role in readout_roles if role in set(network.roles)]
         if not present:

@@ -141,3 +141,32 @@ def test_driven_roles_fire_within_2_to_80_hz_under_the_reference_policy(env_id):
     assert all(np.isfinite(list(rates.values())))
     for role in policy.encoder.driven_roles:
         assert 2.0 <= rates[role] <= 80.0, (role, rates[role])
+
+
+def test_the_policy_hands_its_routing_and_code_options_to_the_encoder():
+    """``modality_roles`` and ``modality_codes`` reach the encoder and travel with the policy's saved parameters:
+    a cue coded by a push-pull population drives its "off" pool when the cue goes off."""
+    layout = {"vision": (0, 64), "cue": (64, 65)}
+    roles = ("prefrontal", "thalamus", "basal_ganglia")
+    policy = ConnectomePolicy(
+        gym.spaces.Box(0.0, 1.0, (65,)), gym.spaces.Discrete(6), step_ms=10.0, neurons_per_region=20,
+        observation_layout=layout, modality_roles={"cue": roles}, modality_codes={"cue": "signed"}, device="cpu",
+    )  # fmt: skip
+    encoder = policy.encoder
+    assert encoder.codes == {"vision": "intensity", "cue": "signed"}
+    assert encoder.roles["cue"] == roles
+    assert policy._get_constructor_parameters()["modality_codes"] == {"cue": "signed"}
+    cue_on = torch.zeros(10, 65)
+    cue_on[:8, 64] = 1.0  # on 80 % of the time, as in a trial
+    encoder(cue_on, update_statistics=True)
+    on, off = encoder(cue_on[:1])[0], encoder(cue_on[9:])[0]
+    net = policy.network
+    basal_ganglia = set(net.connectome.regions_with_role("basal_ganglia"))
+    off_driven = torch.nonzero(off).squeeze(1)
+    assert off_driven.numel() and any(int(net.neuron_region[i]) in basal_ganglia for i in off_driven)
+    assert set(torch.nonzero(on).squeeze(1).tolist()).isdisjoint(off_driven.tolist())  # two pools
+    plain = ConnectomePolicy(
+        gym.spaces.Box(0.0, 1.0, (65,)), gym.spaces.Discrete(6), step_ms=10.0, neurons_per_region=20,
+        observation_layout=layout, device="cpu",
+    )  # fmt: skip
+    assert plain.encoder.codes["cue"] == "intensity" and not plain.encoder(cue_on[9:])[0].any()
