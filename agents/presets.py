@@ -151,6 +151,10 @@ def _env_kwargs(value: Any) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise ValueError(f"env_kwargs must be a mapping such as {{trials_per_episode: 2}} or "
                          f"dict(trials_per_episode=2), got {value!r}")  # fmt: skip
+    glued = [key for key, item in value.items() if item is None and isinstance(key, str) and ":" in key]
+    if glued:  # YAML reads {a:1} as the key "a:1" with no value
+        raise ValueError(f"env_kwargs keys {glued} have no value: YAML needs a space after the colon, "
+                         "as in {abort_penalty: 0.0}")  # fmt: skip
     return dict(value)
 
 

@@ -169,7 +169,7 @@ def test_env_kwargs_as_a_mapping_or_a_dict_expression(algo: str) -> None:
     for given in ("{trials_per_episode: 2}", "dict(trials_per_episode=2)"):
         preset = resolve_preset(algo, CONDITIONING, parse_hyperparams([f"env_kwargs={given}"]))
         assert preset.env_kwargs == {"trials_per_episode": 2}
-    for bad in ("env_kwargs=7", "env_kwargs=[1, 2]", "env_kwargs=dict(undefined)"):
+    for bad in ("env_kwargs=7", "env_kwargs=[1, 2]", "env_kwargs=dict(undefined)", "env_kwargs={trials_per_episode:2}"):
         with pytest.raises(ValueError, match="env_kwargs"):
             resolve_preset(algo, CONDITIONING, parse_hyperparams([bad]))
 
