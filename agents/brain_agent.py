@@ -61,12 +61,15 @@ from encephagen_gym.plasticity import (
     td_error,
 )
 
-__all__ = ["READOUT_DEFAULTS", "RULES", "BrainAgent"]
+__all__ = ["READOUT_DEFAULTS", "RULES", "TD_SCALE_STEPS", "BrainAgent"]
 
 SelfBrainAgent = TypeVar("SelfBrainAgent", bound="BrainAgent")
 
 #: The learning rules ``BrainAgent(rule=...)`` accepts (see the module docstring).
 RULES = ("reward_eprop", "rstdp", "readout_only", "frozen")
+
+#: Which steps set the TD error's running RMS (``BrainAgent(td_scale_steps=...)``).
+TD_SCALE_STEPS = ("all", "outcomes")
 
 #: ``readout_learning_rate`` and ``entropy_coef`` when left at None, by action space (see ``BrainAgent``).
 READOUT_DEFAULTS: dict[str, dict[str, float]] = {
@@ -134,6 +137,12 @@ class BrainAgent(BaseAlgorithm):
     :param homeostasis: add synaptic scaling of the excitatory inputs of the plastic projection's targets.
     :param homeostasis_kwargs: options of :class:`~encephagen_gym.plasticity.ScalingConfig`.
     :param td_scale_tau: time constant (env steps) of the TD error's running RMS.
+    :param td_scale_steps: which steps set that RMS: ``"all"`` (default) or ``"outcomes"`` (only steps with a
+        nonzero reward or an episode end; every step is still scaled by it). With rare rewards the RMS over all
+        steps is dominated by event-free ones, so an early abort penalty (−0.1) reaches the actor at the clip and
+        weighs as much as a correct answer (+1). Measured on PatternRecognition (seed 0, the Conditioning preset's
+        brain, cue into the basal ganglia, 3 Hz initial go rate): with ``"all"`` the agent stops responding within
+        100 k steps; with ``"outcomes"`` see the README's PatternRecognition paragraph.
     :param td_gain: factor on the TD error before any rule sees it: 1 normally; 0 is the zero-TD control (the
         same code path, no reward information: only the entropy bonus moves the weights).
     :param step_ms: duration of one env step in ms, for envs that do not say (``env.unwrapped.step_ms``, or
@@ -171,6 +180,7 @@ class BrainAgent(BaseAlgorithm):
         homeostasis: bool = False,
         homeostasis_kwargs: dict[str, Any] | None = None,
         td_scale_tau: float = 1000.0,
+        td_scale_steps: str = "all",
         td_gain: float = 1.0,
         step_ms: float | None = None,
         policy_kwargs: dict[str, Any] | None = None,
@@ -210,6 +220,9 @@ class BrainAgent(BaseAlgorithm):
         self.homeostasis = bool(homeostasis)
         self.homeostasis_kwargs = dict(homeostasis_kwargs or {})
         self.td_scale_tau = td_scale_tau
+        if td_scale_steps not in TD_SCALE_STEPS:
+            raise ValueError(f"td_scale_steps must be one of {TD_SCALE_STEPS}, got {td_scale_steps!r}")
+        self.td_scale_steps = td_scale_steps
         self.td_gain = float(td_gain)
         self.step_ms = step_ms
         self._learning_state: dict[str, Any] | None = None
@@ -354,13 +367,15 @@ class BrainAgent(BaseAlgorithm):
             rule.step(traces, brain_state)
 
     def _credit(self, delta: torch.Tensor, include: torch.Tensor | None, done: torch.Tensor | None,
-                elapsed_ms: float) -> None:  # fmt: skip
-        """Apply every rule's update for TD errors ``delta`` (only elements where ``include`` is 1)."""
+                elapsed_ms: float, outcome: torch.Tensor) -> None:  # fmt: skip
+        """Apply every rule's update for TD errors ``delta`` (only elements where ``include`` is 1); ``outcome``
+        marks the elements with a reward or an episode end (for ``td_scale_steps="outcomes"``)."""
         train = self._train
         delta = delta * self.td_gain
         if include is not None:
             delta = delta * include
-        modulator = self.td_scaler.scale(delta, include)
+        counted = outcome if self.td_scale_steps == "outcomes" else None
+        modulator = self.td_scaler.scale(delta, include, counted)
         signal = LearningSignal(td_error=delta, modulator=modulator, done=done, elapsed_ms=elapsed_ms)
         weights = self.policy.brain.weights
         for rule, traces in zip(self.rules, train.traces, strict=True):
@@ -387,7 +402,7 @@ class BrainAgent(BaseAlgorithm):
         if train.pending is not None:
             value, reward, terminated, credited = train.pending
             delta = td_error(reward, terminated, value, output.value, self.gamma)
-            self._credit(delta, 1.0 - credited, None, policy.step_ms)
+            self._credit(delta, 1.0 - credited, None, policy.step_ms, (reward != 0).to(delta.dtype))
         actions = policy.sample(output, deterministic=False, generator=self._action_generator)
         decision = Decision(output, actions, policy.readout.features(train.state.readout_trace))
         for rule, traces in zip(self.rules, train.traces, strict=True):
@@ -424,7 +439,7 @@ class BrainAgent(BaseAlgorithm):
             done = torch.as_tensor(dones.astype(np.float32), device=device)
             bootstrap = self._terminal_values(new_obs, infos, truncated) if truncated.any() else 0.0
             delta = reward + self.gamma * bootstrap - train.value
-            self._credit(delta, done, done, 0.0)
+            self._credit(delta, done, done, 0.0, done)
             mask = done.bool()
             self.policy.reset_state(train.state, mask, self._brain_generator)
             for rule, traces in zip(self.rules, train.traces, strict=True):

@@ -247,6 +247,38 @@ def test_rules_change_what_they_should(rule):
     assert torch.all(model.policy.brain.weights >= 0)
 
 
+def test_td_scaler_can_let_only_outcome_steps_set_its_rms():
+    """With rare outcomes the RMS over every step is tiny and a small penalty arrives at the clip; counting
+    only the outcome steps keeps the relative size of a penalty and a reward."""
+    every, outcomes = TDErrorScaler(100.0), TDErrorScaler(100.0)
+    quiet = torch.zeros(4)
+    for _ in range(200):  # event-free steps: δ = 0
+        every.scale(quiet)
+        outcomes.scale(quiet, counted=torch.zeros(4))
+    penalty, reward = torch.tensor([-0.1, 0.0, 0.0, 0.0]), torch.tensor([1.0, 0.0, 0.0, 0.0])
+    outcome = torch.tensor([1.0, 0.0, 0.0, 0.0])
+    assert every.scale(penalty)[0] == -every.clip and every.scale(reward)[0] == every.clip  # equal weights
+    m = outcomes.scale(penalty, counted=outcome)
+    assert torch.isclose(m[0], torch.tensor(-1.0))  # the first outcome sets the RMS: |δ| / RMS = 1
+    assert outcomes.scale(reward, counted=outcome)[0] > 1.3  # the reward outweighs the penalty
+    include = torch.tensor([1.0, 1.0, 0.0, 0.0])
+    scaled = outcomes.scale(torch.tensor([0.5, 0.2, 9.0, 9.0]), include, counted=torch.tensor([0.0, 1.0, 1.0, 0.0]))
+    assert scaled[2] == 0 and scaled[3] == 0 and scaled[0] > 0  # excluded elements: M = 0, not in the RMS
+
+
+def test_td_scale_steps_option_reaches_the_scaler():
+    with pytest.raises(ValueError, match="td_scale_steps"):
+        agent(conditioning(), td_scale_steps="rewards")
+    rms = {}
+    for steps in ("all", "outcomes"):  # a go rate that aborts often: penalties of -0.1 among event-free steps
+        env = make_vec_env("Encephagen-PatternRecognition-v0", n_envs=2, seed=0)
+        model = agent(env, td_scale_steps=steps, rule="readout_only",
+                      policy_kwargs=dict(SMALL, initial_go_rate_hz=3.0))  # fmt: skip
+        model.learn(600)
+        rms[steps] = float(model.td_scaler.mean_square / model.td_scaler.weight_sum)
+    assert rms["outcomes"] > 2.0 * rms["all"]  # the zeros of the event-free steps no longer dilute it
+
+
 def test_truncated_episodes_bootstrap_from_the_terminal_observation():
     env = make_vec_env("Pendulum-v1", n_envs=2, seed=0)  # truncated at 200 steps, never terminated
     model = agent(env, step_ms=5.0)

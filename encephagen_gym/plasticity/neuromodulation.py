@@ -50,8 +50,10 @@ class TDErrorScaler:
     M = clip(δ / √(v̂ + ε), −``clip``, ``clip``) with v̂ a running mean of δ² over the batch (time constant
     ``tau_updates`` calls; corrected for its start at zero as Adam corrects its moments). The sign and relative size
     of δ are kept while its scale — set by the task's reward units and by how well the critic already
-    predicts — is removed, so that one learning rate serves every task. ``scale(δ)`` returns M and then
-    updates v̂ with the batch (no host read)."""
+    predicts — is removed, so that one learning rate serves every task. ``scale(δ)`` folds the batch into v̂ and
+    returns M (no host read). Where rewards are rare, most steps' δ is ≈ 0 and an RMS over every step is small, so
+    the first small penalty arrives at the clip and weighs as much as a large reward; ``scale(δ, counted=...)``
+    lets only some steps (e.g. those with an outcome) set v̂, while all are scaled by it."""
 
     def __init__(self, tau_updates: float = 1000.0, clip: float = 5.0, eps: float = 1e-8,
                  device: torch.device | str = "cpu") -> None:  # fmt: skip
@@ -65,18 +67,21 @@ class TDErrorScaler:
         self.mean_square = torch.zeros((), device=device)
         self.weight_sum = torch.zeros((), device=device)  # bias correction: Σ of the EMA's weights so far
 
-    def scale(self, td_error: torch.Tensor, include: torch.Tensor | None = None) -> torch.Tensor:
+    def scale(self, td_error: torch.Tensor, include: torch.Tensor | None = None,
+              counted: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
         """M ``[B]`` for TD errors ``[B]``, after folding them into the running RMS. ``include`` (``[B]``
-        0/1) limits both to some elements (the others get M = 0 and do not count); no host read."""
+        0/1) limits both to some elements (the others get M = 0 and do not count); ``counted`` (``[B]`` 0/1)
+        further limits which included elements enter the RMS (all of them are scaled). No host read."""
         td = td_error.detach()
-        if include is None:
+        in_rms = include if counted is None else (counted if include is None else counted * include)
+        if in_rms is None:
             batch_mean = td.square().mean()
             weight = torch.ones((), device=td.device)
         else:
-            include = include.to(td.dtype)
-            count = include.sum()
-            batch_mean = (td.square() * include).sum() / count.clamp(min=1.0)
-            weight = (count > 0).to(td.dtype)  # a batch with no included element leaves v̂ as it was
+            in_rms = in_rms.to(td.dtype)
+            count = in_rms.sum()
+            batch_mean = (td.square() * in_rms).sum() / count.clamp(min=1.0)
+            weight = (count > 0).to(td.dtype)  # a batch with no counted element leaves v̂ as it was
         rate = (1.0 - self.decay) * weight
         self.mean_square.mul_(1.0 - rate).add_(rate * batch_mean)
         self.weight_sum.mul_(1.0 - rate).add_(rate)
