@@ -489,3 +489,26 @@ def test_conditioning_preset_learns_the_discrimination_beyond_the_readout_alone(
         discrimination[rule] = float(np.nanmean([e["metrics"]["discrimination"] for e in episodes]))
     assert discrimination["reward_eprop"] >= 0.6, discrimination
     assert discrimination["reward_eprop"] > discrimination["readout_only"] + 0.2, discrimination
+
+
+@pytest.mark.slow
+def test_patternrecognition_preset_answers_in_the_decision_window_only_with_outcome_scaling(
+    tmp_path: pathlib.Path,
+) -> None:
+    """The brain preset for PatternRecognition lets only outcome steps set the TD error's scale: the agent then
+    learns to answer in the decision window (no-response rate → 0, correct answers appear), where with every step
+    setting it the early abort penalties arrive at the clip and it stops answering (no-response → 1)."""
+    from encephagen_gym.scripts.train import main as train
+
+    metrics = {}
+    for steps in ("outcomes", "all"):
+        out = tmp_path / steps
+        train(["--algo", "brain", "--env", "Encephagen-PatternRecognition-v0", "--seed", "0", "--timesteps", "150000",
+               "--hyperparams", f"td_scale_steps={steps}", "--eval-episodes", "4", "--n-evaluations", "1",
+               "--curve-episodes", "1", "--out", str(out), "--no-progress"])  # fmt: skip
+        episodes = json.loads(next(out.glob("*/eval.json")).read_text())["episodes"]
+        metrics[steps] = {key: float(np.mean([e["metrics"][key] for e in episodes]))
+                          for key in ("accuracy", "no_response_rate")}  # fmt: skip
+    assert metrics["outcomes"]["no_response_rate"] < 0.2, metrics
+    assert metrics["outcomes"]["accuracy"] > 0.03, metrics
+    assert metrics["all"]["no_response_rate"] > 0.8, metrics
