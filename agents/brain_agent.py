@@ -141,8 +141,9 @@ class BrainAgent(BaseAlgorithm):
         nonzero reward or an episode end; every step is still scaled by it). With rare rewards the RMS over all
         steps is dominated by event-free ones, so an early abort penalty (−0.1) reaches the actor at the clip and
         weighs as much as a correct answer (+1). Measured on PatternRecognition (seed 0, the Conditioning preset's
-        brain, cue into the basal ganglia, 3 Hz initial go rate): with ``"all"`` the agent stops responding within
-        100 k steps; with ``"outcomes"`` see the README's PatternRecognition paragraph.
+        brain, cue into the basal ganglia, 3 Hz initial go rate, 150 k steps): with ``"all"`` it stops answering
+        (no response 0.99); with ``"outcomes"`` it answers in the decision window (no response 0.00; the
+        PatternRecognition preset in ``agents/hyperparams/brain.yml``).
     :param td_gain: factor on the TD error before any rule sees it: 1 normally; 0 is the zero-TD control (the
         same code path, no reward information: only the entropy bonus moves the weights).
     :param step_ms: duration of one env step in ms, for envs that do not say (``env.unwrapped.step_ms``, or

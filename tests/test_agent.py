@@ -266,7 +266,7 @@ def test_td_scaler_can_let_only_outcome_steps_set_its_rms():
     assert scaled[2] == 0 and scaled[3] == 0 and scaled[0] > 0  # excluded elements: M = 0, not in the RMS
 
 
-def test_td_scale_steps_option_reaches_the_scaler():
+def test_td_scale_steps_option_reaches_the_scaler(tmp_path):
     with pytest.raises(ValueError, match="td_scale_steps"):
         agent(conditioning(), td_scale_steps="rewards")
     rms = {}
@@ -277,6 +277,8 @@ def test_td_scale_steps_option_reaches_the_scaler():
         model.learn(600)
         rms[steps] = float(model.td_scaler.mean_square / model.td_scaler.weight_sum)
     assert rms["outcomes"] > 2.0 * rms["all"]  # the zeros of the event-free steps no longer dilute it
+    model.save(tmp_path / "outcomes.zip")
+    assert BrainAgent.load(tmp_path / "outcomes.zip").td_scale_steps == "outcomes"
 
 
 def test_truncated_episodes_bootstrap_from_the_terminal_observation():
