@@ -74,6 +74,7 @@ def load_preset_file(algo: str) -> dict[str, dict[str, Any]]:
         data = yaml.safe_load(handle) or {}
     if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
         raise ValueError(f"{path} must map env ids to dictionaries of hyperparameters")
+    _check_no_glued_keys(str(path), data)
     return data
 
 
@@ -83,6 +84,23 @@ def brain_config_fields() -> frozenset[str]:
     from encephagen_gym.brain import BrainConfig
 
     return frozenset(f.name for f in dataclasses.fields(BrainConfig))
+
+
+def _check_no_glued_keys(where: str, value: Any) -> None:
+    """``ValueError`` where a YAML mapping (at any depth) has a key such as ``"a:1"`` with no value: YAML reads
+    ``{a:1}`` that way, for want of a space after the colon."""
+    if isinstance(value, Mapping):
+        glued = [key for key, item in value.items() if item is None and isinstance(key, str) and ":" in key]
+        if glued:
+            raise ValueError(f"{where}: the keys {glued} have no value: YAML needs a space after the colon, "
+                             "as in {abort_penalty: 0.0}")  # fmt: skip
+        items = value.values()
+    elif isinstance(value, list):
+        items = value
+    else:
+        return
+    for item in items:
+        _check_no_glued_keys(where, item)
 
 
 def _parse_value(text: str) -> Any:
@@ -110,6 +128,7 @@ def parse_hyperparams(items: Iterable[str]) -> dict[str, Any]:
         if not sep or not key:
             raise ValueError(f"--hyperparams items must look like key=value (or algo.key=value), got {item!r}")
         parsed[key] = _parse_value(text.strip())
+        _check_no_glued_keys(f"--hyperparams {key}", parsed[key])
     return parsed
 
 
@@ -151,10 +170,6 @@ def _env_kwargs(value: Any) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise ValueError(f"env_kwargs must be a mapping such as {{trials_per_episode: 2}} or "
                          f"dict(trials_per_episode=2), got {value!r}")  # fmt: skip
-    glued = [key for key, item in value.items() if item is None and isinstance(key, str) and ":" in key]
-    if glued:  # YAML reads {a:1} as the key "a:1" with no value
-        raise ValueError(f"env_kwargs keys {glued} have no value: YAML needs a space after the colon, "
-                         "as in {abort_penalty: 0.0}")  # fmt: skip
     return dict(value)
 
 

@@ -174,6 +174,20 @@ def test_env_kwargs_as_a_mapping_or_a_dict_expression(algo: str) -> None:
             resolve_preset(algo, CONDITIONING, parse_hyperparams([bad]))
 
 
+def test_yaml_mappings_without_the_space_after_a_colon_are_refused(tmp_path, monkeypatch) -> None:
+    """YAML reads ``{a:1}`` as the key "a:1" with no value; on the command line and in preset files, at any depth,
+    that is an error naming the place, not a keyword argument that fails later."""
+    with pytest.raises(ValueError, match=r"homeostasis_kwargs.*space after the colon"):
+        parse_hyperparams(["homeostasis_kwargs={target_hz:5}"])
+    with pytest.raises(ValueError, match="space after the colon"):
+        parse_hyperparams(["stdp_kwargs=[{tau:20}]"])
+    assert parse_hyperparams(["homeostasis_kwargs={target_hz: 5}"]) == {"homeostasis_kwargs": {"target_hz": 5}}
+    (tmp_path / "ppo.yml").write_text("Encephagen-Conditioning-v0:\n  env_kwargs: {trials_per_episode:2}\n")
+    monkeypatch.setattr("encephagen_gym.agents.presets.HYPERPARAMS_DIR", tmp_path)
+    with pytest.raises(ValueError, match=r"ppo\.yml.*space after the colon"):
+        load_preset_file("ppo")
+
+
 def test_every_preset_builds_its_model() -> None:
     """Each entry of every preset file resolves and constructs the real SB3 model on its env."""
     from encephagen_gym.scripts.train import _probe_spaces
