@@ -473,22 +473,31 @@ def test_default_learning_stays_finite_for_100k_steps(env_id: str, n_envs: int) 
     assert check.checks >= 100_000 // n_envs // check.every
 
 
+def _train_preset_and_score(out: pathlib.Path, env_id: str, hyperparams: list[str], episodes: int,
+                            keys: tuple[str, ...], timesteps: int | None = None) -> dict[str, float]:  # fmt: skip
+    """``encephagen-train --algo brain`` at the env's preset (with ``hyperparams``, seed 0) and the held-out mean
+    of each metric in ``keys`` over ``episodes`` evaluation episodes."""
+    from encephagen_gym.scripts.train import main as train
+
+    budget = [] if timesteps is None else ["--timesteps", str(timesteps)]
+    train(["--algo", "brain", "--env", env_id, "--seed", "0", *budget, "--hyperparams", *hyperparams,
+           "--eval-episodes", str(episodes), "--n-evaluations", "1", "--curve-episodes", "1", "--out", str(out),
+           "--no-progress"])  # fmt: skip
+    records = json.loads(next(out.glob("*/eval.json")).read_text())["episodes"]
+    return {key: float(np.nanmean([e["metrics"][key] for e in records])) for key in keys}
+
+
 @pytest.mark.slow
 def test_conditioning_preset_learns_the_discrimination_beyond_the_readout_alone(tmp_path: pathlib.Path) -> None:
     """Issue 10's evidence 2 at one seed: the brain preset for Conditioning (2 mV pathways with feedforward
     inhibition, a 200 ms readout filter, the action regions read) learns to respond to the CS+ and withhold on the
     CS− within 200 k steps with reward e-prop, and the readout alone on the same brain does clearly worse (5 seeds
     in brain.yml: 0.95 ± 0.03 against 0.45 ± 0.23)."""
-    from encephagen_gym.scripts.train import main as train
-
     discrimination = {}
     for rule in ("reward_eprop", "readout_only"):
-        out = tmp_path / rule
-        train(["--algo", "brain", "--env", "Encephagen-Conditioning-v0", "--seed", "0", "--hyperparams", f"rule={rule}",
-               "--eval-episodes", "8", "--n-evaluations", "1", "--curve-episodes", "1", "--out", str(out),
-               "--no-progress"])  # fmt: skip
-        episodes = json.loads(next(out.glob("*/eval.json")).read_text())["episodes"]
-        discrimination[rule] = float(np.nanmean([e["metrics"]["discrimination"] for e in episodes]))
+        scores = _train_preset_and_score(tmp_path / rule, "Encephagen-Conditioning-v0", [f"rule={rule}"], 8,
+                                         ("discrimination",))  # fmt: skip
+        discrimination[rule] = scores["discrimination"]
     assert discrimination["reward_eprop"] >= 0.6, discrimination
     assert discrimination["reward_eprop"] > discrimination["readout_only"] + 0.2, discrimination
 
@@ -500,17 +509,12 @@ def test_patternrecognition_preset_answers_in_the_decision_window_only_with_outc
     """The brain preset for PatternRecognition lets only outcome steps set the TD error's scale: the agent then
     learns to answer in the decision window (no-response rate → 0, correct answers appear), where with every step
     setting it the early abort penalties arrive at the clip and it stops answering (no-response → 1)."""
-    from encephagen_gym.scripts.train import main as train
-
     metrics = {}
     for steps in ("outcomes", "all"):
-        out = tmp_path / steps
-        train(["--algo", "brain", "--env", "Encephagen-PatternRecognition-v0", "--seed", "0", "--timesteps", "150000",
-               "--hyperparams", f"td_scale_steps={steps}", "--eval-episodes", "4", "--n-evaluations", "1",
-               "--curve-episodes", "1", "--out", str(out), "--no-progress"])  # fmt: skip
-        episodes = json.loads(next(out.glob("*/eval.json")).read_text())["episodes"]
-        metrics[steps] = {key: float(np.mean([e["metrics"][key] for e in episodes]))
-                          for key in ("accuracy", "no_response_rate")}  # fmt: skip
+        metrics[steps] = _train_preset_and_score(
+            tmp_path / steps, "Encephagen-PatternRecognition-v0", [f"td_scale_steps={steps}"], 4,
+            ("accuracy", "no_response_rate"), timesteps=150_000,
+        )  # fmt: skip
     assert metrics["outcomes"]["no_response_rate"] < 0.2, metrics
     assert metrics["outcomes"]["accuracy"] > 0.03, metrics
     assert metrics["all"]["no_response_rate"] > 0.8, metrics
