@@ -37,12 +37,15 @@ from encephagen_gym.brain.encoders import ObservationEncoder
 from encephagen_gym.brain.routing import AGENT_PATHWAYS, ASSOCIATION_ROLES
 from encephagen_gym.connectome import check_connectome_name, load_connectome
 
-__all__ = ["DEFAULT_ACTION_ROLES", "ConnectomePolicy", "ConnectomeState", "agent_brain_config", "check_spaces"]
+__all__ = ["ACTION_HEADS", "DEFAULT_ACTION_ROLES", "ConnectomePolicy", "ConnectomeState", "agent_brain_config", "check_spaces"]
 
 #: The regions the readout reads by default: where actions are made (primary motor, premotor, basal ganglia),
 #: not the sensory regions the encoder drives nor the association regions that hold memory (reading those is
 #: the reservoir control: ``readout_roles=("visual",)`` etc.). Roles missing from a connectome are skipped.
 DEFAULT_ACTION_ROLES: tuple[str, ...] = ("motor", "premotor", "basal_ganglia")
+
+#: The discrete policy heads ``ConnectomePolicy(action_head=...)`` accepts.
+ACTION_HEADS = ("softmax", "gated")
 
 _BRAIN_FIELDS = frozenset(field.name for field in dataclasses.fields(BrainConfig))
 
@@ -130,6 +133,10 @@ class ConnectomePolicy(BasePolicy):
         withhold_action: the action that means "do nothing" (Discrete only), or None.
         initial_go_rate_hz: rate (Hz) at which the untrained policy takes any other action than
             ``withhold_action``.
+        action_head: ``"softmax"`` (one softmax over all actions) or ``"gated"`` (Discrete with a
+            ``withhold_action``: a withhold gate and a softmax over the other actions, so that when to act and
+            which action to take are learned by separate heads; see
+            :class:`~encephagen_gym.brain.decoders.ActorCriticReadout`).
         log_std_init: initial log σ of the Gaussian policy (continuous actions).
         policy_init_std: std of the initial policy weights (default 0.1/√M: a nearly flat policy).
         update_statistics_in_predict: let :meth:`predict` keep updating the encoder's running mean/std
@@ -158,6 +165,7 @@ class ConnectomePolicy(BasePolicy):
         modality_codes: Mapping[str, str] | None = None,
         withhold_action: int | None = None,
         initial_go_rate_hz: float = 0.3,
+        action_head: str = "softmax",
         log_std_init: float = -0.5,
         policy_init_std: float | None = None,
         update_statistics_in_predict: bool = False,
@@ -183,6 +191,13 @@ class ConnectomePolicy(BasePolicy):
         self.step_ms = float(step_ms)
         if not (math.isfinite(initial_go_rate_hz) and initial_go_rate_hz > 0):
             raise ValueError(f"initial_go_rate_hz must be a positive number of Hz, got {initial_go_rate_hz!r}")
+        if action_head not in ACTION_HEADS:
+            raise ValueError(f"action_head must be one of {ACTION_HEADS}, got {action_head!r}")
+        if action_head == "gated" and (withhold_action is None or isinstance(action_space, spaces.Box)):
+            raise ValueError(
+                "action_head='gated' needs Discrete actions and a withhold_action (the env's "
+                "withhold_action, or pass it in policy_kwargs)"
+            )
         self._constructor = dict(
             brain=config, step_ms=self.step_ms,
             observation_layout=None if observation_layout is None else dict(observation_layout),
@@ -190,7 +205,7 @@ class ConnectomePolicy(BasePolicy):
             standardise_readout=standardise_readout, input_gain_mv=input_gain_mv,
             signed_code=signed_code, modality_roles=modality_roles,
             modality_codes=None if modality_codes is None else dict(modality_codes), withhold_action=withhold_action,
-            initial_go_rate_hz=initial_go_rate_hz, log_std_init=log_std_init, policy_init_std=policy_init_std,
+            initial_go_rate_hz=initial_go_rate_hz, action_head=action_head, log_std_init=log_std_init, policy_init_std=policy_init_std,
             update_statistics_in_predict=update_statistics_in_predict, seed=seed,
         )  # fmt: skip
         self.update_statistics_in_predict = bool(update_statistics_in_predict)
@@ -216,6 +231,7 @@ class ConnectomePolicy(BasePolicy):
         self.readout = ActorCriticReadout(
             network, n_actions, continuous=self.continuous, roles=tuple(present), tau_ms=readout_tau_ms,
             policy_init_std=policy_init_std, log_std_init=log_std_init, seed=seed, standardise=standardise_readout,
+            gate_action=int(withhold_action) if action_head == "gated" else None,
         )  # fmt: skip
         self.withhold_action = None
         if withhold_action is not None and not self.continuous:
@@ -223,9 +239,10 @@ class ConnectomePolicy(BasePolicy):
                 raise ValueError(f"withhold_action must be an action in 0..{n_actions - 1}, got {withhold_action!r}")
             self.withhold_action = int(withhold_action)
             go_probability = min(0.5, initial_go_rate_hz * self.step_ms * 1e-3)
+            others = 1 if action_head == "gated" else n_actions - 1  # the gate alone sets p(withhold)
             with torch.no_grad():  # p(any other action) = go_probability at zero weights
                 self.readout.policy_bias[self.withhold_action] = math.log(
-                    (n_actions - 1) * (1.0 - go_probability) / go_probability
+                    others * (1.0 - go_probability) / go_probability
                 )
         if self.continuous:
             self.register_buffer("action_low", torch.as_tensor(action_space.low, dtype=torch.float32, device=device))

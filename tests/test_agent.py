@@ -116,6 +116,33 @@ def test_untrained_brain_withholds():
         assert np.nanmean(values) < bound, (env_id, values)
 
 
+def test_gated_action_head_starts_at_the_go_rate_learns_and_round_trips(tmp_path):
+    """action_head="gated": the gate alone sets p(withhold) at the initial go rate, the other actions share
+    the rest evenly; it learns, saves and loads; it needs a withhold action."""
+    env = make_vec_env("Encephagen-PatternRecognition-v0", n_envs=2, seed=0, env_kwargs=dict(trials_per_episode=2))
+    model = agent(env, policy_kwargs=dict(SMALL, action_head="gated", initial_go_rate_hz=5.0))
+    readout = model.policy.readout
+    assert readout.gate_action == 0
+    output = readout.output_from_features(torch.zeros(1, readout.n_inputs))
+    probabilities = readout.probabilities(output)[0]
+    assert probabilities[0].item() == pytest.approx(0.95)  # 5 Hz at 10 ms per step
+    assert torch.allclose(probabilities[1:], torch.full((5,), 0.01), atol=0.002)
+    initial = readout.policy_weight.detach().clone()
+    model.learn(300)
+    assert not torch.equal(model.policy.readout.policy_weight, initial)
+    model.save(tmp_path / "gated")
+    loaded = BrainAgent.load(tmp_path / "gated.zip", env=env)
+    assert loaded.policy.readout.gate_action == 0
+    obs = env.reset()
+    a, _ = model.predict(obs, deterministic=True)
+    b, _ = loaded.predict(obs, deterministic=True)
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="withhold_action"):
+        agent(make_vec_env("CartPole-v1", n_envs=1), step_ms=20.0, policy_kwargs=dict(SMALL, action_head="gated"))
+    with pytest.raises(ValueError, match="action_head"):
+        agent(env, policy_kwargs=dict(SMALL, action_head="argmax"))
+
+
 def test_save_load_gives_identical_predictions_and_learning_state(tmp_path):
     env = conditioning()
     model = agent(env)

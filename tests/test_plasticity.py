@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from encephagen_gym.brain import BrainConfig, SpikingBrain
-from encephagen_gym.brain.decoders import LOG_STD_BOUNDS, ActorCriticReadout, LeakyReadout
+from encephagen_gym.brain.decoders import LOG_STD_BOUNDS, ActorCriticOutput, ActorCriticReadout, LeakyReadout
 from encephagen_gym.plasticity import (
     Decision,
     EProp,
@@ -308,6 +308,42 @@ def test_actor_critic_gradients_match_autograd(brain10, continuous):
                        torch.tanh(output.policy) if continuous else output.policy.argmax(1))  # fmt: skip
     with pytest.raises(ValueError, match="actions"):
         readout.score(output, torch.zeros(5, dtype=torch.long))
+
+
+def test_gated_policy_gradients_match_autograd(brain10):
+    """The gated head (unit 1 withholds, the others choose): log π, the scores and the entropy gradient against
+    autograd of the gated distribution written out independently."""
+    readout = ActorCriticReadout(brain10.network, 4, policy_init_std=0.1, seed=2, gate_action=1)
+    generator = torch.Generator().manual_seed(0)
+    output = readout(torch.rand(64, readout.n_inputs, generator=generator) * 3)
+    actions = readout.sample(output, generator)
+    assert {0, 1, 2, 3} <= set(actions.tolist())  # a batch large enough to hold every action
+    y = output.policy.clone().requires_grad_(True)
+    withhold = torch.sigmoid(y[:, 1])
+    choice = torch.softmax(y[:, [0, 2, 3]], dim=1)
+    p = torch.stack([(1 - withhold) * choice[:, 0], withhold, (1 - withhold) * choice[:, 1],
+                     (1 - withhold) * choice[:, 2]], dim=1)  # fmt: skip
+    assert torch.allclose(readout.probabilities(output), p.detach(), atol=1e-6)
+    assert torch.allclose(readout.probabilities(output).sum(1), torch.ones(64))
+    log_prob = torch.log(p).gather(1, actions[:, None]).squeeze(1)
+    assert torch.allclose(readout.log_prob(output, actions), log_prob.detach(), atol=1e-5)
+    score = torch.autograd.grad(log_prob.sum(), y, retain_graph=True)[0]
+    assert torch.allclose(readout.score(output, actions), score, atol=1e-5)
+    withheld = actions == 1
+    assert torch.equal(readout.score(output, actions)[withheld][:, [0, 2, 3]], torch.zeros(int(withheld.sum()), 3))
+    entropy = -(p * torch.log(p)).sum(1)
+    assert torch.allclose(readout.entropy(output), entropy.detach(), atol=1e-5)
+    assert torch.allclose(readout.entropy_gradient(output), torch.autograd.grad(entropy.sum(), y)[0], atol=1e-5)
+    assert torch.equal(readout.sample(output, deterministic=True), p.argmax(1))
+    frequencies = torch.bincount(readout.sample(ActorCriticOutput(output.policy[:1].expand(20000, 4),
+                                                                  output.value[:1].expand(20000)),
+                                                generator), minlength=4) / 20000  # fmt: skip
+    assert torch.allclose(frequencies, p[0].detach(), atol=0.015)
+    for bad in (4, -1, True, 1.0):
+        with pytest.raises(ValueError, match="gate_action"):
+            ActorCriticReadout(brain10.network, 4, gate_action=bad)
+    with pytest.raises(ValueError, match="discrete"):
+        ActorCriticReadout(brain10.network, 2, continuous=True, gate_action=0)
 
 
 def test_softmax_sampling_follows_the_policy(brain10):

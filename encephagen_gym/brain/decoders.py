@@ -164,7 +164,11 @@ class ActorCriticOutput(NamedTuple):
 class ActorCriticReadout(_ReadoutInput):
     """Policy and value readouts on one readout trace (the actor and the critic of reward-based e-prop).
 
-    Discrete (``continuous=False``): K = ``n_actions`` logits ``y``; π = softmax(y).
+    Discrete (``continuous=False``): K = ``n_actions`` logits ``y``; π = softmax(y). With ``gate_action=g``
+    the discrete policy is gated instead: unit g is a withhold gate and the other units choose among the
+    other actions, π(g) = σ(y_g), π(k) = (1 − σ(y_g)) · softmax(y_{≠g})_k, so that whether to act and which
+    action to take are two heads (a basal-ganglia-like go/no-go gate over a cortical choice), and the choice
+    head learns only from decisions that acted (its score is zero when the gate withheld).
     Continuous (``continuous=True``): K = ``n_actions`` action dimensions; the action is Gaussian around
     ``tanh(y)``: a = tanh(y) + σ ε, ε ~ N(0, 1), σ = exp(``log_std``) (a learned, state-independent
     parameter, as in stable-baselines3's diagonal Gaussian). Actions are returned unclipped (the
@@ -199,6 +203,7 @@ class ActorCriticReadout(_ReadoutInput):
         seed: int = 0,
         standardise: bool = False,
         statistics_tau: float = 1000.0,
+        gate_action: int | None = None,
     ) -> None:
         super().__init__(network, roles, tau_ms, excitatory_only)
         if not (isinstance(statistics_tau, int | float) and math.isfinite(statistics_tau) and statistics_tau >= 1):
@@ -211,6 +216,12 @@ class ActorCriticReadout(_ReadoutInput):
         if not isinstance(n_actions, int) or n_actions < (1 if continuous else 2):
             raise ValueError(f"n_actions must be an integer >= {1 if continuous else 2}, got {n_actions!r}")
         self.continuous = bool(continuous)
+        if gate_action is not None:
+            if self.continuous:
+                raise ValueError("gate_action is for discrete actions only")
+            if not (isinstance(gate_action, int) and not isinstance(gate_action, bool) and 0 <= gate_action < n_actions):
+                raise ValueError(f"gate_action must be an action in 0..{n_actions - 1}, got {gate_action!r}")
+        self.gate_action = gate_action
         device = network.device
         std = 0.1 / math.sqrt(self.n_inputs) if policy_init_std is None else float(policy_init_std)
         weight = torch.randn((n_actions, self.n_inputs), generator=_generator(seed)) * std
@@ -263,10 +274,29 @@ class ActorCriticReadout(_ReadoutInput):
 
     # ------------------------------------------------------------------------------------ distributions
 
+    def log_probabilities(self, output: ActorCriticOutput) -> torch.Tensor:
+        """log π ``[B, K]`` (discrete only): log softmax(y), or the gated policy's (see the class docstring)."""
+        self._require(discrete=True)
+        if self.gate_action is None:
+            return torch.log_softmax(output.policy, dim=1)
+        gate = self._gate_mask(output)
+        withhold = output.policy[:, self.gate_action : self.gate_action + 1]  # [B, 1]
+        choice = torch.log_softmax(output.policy.masked_fill(gate, -math.inf), dim=1)
+        return torch.where(gate, torch.nn.functional.logsigmoid(withhold),
+                           torch.nn.functional.logsigmoid(-withhold) + choice)  # fmt: skip
+
     def probabilities(self, output: ActorCriticOutput) -> torch.Tensor:
         """π ``[B, K]`` (discrete only)."""
         self._require(discrete=True)
-        return torch.softmax(output.policy, dim=1)
+        if self.gate_action is None:
+            return torch.softmax(output.policy, dim=1)
+        return self.log_probabilities(output).exp()
+
+    def _gate_mask(self, output: ActorCriticOutput) -> torch.Tensor:
+        """``[1, K]`` bool, True at the gate unit."""
+        mask = torch.zeros((1, self.n_actions), dtype=torch.bool, device=output.policy.device)
+        mask[0, self.gate_action] = True
+        return mask
 
     def mean(self, output: ActorCriticOutput) -> torch.Tensor:
         """μ = tanh(y) ``[B, K]`` (continuous only)."""
@@ -280,7 +310,7 @@ class ActorCriticReadout(_ReadoutInput):
         most probable action / the mean. ``generator`` must be on the readout's device."""
         if not self.continuous:
             if deterministic:
-                return output.policy.argmax(dim=1)
+                return (output.policy if self.gate_action is None else self.log_probabilities(output)).argmax(dim=1)
             try:
                 return torch.multinomial(self.probabilities(output), 1, generator=generator).squeeze(1)
             except RuntimeError as error:  # checked only on failure: no host read on the hot path
@@ -311,7 +341,7 @@ class ActorCriticReadout(_ReadoutInput):
         """log π(a) ``[B]``."""
         actions = self._check_actions(output, actions)
         if not self.continuous:
-            return torch.log_softmax(output.policy, dim=1).gather(1, actions[:, None]).squeeze(1)
+            return self.log_probabilities(output).gather(1, actions[:, None]).squeeze(1)
         mean, log_std = self.mean(output), self.log_std
         z = (actions - mean) / log_std.exp()
         return (-0.5 * z.square() - log_std - 0.5 * math.log(2 * math.pi)).sum(dim=1)
@@ -319,7 +349,7 @@ class ActorCriticReadout(_ReadoutInput):
     def entropy(self, output: ActorCriticOutput) -> torch.Tensor:
         """Entropy of the action distribution ``[B]`` (nats)."""
         if not self.continuous:
-            log_p = torch.log_softmax(output.policy, dim=1)
+            log_p = self.log_probabilities(output)
             return -(log_p.exp() * log_p).sum(dim=1)
         per_dim = self.log_std + 0.5 * math.log(2 * math.pi * math.e)
         return per_dim.sum().expand(output.policy.shape[0])
@@ -327,18 +357,38 @@ class ActorCriticReadout(_ReadoutInput):
     # ------------------------------------------------------------------------------------ gradients
 
     def score(self, output: ActorCriticOutput, actions: torch.Tensor) -> torch.Tensor:
-        """∂ log π(a)/∂y ``[B, K]``: ``onehot(a) − π`` (discrete), ``(a − μ)/σ² · (1 − μ²)`` (continuous)."""
+        """∂ log π(a)/∂y ``[B, K]``: ``onehot(a) − π`` (discrete), ``(a − μ)/σ² · (1 − μ²)`` (continuous).
+        Gated: ``1[a = g] − π(g)`` at the gate g; ``1[a ≠ g] (1[a = k] − q_k)`` at the other units, q the
+        choice head's softmax."""
         actions = self._check_actions(output, actions)
         if not self.continuous:
             onehot = torch.nn.functional.one_hot(actions, self.n_actions).to(output.policy.dtype)
-            return onehot - self.probabilities(output)
+            if self.gate_action is None:
+                return onehot - self.probabilities(output)
+            gate = self._gate_mask(output)
+            choice = torch.softmax(output.policy.masked_fill(gate, -math.inf), dim=1)  # q, 0 at the gate
+            withhold = torch.sigmoid(output.policy[:, self.gate_action : self.gate_action + 1])
+            acted = 1.0 - onehot[:, self.gate_action : self.gate_action + 1]
+            return torch.where(gate, onehot - withhold, acted * (onehot - choice))
         mean = self.mean(output)
         return (actions - mean) / (2 * self.log_std).exp() * (1 - mean.square())
 
     def entropy_gradient(self, output: ActorCriticOutput) -> torch.Tensor:
-        """∂H/∂y ``[B, K]``: ``−π_k (log π_k + H)`` (discrete); zero (continuous: H depends on σ only)."""
+        """∂H/∂y ``[B, K]``: ``−π_k (log π_k + H)`` (discrete); zero (continuous: H depends on σ only).
+        Gated (H = H₂(s) + (1 − s) H(q), s = π(g)): ``−s(1 − s)(y_g + H(q))`` at the gate,
+        ``−(1 − s) q_k (log q_k + H(q))`` at the other units."""
         if self.continuous:
             return torch.zeros_like(output.policy)
+        if self.gate_action is not None:
+            gate = self._gate_mask(output)
+            withhold_logit = output.policy[:, self.gate_action : self.gate_action + 1]
+            withhold = torch.sigmoid(withhold_logit)
+            log_q = torch.log_softmax(output.policy.masked_fill(gate, -math.inf), dim=1)
+            q = log_q.exp()
+            plogq = torch.where(gate, torch.zeros_like(q), q * log_q)
+            choice_entropy = -plogq.sum(dim=1, keepdim=True)
+            at_gate = -withhold * (1.0 - withhold) * (withhold_logit + choice_entropy)
+            return torch.where(gate, at_gate, -(1.0 - withhold) * (plogq + q * choice_entropy))
         log_p = torch.log_softmax(output.policy, dim=1)
         p = log_p.exp()
         entropy = -(p * log_p).sum(dim=1, keepdim=True)
