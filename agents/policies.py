@@ -37,7 +37,9 @@ from encephagen_gym.brain.encoders import ObservationEncoder
 from encephagen_gym.brain.routing import AGENT_PATHWAYS, ASSOCIATION_ROLES
 from encephagen_gym.connectome import check_connectome_name, load_connectome
 
-__all__ = ["ACTION_HEADS", "DEFAULT_ACTION_ROLES", "ConnectomePolicy", "ConnectomeState", "agent_brain_config", "check_spaces"]
+__all__ = [
+    "ACTION_HEADS", "DEFAULT_ACTION_ROLES", "ConnectomePolicy", "ConnectomeState", "agent_brain_config", "check_spaces",
+]  # fmt: skip
 
 #: The regions the readout reads by default: where actions are made (primary motor, premotor, basal ganglia),
 #: not the sensory regions the encoder drives nor the association regions that hold memory (reading those is
@@ -205,7 +207,8 @@ class ConnectomePolicy(BasePolicy):
             standardise_readout=standardise_readout, input_gain_mv=input_gain_mv,
             signed_code=signed_code, modality_roles=modality_roles,
             modality_codes=None if modality_codes is None else dict(modality_codes), withhold_action=withhold_action,
-            initial_go_rate_hz=initial_go_rate_hz, action_head=action_head, log_std_init=log_std_init, policy_init_std=policy_init_std,
+            initial_go_rate_hz=initial_go_rate_hz, action_head=action_head, log_std_init=log_std_init,
+            policy_init_std=policy_init_std,
             update_statistics_in_predict=update_statistics_in_predict, seed=seed,
         )  # fmt: skip
         self.update_statistics_in_predict = bool(update_statistics_in_predict)

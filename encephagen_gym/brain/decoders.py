@@ -219,7 +219,8 @@ class ActorCriticReadout(_ReadoutInput):
         if gate_action is not None:
             if self.continuous:
                 raise ValueError("gate_action is for discrete actions only")
-            if not (isinstance(gate_action, int) and not isinstance(gate_action, bool) and 0 <= gate_action < n_actions):
+            integer = isinstance(gate_action, int) and not isinstance(gate_action, bool)
+            if not (integer and 0 <= gate_action < n_actions):
                 raise ValueError(f"gate_action must be an action in 0..{n_actions - 1}, got {gate_action!r}")
         self.gate_action = gate_action
         device = network.device
