@@ -39,6 +39,18 @@ action lies from it, whatever σ; log σ is clamped into ``LOG_STD_BOUNDS`` afte
 scores, which grow as 1/σ, σ overflowed within 600 decisions on CPGGait (4 envs, 96×10) and the run ended in a
 NaN action.
 
+**A gated readout** (``ActorCriticReadout(gate_action=g)``: a withhold gate and a choice head over the other
+actions) learns its choice head only from decisions that acted (its score is zero when the gate withheld). With
+the batch average above, a choice made by one of B brains would step the choice head by 1/B of a full step, and
+most steps hold no choice at all. The choice rows therefore keep their own discounted count of acting decisions
+per brain, ℓ_c ← γλ ℓ_c + 1[a ≠ g], and are averaged over the choices in the batch instead
+(``choice_average="acted"``, the default):
+
+    ΔW^π_k = α_π Σ_b M_b e^π_{b,k} / (n̂ · max(1, Σ_b ℓ_c,b))          (k ≠ g; the bias likewise, without n̂)
+
+so that one choice moves its logits by ≈ α_π M · score, as one decision does in an ungated readout.
+``choice_average="batch"`` averages them like every other row.
+
 The entropy bonus c_H H adds α_π c_H ∂H/∂y ⊗ z̄ / n̂ to the weights and α_π c_H ∂H/∂y to the biases per decision
 (discrete actions), or α_π c_H / 2 per dimension to log σ (continuous actions: ∂H/∂log σ = 1 over its Fisher
 information 2).
@@ -56,7 +68,11 @@ from encephagen_gym.brain.simulator import BrainState
 from encephagen_gym.plasticity.base import Decision, LearningSignal, keep_mask, require
 from encephagen_gym.plasticity.validation import check_rate
 
-__all__ = ["ReadoutActorCritic", "ReadoutLearningConfig", "ReadoutTraces"]
+__all__ = ["CHOICE_AVERAGES", "ReadoutActorCritic", "ReadoutLearningConfig", "ReadoutTraces"]
+
+
+#: How a gated readout's choice head averages its steps (``ReadoutLearningConfig.choice_average``).
+CHOICE_AVERAGES = ("acted", "batch")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,7 +80,9 @@ class ReadoutLearningConfig:
     """``gamma`` (discount per decision), ``trace_decay`` λ, ``learning_rate`` α_π (actor),
     ``value_learning_rate`` α_V (critic), ``entropy_coef`` c_H, ``norm_tau`` (decisions; time constant of
     the running ‖z̄‖² + 1); ``shared_bias_norm``: normalise the biases' steps by n̂ together with the weights' (as
-    one input of 1 among M + 1) instead of by their own input (the default)."""
+    one input of 1 among M + 1) instead of by their own input (the default); ``choice_average``: how a gated
+    readout's choice head averages its steps, over the acting decisions (``"acted"``) or the batch
+    (``"batch"``; see the module docstring)."""
 
     gamma: float = 0.99
     trace_decay: float = 1.0
@@ -73,8 +91,11 @@ class ReadoutLearningConfig:
     entropy_coef: float = 0.01
     norm_tau: float = 100.0
     shared_bias_norm: bool = False
+    choice_average: str = "acted"
 
     def __post_init__(self) -> None:
+        if self.choice_average not in CHOICE_AVERAGES:
+            raise ValueError(f"choice_average must be one of {CHOICE_AVERAGES}, got {self.choice_average!r}")
         for name in ("gamma", "trace_decay"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and 0.0 <= value <= 1.0):
@@ -90,7 +111,8 @@ class ReadoutTraces:
     """γλ-filtered gradient traces of B brains: ``policy_weight`` ``[B, K, M]``, ``policy_bias`` ``[B, K]``,
     ``value_weight`` ``[B, M]``, ``value_bias`` ``[B]``, ``log_std`` ``[B, K]`` (continuous, else None),
     ``length`` ℓ ``[B]``; entropy directions accumulated since the last update (batch means, already divided
-    by n̂): ``entropy_weight`` ``[K, M]``, ``entropy_bias`` ``[K]``, ``entropy_log_std`` ``[K]`` or None."""
+    by n̂): ``entropy_weight`` ``[K, M]``, ``entropy_bias`` ``[K]``, ``entropy_log_std`` ``[K]`` or None;
+    ``choice_length`` ℓ_c ``[B]``: a gated readout's discounted count of acting decisions (else None)."""
 
     policy_weight: torch.Tensor
     policy_bias: torch.Tensor
@@ -101,6 +123,7 @@ class ReadoutTraces:
     entropy_weight: torch.Tensor
     entropy_bias: torch.Tensor
     entropy_log_std: torch.Tensor | None
+    choice_length: torch.Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -147,7 +170,13 @@ class ReadoutActorCritic:
             entropy_weight=torch.zeros((k, m), device=device),
             entropy_bias=torch.zeros(k, device=device),
             entropy_log_std=torch.zeros(k, device=device) if continuous else None,
+            choice_length=torch.zeros(batch_size, device=device) if self._averages_choices else None,
         )
+
+    @property
+    def _averages_choices(self) -> bool:
+        """Whether the choice rows are averaged over acting decisions (a gated readout, ``"acted"``)."""
+        return self.readout.gate_action is not None and self.config.choice_average == "acted"
 
     def step(self, traces: ReadoutTraces, state: BrainState) -> None:
         """Nothing per simulation step: the readout trace z̄ belongs to the policy and arrives with decisions."""
@@ -166,6 +195,8 @@ class ReadoutActorCritic:
         traces.value_weight.mul_(decay).add_(z_bar)
         traces.value_bias.mul_(decay).add_(1.0)
         traces.length.mul_(decay).add_(1.0)
+        if traces.choice_length is not None:
+            traces.choice_length.mul_(decay).add_((decision.actions != readout.gate_action).to(z_bar.dtype))
         if traces.log_std is not None:
             traces.log_std.mul_(decay).add_(readout.log_std_step_score(output, decision.actions))
         if self.config.entropy_coef > 0:
@@ -204,6 +235,17 @@ class ReadoutActorCritic:
         }
         if traces.log_std is not None:  # log σ steps like a bias (input 1)
             update["log_std"] = rate * (actor @ traces.log_std + entropy * bias_entropy * traces.entropy_log_std)
+        if traces.choice_length is not None:  # the choice rows: averaged over the batch's acting decisions
+            acted = traces.choice_length.sum().clamp(min=1.0)
+            if self.config.shared_bias_norm:
+                acted = acted * self.norm.clamp(min=1e-6)
+            choices = modulator.to(per_decision.dtype) / acted
+            rows = torch.ones(self.readout.n_actions, dtype=torch.bool, device=choices.device)
+            rows[self.readout.gate_action] = False
+            weight = torch.einsum("b,bkm->km", choices / norm, traces.policy_weight[:, rows])
+            bias = choices @ traces.policy_bias[:, rows]
+            update["policy_weight"][rows] = rate * (weight + entropy * traces.entropy_weight[rows])
+            update["policy_bias"][rows] = rate * (bias + entropy * bias_entropy * traces.entropy_bias[rows])
         return update
 
     def apply(
@@ -237,6 +279,8 @@ class ReadoutActorCritic:
         traces.value_weight.mul_(keep[:, None])
         traces.value_bias.mul_(keep)
         traces.length.mul_(keep)
+        if traces.choice_length is not None:
+            traces.choice_length.mul_(keep)
         if traces.log_std is not None:
             traces.log_std.mul_(keep[:, None])
 
