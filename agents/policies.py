@@ -127,7 +127,9 @@ class ConnectomePolicy(BasePolicy):
             ``observation_layout``); None routes the whole vector as one generic modality to the primary
             sensory regions.
         readout_roles: region roles whose excitatory neurons feed the readout (default: the action regions).
-        readout_tau_ms: time constant of the readout's leaky integration (ms).
+        readout_tau_ms: time constant of the readout's leaky integration (ms), or several (e.g. ``(200.0, 20.0)``:
+            the readout reads a slow and a fast filtered copy of its inputs; e-prop's eligibility filter uses the
+            first).
         standardise_readout: the readout reads each input centred and scaled by running statistics, updated
             while learning (see :class:`~encephagen_gym.brain.decoders.ActorCriticReadout`).
         input_gain_mv, signed_code, modality_roles, modality_codes: the encoder's options
@@ -159,7 +161,7 @@ class ConnectomePolicy(BasePolicy):
         step_ms: float | None = None,
         observation_layout: Mapping[str, tuple[int, int]] | None = None,
         readout_roles: Sequence[str] = DEFAULT_ACTION_ROLES,
-        readout_tau_ms: float = 20.0,
+        readout_tau_ms: float | Sequence[float] = 20.0,
         standardise_readout: bool = True,
         input_gain_mv: float | Mapping[str, float] = 15.0,
         signed_code: str = "push_pull",
@@ -203,7 +205,8 @@ class ConnectomePolicy(BasePolicy):
         self._constructor = dict(
             brain=config, step_ms=self.step_ms,
             observation_layout=None if observation_layout is None else dict(observation_layout),
-            readout_roles=tuple(readout_roles), readout_tau_ms=readout_tau_ms,
+            readout_roles=tuple(readout_roles),
+            readout_tau_ms=readout_tau_ms if isinstance(readout_tau_ms, int | float) else tuple(readout_tau_ms),
             standardise_readout=standardise_readout, input_gain_mv=input_gain_mv,
             signed_code=signed_code, modality_roles=modality_roles,
             modality_codes=None if modality_codes is None else dict(modality_codes), withhold_action=withhold_action,

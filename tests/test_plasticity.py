@@ -275,6 +275,36 @@ def test_leaky_readout_filters_motor_spikes_and_round_trips(brain10):
         LeakyReadout(net, 1, roles=("cerebellum",))
 
 
+def test_a_readout_with_several_time_constants_holds_one_filtered_copy_per_time_constant(brain10):
+    """tau_ms=(50, 10): z̄ is [B, 2M], its blocks exactly the traces of single-τ readouts of the same neurons;
+    e-prop filters with the first; symmetric feedback (one copy per neuron) and LeakyReadout refuse it."""
+    net = brain10.network
+    both = ActorCriticReadout(net, 3, tau_ms=(50.0, 10.0), standardise=True)
+    slow, fast = ActorCriticReadout(net, 3, tau_ms=50.0), ActorCriticReadout(net, 3, tau_ms=10.0)
+    m = slow.n_inputs
+    assert both.n_inputs == 2 * m and both.policy_weight.shape == (3, 2 * m)
+    assert both.kappa == slow.kappa and both.timescales_ms == (50.0, 10.0)
+    traces = [readout.init_trace(2) for readout in (both, slow, fast)]
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(30):
+        spikes = (torch.rand(2, net.n_neurons, generator=generator) < 0.2).float()
+        for readout, trace in zip((both, slow, fast), traces, strict=True):
+            readout.filter_spikes(trace, spikes)
+    assert torch.allclose(traces[0][:, :m], traces[1]) and torch.allclose(traces[0][:, m:], traces[2])
+    assert not torch.allclose(traces[1], traces[2])
+    both.update_statistics(traces[0])
+    assert both(traces[0]).policy.shape == (2, 3)
+    projection = select_projection(net, brain10.weights, [("prefrontal", "premotor")])
+    RewardEProp(net, projection, both, feedback="random")
+    with pytest.raises(ValueError, match="symmetric feedback"):
+        RewardEProp(net, projection, both, feedback="symmetric")
+    with pytest.raises(ValueError, match="one time constant"):
+        LeakyReadout(net, 1, tau_ms=(20.0, 5.0))
+    for bad in ((), (20.0, -1.0), (20.0, float("nan")), "20"):
+        with pytest.raises(ValueError, match="tau_ms"):
+            ActorCriticReadout(net, 2, tau_ms=bad)
+
+
 @pytest.mark.parametrize("continuous", [False, True], ids=["softmax", "gaussian-tanh"])
 def test_actor_critic_gradients_match_autograd(brain10, continuous):
     net = brain10.network

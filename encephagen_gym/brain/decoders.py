@@ -19,6 +19,7 @@ All tensors are batched ``[B, ...]`` and live on the network's device; the weigh
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
@@ -62,28 +63,40 @@ def _generator(seed: int) -> torch.Generator:
 
 
 class _ReadoutInput(nn.Module):
-    """The filtered spikes z̄ of the readout's input neurons (shared by the readout classes)."""
+    """The filtered spikes z̄ of the readout's input neurons (shared by the readout classes).
 
-    def __init__(self, network: Network, roles: tuple[str, ...] | str, tau_ms: float, excitatory_only: bool):
+    ``tau_ms`` is one time constant, or several: then z̄ holds one filtered copy of the M inputs per time
+    constant, ``[B, T·M]`` (block t filtered with τ_t), so that a linear readout can read fast and slow
+    activity at once. The first time constant is the primary one (:attr:`tau_ms`, :attr:`kappa`: what
+    e-prop's eligibility filter uses)."""
+
+    def __init__(self, network: Network, roles: tuple[str, ...] | str, tau_ms: float | Sequence[float],
+                 excitatory_only: bool):  # fmt: skip
         super().__init__()
-        if not (isinstance(tau_ms, int | float) and math.isfinite(tau_ms) and tau_ms > 0):
-            raise ValueError(f"tau_ms must be a positive number of ms, got {tau_ms!r}")
+        timescales = (tau_ms,) if isinstance(tau_ms, int | float) else tuple(tau_ms)
+        if not timescales or not all(
+            isinstance(t, int | float) and not isinstance(t, bool) and math.isfinite(t) and t > 0 for t in timescales
+        ):
+            raise ValueError(f"tau_ms must be a positive number of ms (or a sequence of them), got {tau_ms!r}")
         self.register_buffer("input_neurons", readout_neurons(network, roles, excitatory_only))
         self.roles = (roles,) if isinstance(roles, str) else tuple(roles)
-        self.tau_ms = float(tau_ms)
+        self.timescales_ms = tuple(float(t) for t in timescales)
+        self.tau_ms = self.timescales_ms[0]
         self.dt_ms = float(network.config.dt_ms)
+        decays = [math.exp(-self.dt_ms / t) for t in self.timescales_ms]
+        self.register_buffer("_decays", torch.tensor(decays, device=network.device)[:, None], persistent=False)
         self.n_neurons = network.n_neurons
         self.fingerprint = network.fingerprint  # the network it reads (checked by the rules and filter_spikes)
 
     @property
     def kappa(self) -> float:
-        """κ = exp(−dt/τ_out), the per-step decay of the readout trace."""
+        """κ = exp(−dt/τ_out), the per-step decay of the readout trace (of its primary time constant)."""
         return math.exp(-self.dt_ms / self.tau_ms)
 
     @property
     def n_inputs(self) -> int:
-        """M, the number of input neurons."""
-        return int(self.input_neurons.numel())
+        """M: the number of inputs, one per input neuron and time constant."""
+        return int(self.input_neurons.numel()) * len(self.timescales_ms)
 
     def init_trace(self, batch_size: int) -> torch.Tensor:
         """A zero readout trace ``[B, M]``."""
@@ -105,7 +118,12 @@ class _ReadoutInput(nn.Module):
             raise ValueError(f"expected spikes [B, {self.n_neurons}] and trace [B, {self.n_inputs}], got "
                              f"{tuple(spikes.shape)} and {tuple(trace.shape)}; the readout was made for "
                              f"{self.fingerprint.describe()}")  # fmt: skip
-        return trace.mul_(self.kappa).add_(spikes.index_select(1, self.input_neurons))
+        inputs = spikes.index_select(1, self.input_neurons)
+        if len(self.timescales_ms) == 1:
+            return trace.mul_(self.kappa).add_(inputs)
+        blocks = trace.view(batch, len(self.timescales_ms), -1)
+        blocks.mul_(self._decays).add_(inputs[:, None, :])
+        return trace
 
     def _check_trace(self, trace: torch.Tensor) -> None:
         if trace.dim() != 2 or trace.shape[1] != self.n_inputs:
@@ -134,6 +152,8 @@ class LeakyReadout(_ReadoutInput):
         init_std: float | None = None,
         seed: int = 0,
     ) -> None:
+        if not isinstance(tau_ms, int | float):  # its e-prop gradient is exact for one readout filter
+            raise ValueError(f"LeakyReadout takes one time constant tau_ms (ms), got {tau_ms!r}")
         super().__init__(network, roles, tau_ms, excitatory_only)
         if not isinstance(n_outputs, int) or n_outputs < 1:
             raise ValueError(f"n_outputs must be a positive integer, got {n_outputs!r}")
@@ -196,7 +216,7 @@ class ActorCriticReadout(_ReadoutInput):
         n_actions: int,
         continuous: bool = False,
         roles: tuple[str, ...] | str = DEFAULT_READOUT_ROLES,
-        tau_ms: float = 20.0,
+        tau_ms: float | Sequence[float] = 20.0,
         excitatory_only: bool = True,
         policy_init_std: float | None = None,
         log_std_init: float = -0.5,

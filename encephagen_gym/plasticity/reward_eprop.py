@@ -158,6 +158,11 @@ class RewardEProp:
             raise ValueError("readout must be an ActorCriticReadout")
         check_same_network(network.fingerprint, projection.fingerprint, "the projection", "the network")
         check_same_network(network.fingerprint, readout.fingerprint, "the readout", "the network")
+        if config.feedback == "symmetric" and len(readout.timescales_ms) > 1:
+            raise ValueError(
+                "symmetric feedback reads the readout's weights of one filtered copy of each neuron; this readout "
+                f"has {len(readout.timescales_ms)} time constants {readout.timescales_ms}: use feedback='random'"
+            )
         self.config = config
         self.network = network
         self.projection = projection
