@@ -47,6 +47,7 @@ from encephagen_gym.agents.episode_metrics import EpisodeMetrics
 from encephagen_gym.agents.policies import ConnectomePolicy, ConnectomeState, check_spaces
 from encephagen_gym.brain import BrainConfig, clone_state
 from encephagen_gym.plasticity import (
+    CHOICE_AVERAGES,
     DEFAULT_PLASTIC_PAIRS,
     Decision,
     LearningSignal,
@@ -144,6 +145,9 @@ class BrainAgent(BaseAlgorithm):
         brain, cue into the basal ganglia, 3 Hz initial go rate, 150 k steps): with ``"all"`` it stops answering
         (no response 0.99); with ``"outcomes"`` it answers in the decision window (no response 0.00; the
         PatternRecognition preset in ``agents/hyperparams/brain.yml``).
+    :param choice_average: how a gated readout's choice head (``policy_kwargs=dict(action_head="gated")``)
+        averages its steps: over the batch's acting decisions (``"acted"``, default) or over the batch like every
+        other row (``"batch"``; see :mod:`~encephagen_gym.plasticity.readout_rule`). Ignored without a gate.
     :param td_gain: factor on the TD error before any rule sees it: 1 normally; 0 is the zero-TD control (the
         same code path, no reward information: only the entropy bonus moves the weights).
     :param step_ms: duration of one env step in ms, for envs that do not say (``env.unwrapped.step_ms``, or
@@ -182,6 +186,7 @@ class BrainAgent(BaseAlgorithm):
         homeostasis_kwargs: dict[str, Any] | None = None,
         td_scale_tau: float = 1000.0,
         td_scale_steps: str = "all",
+        choice_average: str = "acted",
         td_gain: float = 1.0,
         step_ms: float | None = None,
         policy_kwargs: dict[str, Any] | None = None,
@@ -224,6 +229,9 @@ class BrainAgent(BaseAlgorithm):
         if td_scale_steps not in TD_SCALE_STEPS:
             raise ValueError(f"td_scale_steps must be one of {TD_SCALE_STEPS}, got {td_scale_steps!r}")
         self.td_scale_steps = td_scale_steps
+        if choice_average not in CHOICE_AVERAGES:
+            raise ValueError(f"choice_average must be one of {CHOICE_AVERAGES}, got {choice_average!r}")
+        self.choice_average = choice_average
         self.td_gain = float(td_gain)
         self.step_ms = step_ms
         self._learning_state: dict[str, Any] | None = None
@@ -309,7 +317,8 @@ class BrainAgent(BaseAlgorithm):
             rules.append(ReadoutActorCritic(readout, gamma=self.gamma, trace_decay=self.gae_lambda,
                                             learning_rate=self.readout_lr_schedule(1.0),
                                             value_learning_rate=self.value_learning_rate,
-                                            entropy_coef=self.entropy_coef))  # fmt: skip
+                                            entropy_coef=self.entropy_coef,
+                                            choice_average=self.choice_average))  # fmt: skip
         projection = None
         if self.rule in ("reward_eprop", "rstdp"):
             if self.plastic_pairs is None and bool(network.is_pathway.any()):

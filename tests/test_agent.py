@@ -141,6 +141,11 @@ def test_gated_action_head_starts_at_the_go_rate_learns_and_round_trips(tmp_path
         agent(make_vec_env("CartPole-v1", n_envs=1), step_ms=20.0, policy_kwargs=dict(SMALL, action_head="gated"))
     with pytest.raises(ValueError, match="action_head"):
         agent(env, policy_kwargs=dict(SMALL, action_head="argmax"))
+    assert model.rules[0].config.choice_average == "acted" and loaded.choice_average == "acted"
+    batch_averaged = agent(env, policy_kwargs=dict(SMALL, action_head="gated"), choice_average="batch")
+    assert batch_averaged.rules[0].config.choice_average == "batch"
+    with pytest.raises(ValueError, match="choice_average"):
+        agent(env, choice_average="mean")
 
 
 def test_save_load_gives_identical_predictions_and_learning_state(tmp_path):

@@ -83,11 +83,17 @@ from encephagen_gym.plasticity.projection import (
     projection_from_synapses,
     select_projection,
 )
-from encephagen_gym.plasticity.readout_rule import ReadoutActorCritic, ReadoutLearningConfig, ReadoutTraces
+from encephagen_gym.plasticity.readout_rule import (
+    CHOICE_AVERAGES,
+    ReadoutActorCritic,
+    ReadoutLearningConfig,
+    ReadoutTraces,
+)
 from encephagen_gym.plasticity.reward_eprop import RewardEProp, RewardEpropConfig, RewardEpropTraces, td_error
 from encephagen_gym.plasticity.stdp import RewardModulatedSTDP, StdpConfig, StdpTraces
 
 __all__ = [
+    "CHOICE_AVERAGES",
     "DEFAULT_GAMMA_PD",
     "DEFAULT_PLASTIC_PAIRS",
     "Decision",
