@@ -61,6 +61,7 @@ from encephagen_gym.plasticity import (
     select_projection,
     td_error,
 )
+from encephagen_gym.plasticity.validation import check_rate
 
 __all__ = ["READOUT_DEFAULTS", "RULES", "TD_SCALE_STEPS", "BrainAgent"]
 
@@ -148,6 +149,8 @@ class BrainAgent(BaseAlgorithm):
     :param choice_average: how a gated readout's choice head (``policy_kwargs=dict(action_head="gated")``)
         averages its steps: over the batch's acting decisions (``"acted"``, default) or over the batch like every
         other row (``"batch"``; see :mod:`~encephagen_gym.plasticity.readout_rule`). Ignored without a gate.
+    :param choice_step_ratio: a gated readout's choice head steps at this ratio times ``readout_learning_rate``
+        (following its schedule); the gate and the value keep theirs. Ignored without a gate.
     :param td_gain: factor on the TD error before any rule sees it: 1 normally; 0 is the zero-TD control (the
         same code path, no reward information: only the entropy bonus moves the weights).
     :param step_ms: duration of one env step in ms, for envs that do not say (``env.unwrapped.step_ms``, or
@@ -187,6 +190,7 @@ class BrainAgent(BaseAlgorithm):
         td_scale_tau: float = 1000.0,
         td_scale_steps: str = "all",
         choice_average: str = "acted",
+        choice_step_ratio: float = 1.0,
         td_gain: float = 1.0,
         step_ms: float | None = None,
         policy_kwargs: dict[str, Any] | None = None,
@@ -232,6 +236,7 @@ class BrainAgent(BaseAlgorithm):
         if choice_average not in CHOICE_AVERAGES:
             raise ValueError(f"choice_average must be one of {CHOICE_AVERAGES}, got {choice_average!r}")
         self.choice_average = choice_average
+        self.choice_step_ratio = check_rate("choice_step_ratio", choice_step_ratio)
         self.td_gain = float(td_gain)
         self.step_ms = step_ms
         self._learning_state: dict[str, Any] | None = None
@@ -318,7 +323,8 @@ class BrainAgent(BaseAlgorithm):
                                             learning_rate=self.readout_lr_schedule(1.0),
                                             value_learning_rate=self.value_learning_rate,
                                             entropy_coef=self.entropy_coef,
-                                            choice_average=self.choice_average))  # fmt: skip
+                                            choice_average=self.choice_average,
+                                            choice_step_ratio=self.choice_step_ratio))  # fmt: skip
         projection = None
         if self.rule in ("reward_eprop", "rstdp"):
             if self.plastic_pairs is None and bool(network.is_pathway.any()):

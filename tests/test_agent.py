@@ -142,8 +142,10 @@ def test_gated_action_head_starts_at_the_go_rate_learns_and_round_trips(tmp_path
     with pytest.raises(ValueError, match="action_head"):
         agent(env, policy_kwargs=dict(SMALL, action_head="argmax"))
     assert model.rules[0].config.choice_average == "acted" and loaded.choice_average == "acted"
-    batch_averaged = agent(env, policy_kwargs=dict(SMALL, action_head="gated"), choice_average="batch")
+    batch_averaged = agent(env, policy_kwargs=dict(SMALL, action_head="gated"), choice_average="batch",
+                           choice_step_ratio=0.5)  # fmt: skip
     assert batch_averaged.rules[0].config.choice_average == "batch"
+    assert batch_averaged.rules[0].config.choice_step_ratio == 0.5
     with pytest.raises(ValueError, match="choice_average"):
         agent(env, choice_average="mean")
 

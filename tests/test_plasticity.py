@@ -579,15 +579,15 @@ def test_readout_actor_critic_update_is_exact_and_normalised():
     assert torch.allclose(readout.value_weight - before["value_weight"], 0.5 * delta @ z_bar / (batch * norm))
 
 
-@pytest.mark.parametrize("choice_average", ["acted", "batch"])
-def test_gated_readout_averages_its_choice_head_over_the_acting_decisions(choice_average):
+@pytest.mark.parametrize("choice_average,ratio", [("acted", 1.0), ("batch", 1.0), ("acted", 0.25), ("batch", 0.5)])
+def test_gated_readout_averages_its_choice_head_over_the_acting_decisions(choice_average, ratio):
     """A gated readout (unit 0 withholds): one brain of four acted. With "acted" its choice rows step as a lone
     decision would (α M score ⊗ z̄ / n̂), with "batch" four times less; the gate row always averages over the
-    batch; a brain that withheld gives its choice rows nothing."""
+    batch; a brain that withheld gives its choice rows nothing; choice_step_ratio scales the choice rows only."""
     readout = ActorCriticReadout(small_brain().network, 3, policy_init_std=0.3, seed=1, gate_action=0)
     batch = 4
     rule = ReadoutActorCritic(readout, gamma=0.9, trace_decay=1.0, learning_rate=0.2, entropy_coef=0.0,
-                              choice_average=choice_average)  # fmt: skip
+                              choice_average=choice_average, choice_step_ratio=ratio)  # fmt: skip
     z_bar = torch.rand(batch, readout.n_inputs, generator=torch.Generator().manual_seed(0))
     traces = rule.init_traces(batch)
     out = readout(z_bar)
@@ -601,14 +601,16 @@ def test_gated_readout_averages_its_choice_head_over_the_acting_decisions(choice
     modulator = torch.tensor([1.5, -1.0, 0.5, 2.0])
     rule.apply(None, traces, LearningSignal(td_error=torch.zeros(batch), modulator=modulator))
     gate = 0.2 * torch.einsum("b,b,bm->m", modulator, score[:, 0], z_bar) / (batch * norm)
-    choice = 0.2 * 1.5 * score[0, 1:, None] * z_bar[0] / norm / (1 if choice_average == "acted" else batch)
+    choice = ratio * 0.2 * 1.5 * score[0, 1:, None] * z_bar[0] / norm / (1 if choice_average == "acted" else batch)
     change = readout.policy_weight - before["policy_weight"]
     assert torch.allclose(change[0], gate, atol=1e-7)
     assert torch.allclose(change[1:], choice, atol=1e-7)
-    want_bias = 0.2 * 1.5 * score[0, 1:] / (1 if choice_average == "acted" else batch)
+    want_bias = ratio * 0.2 * 1.5 * score[0, 1:] / (1 if choice_average == "acted" else batch)
     assert torch.allclose((readout.policy_bias - before["policy_bias"])[1:], want_bias, atol=1e-7)
     with pytest.raises(ValueError, match="choice_average"):
         ReadoutActorCritic(readout, choice_average="mean")
+    with pytest.raises(ValueError, match="choice_step_ratio"):
+        ReadoutActorCritic(readout, choice_step_ratio=-1.0)
 
 
 def test_continuous_readout_steps_are_natural_and_keep_log_std_bounded():

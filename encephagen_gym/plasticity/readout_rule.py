@@ -82,7 +82,8 @@ class ReadoutLearningConfig:
     the running ‖z̄‖² + 1); ``shared_bias_norm``: normalise the biases' steps by n̂ together with the weights' (as
     one input of 1 among M + 1) instead of by their own input (the default); ``choice_average``: how a gated
     readout's choice head averages its steps, over the acting decisions (``"acted"``) or the batch
-    (``"batch"``; see the module docstring)."""
+    (``"batch"``; see the module docstring); ``choice_step_ratio``: its step α_π times this ratio (the gate and
+    every other row keep α_π)."""
 
     gamma: float = 0.99
     trace_decay: float = 1.0
@@ -92,10 +93,12 @@ class ReadoutLearningConfig:
     norm_tau: float = 100.0
     shared_bias_norm: bool = False
     choice_average: str = "acted"
+    choice_step_ratio: float = 1.0
 
     def __post_init__(self) -> None:
         if self.choice_average not in CHOICE_AVERAGES:
             raise ValueError(f"choice_average must be one of {CHOICE_AVERAGES}, got {self.choice_average!r}")
+        check_rate("choice_step_ratio", self.choice_step_ratio)
         for name in ("gamma", "trace_decay"):
             value = getattr(self, name)
             if not (isinstance(value, int | float) and 0.0 <= value <= 1.0):
@@ -235,17 +238,23 @@ class ReadoutActorCritic:
         }
         if traces.log_std is not None:  # log σ steps like a bias (input 1)
             update["log_std"] = rate * (actor @ traces.log_std + entropy * bias_entropy * traces.entropy_log_std)
-        if traces.choice_length is not None:  # the choice rows: averaged over the batch's acting decisions
-            acted = traces.choice_length.sum().clamp(min=1.0)
-            if self.config.shared_bias_norm:
-                acted = acted * self.norm.clamp(min=1e-6)
-            choices = modulator.to(per_decision.dtype) / acted
-            rows = torch.ones(self.readout.n_actions, dtype=torch.bool, device=choices.device)
-            rows[self.readout.gate_action] = False
-            weight = torch.einsum("b,bkm->km", choices / norm, traces.policy_weight[:, rows])
-            bias = choices @ traces.policy_bias[:, rows]
-            update["policy_weight"][rows] = rate * (weight + entropy * traces.entropy_weight[rows])
-            update["policy_bias"][rows] = rate * (bias + entropy * bias_entropy * traces.entropy_bias[rows])
+        if self.readout.gate_action is None:
+            return update
+        rows = torch.ones(self.readout.n_actions, dtype=torch.bool, device=modulator.device)
+        rows[self.readout.gate_action] = False
+        ratio = self.config.choice_step_ratio
+        if traces.choice_length is None:  # averaged over the batch like every other row
+            update["policy_weight"][rows] *= ratio
+            update["policy_bias"][rows] *= ratio
+            return update
+        acted = traces.choice_length.sum().clamp(min=1.0)  # the choice rows: over the batch's acting decisions
+        if self.config.shared_bias_norm:
+            acted = acted * self.norm.clamp(min=1e-6)
+        choices = modulator.to(per_decision.dtype) / acted
+        weight = torch.einsum("b,bkm->km", choices / norm, traces.policy_weight[:, rows])
+        bias = choices @ traces.policy_bias[:, rows]
+        update["policy_weight"][rows] = ratio * rate * (weight + entropy * traces.entropy_weight[rows])
+        update["policy_bias"][rows] = ratio * rate * (bias + entropy * bias_entropy * traces.entropy_bias[rows])
         return update
 
     def apply(
