@@ -583,7 +583,8 @@ def test_readout_actor_critic_update_is_exact_and_normalised():
 def test_gated_readout_averages_its_choice_head_over_the_acting_decisions(choice_average, ratio):
     """A gated readout (unit 0 withholds): one brain of four acted. With "acted" its choice rows step as a lone
     decision would (α M score ⊗ z̄ / n̂), with "batch" four times less; the gate row always averages over the
-    batch; a brain that withheld gives its choice rows nothing; choice_step_ratio scales the choice rows only."""
+    batch; a brain that withheld gives its choice rows nothing; choice_step_ratio scales the choice rows only;
+    with "acted" the choice biases are normalised by n̂ like the weights (the gate's bias is not)."""
     readout = ActorCriticReadout(small_brain().network, 3, policy_init_std=0.3, seed=1, gate_action=0)
     batch = 4
     rule = ReadoutActorCritic(readout, gamma=0.9, trace_decay=1.0, learning_rate=0.2, entropy_coef=0.0,
@@ -605,8 +606,11 @@ def test_gated_readout_averages_its_choice_head_over_the_acting_decisions(choice
     change = readout.policy_weight - before["policy_weight"]
     assert torch.allclose(change[0], gate, atol=1e-7)
     assert torch.allclose(change[1:], choice, atol=1e-7)
-    want_bias = ratio * 0.2 * 1.5 * score[0, 1:] / (1 if choice_average == "acted" else batch)
+    # "acted": the choice biases step as one input among the weights' (over n̂ too); "batch": as every other row
+    want_bias = ratio * 0.2 * 1.5 * score[0, 1:] / (norm if choice_average == "acted" else batch)
     assert torch.allclose((readout.policy_bias - before["policy_bias"])[1:], want_bias, atol=1e-7)
+    gate_bias = 0.2 * modulator @ score[:, 0] / batch  # the gate's bias keeps its own (fast) normalisation
+    assert (readout.policy_bias - before["policy_bias"])[0].item() == pytest.approx(gate_bias.item(), rel=1e-5)
     with pytest.raises(ValueError, match="choice_average"):
         ReadoutActorCritic(readout, choice_average="mean")
     with pytest.raises(ValueError, match="choice_step_ratio"):

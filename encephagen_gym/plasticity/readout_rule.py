@@ -46,10 +46,14 @@ most steps hold no choice at all. The choice rows therefore keep their own disco
 per brain, ℓ_c ← γλ ℓ_c + 1[a ≠ g], and are averaged over the choices in the batch instead
 (``choice_average="acted"``, the default):
 
-    ΔW^π_k = α_π Σ_b M_b e^π_{b,k} / (n̂ · max(1, Σ_b ℓ_c,b))          (k ≠ g; the bias likewise, without n̂)
+    ΔW^π_k = α_π Σ_b M_b e^π_{b,k} / (n̂ · max(1, Σ_b ℓ_c,b))          (k ≠ g; the bias likewise)
 
-so that one choice moves its logits by ≈ α_π M · score, as one decision does in an ungated readout.
-``choice_average="batch"`` averages them like every other row.
+so that one choice moves its logits by ≈ α_π M · score, as one decision does in an ungated readout. The choice
+biases step as one input among the weights' (divided by n̂ too): with their own normalisation they moved n̂ times
+faster than any weight, and on PatternRecognition the choice head collapsed onto one class through its biases
+(biases spread to ±6, weight rows of norm 0.3; the greedy choice the same class for every image) before the
+weights could learn the images. The gate keeps its own fast bias (a withholding brain must be able to start
+acting). ``choice_average="batch"`` averages the choice rows like every other row.
 
 The entropy bonus c_H H adds α_π c_H ∂H/∂y ⊗ z̄ / n̂ to the weights and α_π c_H ∂H/∂y to the biases per decision
 (discrete actions), or α_π c_H / 2 per dimension to log σ (continuous actions: ∂H/∂log σ = 1 over its Fisher
@@ -252,9 +256,10 @@ class ReadoutActorCritic:
             acted = acted * self.norm.clamp(min=1e-6)
         choices = modulator.to(per_decision.dtype) / acted
         weight = torch.einsum("b,bkm->km", choices / norm, traces.policy_weight[:, rows])
-        bias = choices @ traces.policy_bias[:, rows]
+        bias = choices @ traces.policy_bias[:, rows] / norm  # one input among the weights' (see the docstring)
         update["policy_weight"][rows] = ratio * rate * (weight + entropy * traces.entropy_weight[rows])
-        update["policy_bias"][rows] = ratio * rate * (bias + entropy * bias_entropy * traces.entropy_bias[rows])
+        entropy_bias = traces.entropy_bias[rows] / self.norm.clamp(min=1e-6)
+        update["policy_bias"][rows] = ratio * rate * (bias + entropy * entropy_bias)
         return update
 
     def apply(
