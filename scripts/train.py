@@ -530,7 +530,18 @@ def prepare(spec: RunSpec) -> tuple[Algorithm, Preset, int, int]:
         if algorithm.learns:
             raise ValueError(f"--timesteps is needed: the {spec.algo} preset for {spec.env_id} sets no n_timesteps")
         timesteps = 0
+    if algorithm.learns:
+        _check_constructor_values(algorithm, preset)
     return algorithm, preset, int(timesteps), spec.n_envs or preset.n_envs
+
+
+def _check_constructor_values(algorithm: Algorithm, preset: Preset) -> None:
+    """Build the algorithm without an env or a model, so that its constructor checks the values of its
+    arguments (a rule or an option that does not exist, a batch size of 1) before a run directory is made."""
+    try:
+        algorithm.load_class()(preset.policy, None, device="cpu", _init_setup_model=False, **preset.model_kwargs)
+    except (ValueError, TypeError, AssertionError) as error:
+        raise ValueError(f"{algorithm.name}: {error}") from error
 
 
 def _evaluation_venv(spec: RunSpec, preset: Preset, n_envs: int) -> Any:

@@ -225,6 +225,24 @@ def test_parse_hyperparams() -> None:
         parse_hyperparams(["n_steps"])
 
 
+@pytest.mark.parametrize(
+    ("algo", "item", "message"),
+    [
+        ("brain", "choice_average=sometimes", "choice_average must be one of"),
+        ("brain", "rule=hebbian", "rule must be one of"),
+        ("ppo", "batch_size=1", "batch_size"),
+    ],
+)
+def test_train_refuses_a_bad_constructor_value_before_making_a_run_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], algo: str, item: str, message: str
+) -> None:
+    argv = ["--algo", algo, "--env", CONDITIONING, "--timesteps", "64", "--hyperparams", item, "--out", str(tmp_path)]
+    with pytest.raises(SystemExit) as exit_info:
+        train_script.main(argv)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
 def test_rl_zoo3_reads_a_preset_file(tmp_path: Path) -> None:
     pytest.importorskip("rl_zoo3", reason="rl_zoo3 is not installed (optional; pip install rl_zoo3)")
     code = (
