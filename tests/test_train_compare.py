@@ -189,7 +189,8 @@ def test_yaml_mappings_without_the_space_after_a_colon_are_refused(tmp_path, mon
 
 
 def test_every_preset_builds_its_model() -> None:
-    """Each entry of every preset file resolves and constructs the real SB3 model on its env."""
+    """Each entry of every preset file resolves and constructs the real SB3 model on its env, made with the
+    entry's env_kwargs (so that an env argument the env refuses fails here, not in a run)."""
     from encephagen_gym.scripts.train import _probe_spaces
 
     built = 0
@@ -204,7 +205,8 @@ def test_every_preset_builds_its_model() -> None:
                 env_id = "Encephagen-WormCrawl-v0"
                 _, action_space = _probe_spaces(env_id, {})
             preset = resolve_preset(algo, env_id, action_dim=int(np.prod(action_space.shape)) or None)
-            venv = make_vec_env(env_id, 1, normalize_kwargs=preset.normalize_kwargs, frame_stack=preset.frame_stack)
+            venv = make_vec_env(env_id, 1, env_kwargs=preset.env_kwargs, normalize_kwargs=preset.normalize_kwargs,
+                                frame_stack=preset.frame_stack)  # fmt: skip
             kwargs = dict(preset.model_kwargs)
             if "buffer_size" in kwargs:
                 kwargs["buffer_size"] = 1000  # the real size is allocated at once; the check is the constructor
