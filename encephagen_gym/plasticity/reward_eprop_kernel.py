@@ -36,16 +36,20 @@ def _record_pass(post_local, eligibility, recurrent, signal, decay, entropy_sign
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
-def _apply_pass(synapses, w_max, weights, recurrent, coefficient, entropy, alpha, beta):
-    """One brain: Δw = β entropy + α c ẽ per synapse, applied in the projection's order; returns Σ |Δw|."""
+def _apply_pass(by_id, synapses_by_id, w_max_by_id, weights, recurrent, coefficient, entropy, alpha, beta):
+    """One brain: Δw = β entropy + α c ẽ per synapse; returns Σ |Δw|. The synapses are visited in increasing
+    weight index (``by_id``), so that the weight array is swept in order: in the projection's order (by delay,
+    then presynaptic neuron) the scattered writes took 2× longer at 96×200 (1.6 against 0.8 ms per decision,
+    standalone, caches flushed before each pass)."""
     total = 0.0
     zero = np.float32(0.0)
     scale = alpha * coefficient
-    for p in range(synapses.shape[0]):
+    for q in range(by_id.shape[0]):
+        p = by_id[q]
         delta = beta * entropy[p] + scale * recurrent[p]
         total += abs(delta)
-        synapse = synapses[p]
-        weights[synapse] = min(max(weights[synapse] + delta, zero), w_max[p])
+        synapse = synapses_by_id[q]
+        weights[synapse] = min(max(weights[synapse] + delta, zero), w_max_by_id[q])
         entropy[p] = zero
     return total
 
@@ -53,14 +57,16 @@ def _apply_pass(synapses, w_max, weights, recurrent, coefficient, entropy, alpha
 _INDEX: dict = {}
 
 
-def _indices(projection) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """int32/int64 numpy copies of the projection's synapse tables, made once per projection."""
+def _indices(projection) -> tuple[np.ndarray, ...]:
+    """int32/int64 numpy copies of the projection's synapse tables, made once per projection: ``post_local``,
+    and, in increasing weight index, the positions ``by_id``, the weight indices and their bounds."""
 
     def build() -> tuple[np.ndarray, ...]:
         return (
             projection.post_local.numpy().astype(np.int32),
-            projection.synapses.numpy().astype(np.int64),
-            projection.w_max.numpy().astype(np.float32),
+            projection.by_id.numpy().astype(np.int32),
+            projection.synapses_by_id.numpy().astype(np.int64),
+            projection.w_max_by_id.numpy().astype(np.float32),
         )
 
     return cached_for(_INDEX, projection.post_local, build)
@@ -83,7 +89,7 @@ def apply(projection, weights: torch.Tensor, recurrent: torch.Tensor, coefficien
     """w ← clamp(w + Δw, 0, w_max) with Δw = ``beta`` · entropy + ``alpha`` · ``coefficient`` · ẽ (``recurrent``
     ``[P, 1]``; in place, like :func:`~encephagen_gym.plasticity.projection.apply_weight_update`); clears
     ``entropy``. One brain (batch 1). Returns mean |Δw| (0-d tensor, mV)."""
-    _, synapses, w_max = _indices(projection)
-    total = _apply_pass(synapses, w_max, _view(weights.detach()), _float32_view(recurrent), np.float32(coefficient),
-                        _view(entropy), np.float32(alpha), np.float32(beta))  # fmt: skip
+    _, by_id, synapses, w_max = _indices(projection)
+    total = _apply_pass(by_id, synapses, w_max, _view(weights.detach()), _float32_view(recurrent),
+                        np.float32(coefficient), _view(entropy), np.float32(alpha), np.float32(beta))  # fmt: skip
     return torch.tensor(total / max(1, synapses.shape[0]), dtype=torch.float32)
