@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import math
 import os
 import pathlib
 import sys
@@ -146,6 +147,10 @@ class BrainAgent(BaseAlgorithm):
         brain, cue into the basal ganglia, 3 Hz initial go rate, 150 k steps): with ``"all"`` it stops answering
         (no response 0.99); with ``"outcomes"`` it answers in the decision window (no response 0.00; the
         PatternRecognition preset in ``agents/hyperparams/brain.yml``).
+    :param td_scale_floor: the least divisor of the TD error (in reward units; default 0: none): M = δ /
+        max(RMS, floor). With ``"outcomes"`` and a task whose first outcomes are all small penalties, their own
+        RMS scales each to unit size and a gated head learns to withhold everywhere before any answer pays; a
+        floor near the task's reward keeps them small beside it.
     :param choice_average: how a gated readout's choice head (``policy_kwargs=dict(action_head="gated")``)
         averages its steps: over the batch's acting decisions (``"acted"``, default) or over the batch like every
         other row (``"batch"``; see :mod:`~encephagen_gym.plasticity.readout_rule`). Ignored without a gate.
@@ -189,6 +194,7 @@ class BrainAgent(BaseAlgorithm):
         homeostasis_kwargs: dict[str, Any] | None = None,
         td_scale_tau: float = 1000.0,
         td_scale_steps: str = "all",
+        td_scale_floor: float = 0.0,
         choice_average: str = "acted",
         choice_step_ratio: float = 1.0,
         td_gain: float = 1.0,
@@ -233,6 +239,10 @@ class BrainAgent(BaseAlgorithm):
         if td_scale_steps not in TD_SCALE_STEPS:
             raise ValueError(f"td_scale_steps must be one of {TD_SCALE_STEPS}, got {td_scale_steps!r}")
         self.td_scale_steps = td_scale_steps
+        if not (isinstance(td_scale_floor, int | float) and not isinstance(td_scale_floor, bool)
+                and math.isfinite(td_scale_floor) and td_scale_floor >= 0):  # fmt: skip
+            raise ValueError(f"td_scale_floor must be a finite number >= 0, got {td_scale_floor!r}")
+        self.td_scale_floor = float(td_scale_floor)
         if choice_average not in CHOICE_AVERAGES:
             raise ValueError(f"choice_average must be one of {CHOICE_AVERAGES}, got {choice_average!r}")
         self.choice_average = choice_average
@@ -307,7 +317,7 @@ class BrainAgent(BaseAlgorithm):
         self.policy_kwargs = {key: value for key, value in stored.items() if key not in brain_fields}
         self.policy_kwargs["brain"] = dataclasses.replace(self.policy.brain.config, device="auto")
         self.rules = self._make_rules()
-        self.td_scaler = TDErrorScaler(self.td_scale_tau, device=self.policy.brain.device)
+        self.td_scaler = TDErrorScaler(self.td_scale_tau, device=self.policy.brain.device, floor=self.td_scale_floor)
         self._train: _TrainingState | None = None
         self._metrics = EpisodeMetrics(self._stats_window_size)
         if self._learning_state is not None:

@@ -300,6 +300,32 @@ def test_td_scaler_can_let_only_outcome_steps_set_its_rms():
     assert scaled[2] == 0 and scaled[3] == 0 and scaled[0] > 0  # excluded elements: M = 0, not in the RMS
 
 
+def test_td_scaler_floor_keeps_a_lone_penalty_small():
+    """Without a floor the first outcome sets the RMS and a lone -0.1 penalty is scaled to -1, the size a
+    reward of 1 gets later; a floor of 0.5 (reward units) divides it by 0.5 instead, and a reward far above
+    the floor is still scaled by its RMS."""
+    plain, floored = TDErrorScaler(100.0), TDErrorScaler(100.0, floor=0.5)
+    penalty, outcome = torch.tensor([-0.1, 0.0]), torch.tensor([1.0, 0.0])
+    assert torch.isclose(plain.scale(penalty, counted=outcome)[0], torch.tensor(-1.0))
+    assert torch.isclose(floored.scale(penalty, counted=outcome)[0], torch.tensor(-0.2))
+    big = TDErrorScaler(100.0, floor=0.5)
+    assert torch.isclose(big.scale(torch.tensor([4.0, 0.0]), counted=outcome)[0], torch.tensor(1.0))
+    for bad in (-0.1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="floor"):
+            TDErrorScaler(floor=bad)
+
+
+def test_td_scale_floor_option_reaches_the_scaler_and_is_saved(tmp_path):
+    for bad in (-1.0, float("nan"), True):
+        with pytest.raises(ValueError, match="td_scale_floor"):
+            agent(conditioning(), td_scale_floor=bad)
+    model = agent(conditioning(), td_scale_floor=0.5)
+    assert model.td_scaler.floor == 0.5
+    model.save(tmp_path / "floor.zip")
+    loaded = BrainAgent.load(tmp_path / "floor.zip")
+    assert loaded.td_scale_floor == 0.5 and loaded.td_scaler.floor == 0.5
+
+
 def test_td_scale_steps_option_reaches_the_scaler(tmp_path):
     with pytest.raises(ValueError, match="td_scale_steps"):
         agent(conditioning(), td_scale_steps="rewards")

@@ -53,17 +53,23 @@ class TDErrorScaler:
     predicts — is removed, so that one learning rate serves every task. ``scale(δ)`` folds the batch into v̂ and
     returns M (no host read). Where rewards are rare, most steps' δ is ≈ 0 and an RMS over every step is small, so
     the first small penalty arrives at the clip and weighs as much as a large reward; ``scale(δ, counted=...)``
-    lets only some steps (e.g. those with an outcome) set v̂, while all are scaled by it."""
+    lets only some steps (e.g. those with an outcome) set v̂, while all are scaled by it. ``floor`` (in the TD
+    error's units, default 0: none) is the least divisor, M = clip(δ / max(√(v̂ + ε), floor)): while the only
+    outcomes are small penalties, their own RMS would scale each of them to unit size; with a floor set to the
+    size of a task's reward they stay small beside it."""
 
     def __init__(self, tau_updates: float = 1000.0, clip: float = 5.0, eps: float = 1e-8,
-                 device: torch.device | str = "cpu") -> None:  # fmt: skip
+                 device: torch.device | str = "cpu", floor: float = 0.0) -> None:  # fmt: skip
         if not (isinstance(tau_updates, int | float) and math.isfinite(tau_updates) and tau_updates >= 1):
             raise ValueError(f"tau_updates must be a number >= 1, got {tau_updates!r}")
         if not (isinstance(clip, int | float) and clip > 0):
             raise ValueError(f"clip must be a positive number, got {clip!r}")
         self.decay = math.exp(-1.0 / tau_updates)
         self.clip = float(clip)
+        if not (isinstance(floor, int | float) and math.isfinite(floor) and floor >= 0):
+            raise ValueError(f"floor must be a finite number >= 0, got {floor!r}")
         self.eps = float(eps)
+        self.floor = float(floor)
         self.mean_square = torch.zeros((), device=device)
         self.weight_sum = torch.zeros((), device=device)  # bias correction: Σ of the EMA's weights so far
 
@@ -86,7 +92,7 @@ class TDErrorScaler:
         self.mean_square.mul_(1.0 - rate).add_(rate * batch_mean)
         self.weight_sum.mul_(1.0 - rate).add_(rate)
         variance = self.mean_square / self.weight_sum.clamp(min=1e-12)
-        scaled = (td_error / (variance + self.eps).sqrt()).clamp(-self.clip, self.clip)
+        scaled = (td_error / (variance + self.eps).sqrt().clamp(min=self.floor)).clamp(-self.clip, self.clip)
         return scaled if include is None else scaled * include
 
     def state_dict(self) -> dict[str, torch.Tensor]:
