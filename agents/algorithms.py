@@ -37,7 +37,9 @@ class Algorithm:
             greedily (SB3's default): the brain's discrete decisions are a sampled process whose greedy version
             never leaves its withhold default (a stochastic policy that responds in a window with probability p
             has an argmax that never responds), so it is evaluated as it behaves; its continuous actions are
-            evaluated at the Gaussian's mean, as SB3's.
+            evaluated at the Gaussian's mean, as SB3's. A model may decide for itself
+            (``BrainAgent.greedy_evaluation``: a gated head is evaluated greedily), and ``encephagen-train``
+            asks it first.
     """
 
     name: str

@@ -107,9 +107,10 @@ class RunSpec:
         curve_episodes, n_evaluations: held-out episodes per evaluation during training, and how many such
             evaluations (evenly spaced, plus one at step 0) make the learning curve.
         n_checkpoints: checkpoints written over the run (the latest is kept).
-        deterministic_eval: evaluate the greedy policy (True) or the sampled one (False); None: the
-            algorithm's choice (``Algorithm.deterministic_eval``: greedy for SB3's; for the brain sampled with
-            discrete actions, the mean with continuous ones).
+        deterministic_eval: evaluate the greedy policy (True) or the sampled one (False); None: the model's
+            own choice where it has one (``BrainAgent.greedy_evaluation``: greedy with a gated head or
+            continuous actions, sampled with a softmax head), else the algorithm's
+            (``Algorithm.deterministic_eval``: greedy for SB3's).
         select_model: which model ``eval.json`` scores: ``"final"`` (the model at the end of training) or
             ``"best"`` (the one with the highest mean return on ``validation_episodes`` validation episodes,
             checked at every curve point; learners only).
@@ -629,7 +630,7 @@ def _train(spec: RunSpec, run_dir: Path, resuming: bool) -> int:
     model.set_logger(_tensorboard_logger(run_dir, spec.verbose, purge_step=start_step if resuming else None))
 
     eval_venv = _evaluation_venv(spec, preset, spec.curve_episodes)
-    deterministic = _deterministic(spec, eval_venv.action_space)
+    deterministic = _deterministic(spec, eval_venv.action_space, model)
     log = EvaluationLog(run_dir / EVALUATIONS, keep_until=start_step if resuming else None)
 
     def evaluate_curve() -> list[EpisodeResult]:
@@ -815,10 +816,14 @@ def add_model_selection_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _deterministic(spec: RunSpec, action_space: spaces.Space) -> bool:
-    """Greedy or sampled evaluation: the spec's choice, else the algorithm's (see ``Algorithm.deterministic_eval``)."""
+def _deterministic(spec: RunSpec, action_space: spaces.Space, model: Any = None) -> bool:
+    """Greedy or sampled evaluation: the spec's choice, else the model's own (``BrainAgent.greedy_evaluation``:
+    its policy head decides), else the algorithm's (see ``Algorithm.deterministic_eval``)."""
     if spec.deterministic_eval is not None:
         return spec.deterministic_eval
+    own = getattr(model, "greedy_evaluation", None)
+    if isinstance(own, bool):
+        return own
     return get_algorithm(spec.algo).deterministic_eval(action_space)
 
 

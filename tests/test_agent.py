@@ -116,6 +116,23 @@ def test_untrained_brain_withholds():
         assert np.nanmean(values) < bound, (env_id, values)
 
 
+def test_a_gated_head_and_continuous_actions_are_evaluated_greedily_a_softmax_head_sampled():
+    from encephagen_gym.scripts import train as train_script
+
+    patterns = make_vec_env("Encephagen-PatternRecognition-v0", n_envs=1, seed=0)
+    gated = agent(patterns, policy_kwargs=dict(SMALL, action_head="gated"))
+    softmax = agent(patterns)
+    continuous = agent(make_vec_env("Pendulum-v1", n_envs=1, seed=0), step_ms=5.0)
+    assert gated.greedy_evaluation and continuous.greedy_evaluation and not softmax.greedy_evaluation
+    spec = train_script.RunSpec(algo="brain", env_id="Encephagen-PatternRecognition-v0", seed=0)
+    space = patterns.action_space
+    assert train_script._deterministic(spec, space, gated) and not train_script._deterministic(spec, space, softmax)
+    assert not train_script._deterministic(spec, space)  # no model: the algorithm's choice (sampled)
+    sampled = train_script.RunSpec(algo="brain", env_id="Encephagen-PatternRecognition-v0", seed=0,
+                                   deterministic_eval=False)  # fmt: skip
+    assert not train_script._deterministic(sampled, space, gated)  # the spec's choice wins
+
+
 def test_gated_action_head_starts_at_the_go_rate_learns_and_round_trips(tmp_path):
     """action_head="gated": the gate alone sets p(withhold) at the initial go rate, the other actions share
     the rest evenly; it learns, saves and loads; it needs a withhold action."""

@@ -377,7 +377,9 @@ def test_run_directory_layout_and_held_out_seeds(grid: tuple[Path, list[compare.
     assert set(evaluation["episodes"][0]["metrics"]) >= {"accuracy", "abort_rate"}
     assert evaluation["deterministic"] is True  # SB3's learners: the greedy policy
     brain_evaluation = json.loads((next(out.glob(f"{PATTERNS}__brain__1__*")) / "eval.json").read_text())
-    assert brain_evaluation["deterministic"] is False  # the brain: its sampled policy, as it acts
+    assert brain_evaluation["deterministic"] is True  # the PatternRecognition preset's gated head: its mode
+    conditioning_brain = json.loads((next(out.glob(f"{CONDITIONING}__brain__0__*")) / "eval.json").read_text())
+    assert conditioning_brain["deterministic"] is False  # a softmax head: its sampled policy, as it acts
     monitor = (run_dir / "monitor.csv").read_text().splitlines()
     assert monitor[0].startswith("#") and monitor[1] == "r,l,t" and len(monitor) > 3  # training episodes ended
 
