@@ -890,10 +890,10 @@ def test_rules_give_the_same_traces_and_updates_with_numba_and_torch(alif):
     _assert_same_results(_rule_results("cpu", "numba", alif), _rule_results("cpu", "torch", alif))
 
 
-def _reward_eprop_on_alif_targets(backend: str, batch: int) -> tuple:
-    """(network, RewardEProp on prefrontal → premotor/motor with ALIF targets, its traces for ``batch``, the
-    brain's weights)."""
-    brain = small_brain(backend=backend, **ALIF_TARGETS)
+def _reward_eprop_on_alif_targets(backend: str, batch: int, nmda: bool = False) -> tuple:
+    """(network, RewardEProp on prefrontal → premotor/motor with ALIF targets (and NMDA onto them if ``nmda``),
+    its traces for ``batch``, the brain's weights)."""
+    brain = small_brain(backend=backend, **ALIF_TARGETS, **({"nmda_roles": ("premotor", "motor")} if nmda else {}))
     net = brain.network
     proj = select_projection(net, brain.weights, [("prefrontal", "premotor"), ("prefrontal", "motor")])
     rule = RewardEProp(net, proj, ActorCriticReadout(net, 2, seed=0), seed=0)
@@ -905,14 +905,16 @@ def _activity(spikes: torch.Tensor, voltage: torch.Tensor, adaptation: torch.Ten
     return type("Activity", (), {"spikes": spikes, "v_pre_reset": voltage, "adaptation": adaptation})()
 
 
+@pytest.mark.parametrize("nmda", [False, True], ids=["ampa", "nmda"])
 @pytest.mark.parametrize("batch", [1, 3])
-def test_deferred_numba_traces_match_torch_across_resets_and_partial_windows(batch):
+def test_deferred_numba_traces_match_torch_across_resets_and_partial_windows(batch, nmda):
     """The numba path records ψ per step and advances ē over the recorded steps when ē is read: reading it
     mid-window, resetting some brains with steps pending, and running past the window size all give the
     torch path's traces (batch 1 and batch > 1 take different compiled loops)."""
     results = {}
     for backend in ("numba", "torch"):
-        net, rule, traces, weights = _reward_eprop_on_alif_targets(backend, batch)
+        net, rule, traces, weights = _reward_eprop_on_alif_targets(backend, batch, nmda)
+        assert rule.params.use_nmda == nmda and rule.params.use_alif
         generator = torch.Generator().manual_seed(1)
         snapshots = []
         for step in range(60):

@@ -19,7 +19,8 @@ get there within a few seconds. The kernel therefore sets decaying traces below 
 which changes no result at float32 resolution and keeps the pass from slowing down ten-fold in long silences.
 Arrays reach the kernels flat (explicit row·B + b offsets); the per-synapse pass views them as ``[rows, B]``
 at batch > 1 (numba vectorizes the known unit stride, about 2× faster at batch 16) and indexes them flat at
-batch 1 (a 2-D loop with a unit inner trip count is about 3× slower).
+batch 1 (a 2-D loop with a unit inner trip count is about 3× slower); for the same reason the per-neuron step
+has its own batch-1 kernel (about 2× faster).
 """
 
 from __future__ import annotations
@@ -95,6 +96,50 @@ def _neuron_step(spikes, v_pre, n_neurons, batch, pre_neurons, post_neurons, cur
                 u = u - adaptation[b * n_neurons + neuron] * post_beta[v]
             value = abs(u - threshold) * slope + peak
             psi[v * batch + b] = value if value > zero else zero
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _neuron_step_single(spikes, v_pre, n_neurons, batch, pre_neurons, post_neurons, current, membrane, decay_current,
+                        jump, propagator, use_nmda, current_nmda, membrane_nmda, nmda_jump, channel_fast, channel_nmda,
+                        mixed, buffer, scalars, slot, depth, width, use_alif, adaptation, post_beta, psi):  # fmt: skip
+    """:func:`_neuron_step` for one brain (``batch`` = 1), with the same operations in the same order per
+    element, so the same values: without the unit inner loops and with the branches hoisted out of the loops,
+    LLVM vectorises the filter and history loops (62 against 125 µs per step at 96×200)."""
+    n_pre = pre_neurons.shape[0]
+    decay_m, decay_nmda, propagator_nmda = scalars[0], scalars[1], scalars[2]
+    threshold, gamma_pd = scalars[4], scalars[5]
+    zero = np.float32(0.0)
+    for u in range(n_pre):
+        z = spikes[pre_neurons[u]]
+        membrane[u] = _flushed(membrane[u] * decay_m + current[u] * propagator[u])
+        current[u] = _flushed(current[u] * decay_current[u] + z * jump[u])
+    low, high = slot * width, (slot + depth) * width
+    if use_nmda:
+        for u in range(n_pre):
+            z = spikes[pre_neurons[u]]
+            membrane_nmda[u] = _flushed(membrane_nmda[u] * decay_m + current_nmda[u] * propagator_nmda)
+            current_nmda[u] = _flushed(current_nmda[u] * decay_nmda + z * nmda_jump[u])
+        for channel in range(channel_fast.shape[0] // n_pre):
+            first = channel * n_pre
+            for u in range(n_pre):
+                value = channel_fast[first + u] * membrane[u] + channel_nmda[first + u] * membrane_nmda[u]
+                mixed[first + u] = value
+                buffer[low + first + u] = value
+                buffer[high + first + u] = value
+    else:
+        for u in range(n_pre):
+            buffer[low + u] = membrane[u]
+            buffer[high + u] = membrane[u]
+    slope, peak = np.float32(-gamma_pd / (threshold * threshold)), np.float32(gamma_pd / threshold)
+    if use_alif:  # against the adaptive threshold: u − β a is compared with θ
+        for v in range(post_neurons.shape[0]):
+            neuron = post_neurons[v]
+            value = abs(v_pre[neuron] - adaptation[neuron] * post_beta[v] - threshold) * slope + peak
+            psi[v] = value if value > zero else zero
+    else:
+        for v in range(post_neurons.shape[0]):
+            value = abs(v_pre[post_neurons[v]] - threshold) * slope + peak
+            psi[v] = value if value > zero else zero
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
@@ -231,7 +276,7 @@ def trace_step(
     batch, n_neurons = spikes.shape  # checked by eprop_trace_step: the kernels do not check bounds
     size = post_neurons.shape[0] * batch
     step_psi = psi[traces.pending * size : (traces.pending + 1) * size]
-    _neuron_step(
+    (_neuron_step_single if batch == 1 else _neuron_step)(
         _float32_view(spikes),
         _float32_view(v_pre_reset),
         n_neurons,
