@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import math
 import os
 import pathlib
 import sys
@@ -239,10 +238,7 @@ class BrainAgent(BaseAlgorithm):
         if td_scale_steps not in TD_SCALE_STEPS:
             raise ValueError(f"td_scale_steps must be one of {TD_SCALE_STEPS}, got {td_scale_steps!r}")
         self.td_scale_steps = td_scale_steps
-        if not (isinstance(td_scale_floor, int | float) and not isinstance(td_scale_floor, bool)
-                and math.isfinite(td_scale_floor) and td_scale_floor >= 0):  # fmt: skip
-            raise ValueError(f"td_scale_floor must be a finite number >= 0, got {td_scale_floor!r}")
-        self.td_scale_floor = float(td_scale_floor)
+        self.td_scale_floor = check_rate("td_scale_floor", td_scale_floor)
         if choice_average not in CHOICE_AVERAGES:
             raise ValueError(f"choice_average must be one of {CHOICE_AVERAGES}, got {choice_average!r}")
         self.choice_average = choice_average

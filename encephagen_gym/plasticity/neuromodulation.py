@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from encephagen_gym.plasticity.validation import check_finite, check_shape
+from encephagen_gym.plasticity.validation import check_finite, check_rate, check_shape
 
 __all__ = ["RewardBaseline", "TDErrorScaler", "baseline_modulator"]
 
@@ -66,10 +66,8 @@ class TDErrorScaler:
             raise ValueError(f"clip must be a positive number, got {clip!r}")
         self.decay = math.exp(-1.0 / tau_updates)
         self.clip = float(clip)
-        if not (isinstance(floor, int | float) and math.isfinite(floor) and floor >= 0):
-            raise ValueError(f"floor must be a finite number >= 0, got {floor!r}")
         self.eps = float(eps)
-        self.floor = float(floor)
+        self.floor = check_rate("floor", floor)
         self.mean_square = torch.zeros((), device=device)
         self.weight_sum = torch.zeros((), device=device)  # bias correction: Σ of the EMA's weights so far
 
