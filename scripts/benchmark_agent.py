@@ -17,6 +17,7 @@ Usage::
 
     python scripts/benchmark_agent.py                         # 96×20 and 96×200, batch 1 and 16
     python scripts/benchmark_agent.py --sizes 20 --batches 1 --seconds 2
+    python scripts/benchmark_agent.py --sizes 20 --batches 1 --breakdown   # and where the time goes
 """
 
 from __future__ import annotations
@@ -55,8 +56,26 @@ def _median_rates(runs: Sequence[Callable[[int], None]], decisions: int, step_ms
     return [statistics.median(run_times) / (decisions * step_ms * 1e-3) for run_times in times]
 
 
-def time_rows(size: int, batch: int, seconds: float, repeats: int) -> dict[str, float]:
-    """The three timings and two ratios for one brain size and batch."""
+class _Marks:
+    """``mark(part)`` adds the wall time since the previous mark to ``parts[part]``; ``mark()`` only starts."""
+
+    def __init__(self, parts: dict[str, float]) -> None:
+        self.parts, self.last = parts, time.perf_counter()
+
+    def __call__(self, part: str | None = None) -> None:
+        now = time.perf_counter()
+        if part is not None:
+            self.parts[part] = self.parts.get(part, 0.0) + now - self.last
+        self.last = now
+
+
+def _no_mark(part: str | None = None) -> None:
+    """The timed runs' stand-in for :class:`_Marks`."""
+
+
+def time_rows(size: int, batch: int, seconds: float, repeats: int, breakdown: bool = False) -> dict:
+    """The three timings and two ratios for one brain size and batch; with ``breakdown``, ``parts_ms``: ms per
+    decision of each part of ``brain + rule`` (one more window, timed part by part)."""
     env = make_vec_env(ENV_ID, n_envs=batch, seed=0)
     model = BrainAgent("ConnectomePolicy", env, seed=0, device="cpu", policy_kwargs=dict(neurons_per_region=size))
     policy = model.policy
@@ -78,24 +97,37 @@ def time_rows(size: int, batch: int, seconds: float, repeats: int) -> dict[str, 
         state.brain = brain
 
     previous: list = []
+    names = [type(rule).__name__ for rule in rules]
 
-    def brain_and_rule(n: int) -> None:
+    def brain_and_rule(n: int, parts: dict[str, float] | None = None) -> None:
+        """``n`` decisions; with ``parts``, the wall seconds of each part are added to it (one clock read per
+        part: about 2 µs per decision, so the timed runs pass None)."""
+        mark = _Marks(parts) if parts is not None else _no_mark
         brain, trace = state.brain, state.readout_trace
+        mark()
         for _ in range(n):
             for _ in range(policy.substeps):
                 brain = brain_step(network, weights, brain, current)
+                mark("brain step")
                 policy.readout.filter_spikes(trace, brain.spikes)
-                for rule, rule_traces in zip(rules, traces, strict=True):
+                mark("readout filter")
+                for rule, rule_traces, name in zip(rules, traces, names, strict=True):
                     rule.step(rule_traces, brain)
+                    mark(f"{name}.step")
             output = policy.readout(trace)
+            mark("readout")
             if previous:
                 delta = td_error(torch.rand(batch, generator=generator), zeros, previous[0].value, output.value, 0.99)
                 signal = LearningSignal(td_error=delta, modulator=scaler.scale(delta))
-                for rule, rule_traces in zip(rules, traces, strict=True):
+                mark("TD error")
+                for rule, rule_traces, name in zip(rules, traces, names, strict=True):
                     rule.apply(weights, rule_traces, signal)
+                    mark(f"{name}.apply")
             decision = Decision(output, policy.sample(output, generator=generator), policy.readout.features(trace))
-            for rule, rule_traces in zip(rules, traces, strict=True):
+            mark("action")
+            for rule, rule_traces, name in zip(rules, traces, names, strict=True):
                 rule.record_decision(rule_traces, decision)
+                mark(f"{name}.record_decision")
             previous[:] = [output]
         state.brain = brain
 
@@ -107,6 +139,9 @@ def time_rows(size: int, batch: int, seconds: float, repeats: int) -> dict[str, 
 
     with torch.no_grad():
         brain, rule, loop = _median_rates([brain_only, brain_and_rule, agent_loop], decisions, step_ms, repeats)
+        parts: dict[str, float] = {}
+        if breakdown:
+            brain_and_rule(decisions, parts)
     projection = next(r.projection for r in rules if r.projection is not None)
     return {
         "brain": brain,
@@ -115,6 +150,7 @@ def time_rows(size: int, batch: int, seconds: float, repeats: int) -> dict[str, 
         "learning_over_brain": (rule - brain) / brain,
         "loop_over_brain_rule": loop / rule,
         "plastic": projection.n_synapses,
+        "parts_ms": {name: 1e3 * seconds / decisions for name, seconds in parts.items()},
     }
 
 
@@ -125,6 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=positive_float, default=2.0, help="simulated seconds per window")
     parser.add_argument("--repeats", type=int_at_least(1), default=5)
     parser.add_argument("--numba-threads", type=int_at_least(1), default=None)
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also time each part of brain + rule (ms per decision), in one more window")  # fmt: skip
     args = parser.parse_args(argv)
     set_compute_threads(1)
     if args.numba_threads is not None:
@@ -133,13 +171,29 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{numba.get_num_threads()}; env {ENV_ID} (10 ms per decision)\n")  # fmt: skip
     print("| neurons | batch | plastic synapses | brain | brain + rule | agent loop | learning/brain | "
           "loop/(brain + rule) |\n|---|---|---|---|---|---|---|---|")  # fmt: skip
+    breakdowns = {}
     for size in args.sizes:
         for batch in args.batches:
-            row = time_rows(size, batch, args.seconds, args.repeats)
+            row = time_rows(size, batch, args.seconds, args.repeats, args.breakdown)
             print(f"| 96×{size} | {batch} | {row['plastic']:,} | {row['brain']:.3f} | {row['brain_rule']:.3f} | "
                   f"{row['loop']:.3f} | {row['learning_over_brain']:.2f} | {row['loop_over_brain_rule']:.2f} |",
                   flush=True)  # fmt: skip
+            breakdowns[f"96×{size}, batch {batch}"] = row["parts_ms"]
+    if args.breakdown:
+        print(_breakdown_table(breakdowns))
     return 0
+
+
+def _breakdown_table(breakdowns: dict[str, dict[str, float]]) -> str:
+    """Markdown: ms per decision of each part (rows) for each size and batch (columns), and their total."""
+    columns = list(breakdowns)
+    parts = list(dict.fromkeys(part for column in columns for part in breakdowns[column]))
+    lines = ["\nms per decision, part by part (brain + rule, one window each)\n",
+             "| part | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]  # fmt: skip
+    for part in [*parts, "total"]:
+        cells = [breakdowns[c].get(part, 0.0) if part != "total" else sum(breakdowns[c].values()) for c in columns]
+        lines.append(f"| {part} | " + " | ".join(f"{value:.3f}" for value in cells) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from encephagen_gym.scripts import benchmark_brain, brain_activity
+from encephagen_gym.scripts import benchmark_agent, benchmark_brain, brain_activity
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
@@ -77,6 +77,25 @@ def test_benchmark_alif_check(capsys):
     rows = _check_table(capsys.readouterr().out, "beta mV")
     assert [row["beta mV"] for row in rows] == ["0", "5"]
     assert rows[0]["ALIF Hz"] == "n/a" and float(rows[1]["ALIF Hz"]) < float(rows[1]["LIF E in ALIF regions Hz"])
+
+
+def test_agent_benchmark_breaks_brain_and_rule_down_part_by_part(capsys):
+    """``--breakdown``: ms per decision of each part of brain + rule, every rule's three calls among them, and a
+    total that is their sum (a tiny brain, one short window)."""
+    argv = ["--sizes", "10", "--batches", "1", "--seconds", "0.05", "--repeats", "1", "--breakdown"]
+    assert benchmark_agent.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "| 96×10 | 1 |" in out
+    rows = {}
+    for line in out[out.index("part by part") :].splitlines():
+        cells = [cell.strip() for cell in line.split("|")[1:-1]]
+        if len(cells) == 2 and cells[0] not in ("part", "---"):
+            rows[cells[0]] = float(cells[1])
+    for part in ("brain step", "readout filter", "readout", "TD error", "action", "RewardEProp.step",
+                 "RewardEProp.apply", "RewardEProp.record_decision", "ReadoutActorCritic.apply"):  # fmt: skip
+        assert rows[part] > 0, part
+    total = rows.pop("total")
+    assert total == pytest.approx(sum(rows.values()), abs=0.002 * len(rows))  # printed to 3 decimals
 
 
 def test_brain_activity_writes_png_and_role_table(tmp_path, capsys):
