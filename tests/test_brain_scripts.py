@@ -91,7 +91,7 @@ def test_agent_benchmark_breaks_brain_and_rule_down_part_by_part(capsys):
         cells = [cell.strip() for cell in line.split("|")[1:-1]]
         if len(cells) == 2 and cells[0] not in ("part", "---"):
             rows[cells[0]] = float(cells[1])
-    for part in ("brain step", "readout filter", "readout", "TD error", "action", "RewardEProp.step",
+    for part in ("brain step", "readout filter", "readout", "TD error", "action and features", "RewardEProp.step",
                  "RewardEProp.apply", "RewardEProp.record_decision", "ReadoutActorCritic.apply"):  # fmt: skip
         assert rows[part] > 0, part
     total = rows.pop("total")
