@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -84,6 +84,7 @@ __all__ = [
     "make_envs",
     "make_probe_policy",
     "probe_recording",
+    "probe_recordings",
     "record_trials",
     "role_populations",
     "run_probe",
@@ -552,6 +553,43 @@ def _row(recording, feature, period, name, ids, use, y, variable, folds, C, seed
                     shuffle_accuracy=result.shuffle_accuracy, **common)  # fmt: skip
 
 
+def probe_recordings(
+    env_id: str,
+    *,
+    seeds: Sequence[int] = (0,),
+    n_trials: int = 200,
+    n_envs: int = 16,
+    brain: Mapping[str, Any] | None = None,
+    policy: ConnectomePolicy | None = None,
+    act: str = "withhold",
+    filter_ms: float = 0.0,
+    roles: Sequence[str] | None = None,
+    populations: Mapping[str, np.ndarray] | Callable[[ConnectomePolicy], Mapping[str, np.ndarray]] | None = None,
+    env_kwargs: Mapping[str, Any] | None = None,
+    device: torch.device | str = "auto",
+    progress: bool = False,
+) -> Iterator[tuple[ProbeRecording, dict[str, np.ndarray]]]:
+    """For each seed, record ``n_trials`` trials of ``n_envs`` brains (:func:`record_trials`) and yield the
+    recording with its populations (the arguments as for :func:`run_probe`)."""
+    if not seeds:
+        raise ValueError("seeds must name at least one seed")
+    if policy is not None and brain:
+        raise ValueError("brain options cannot be combined with a trained policy: its brain is the model's")
+    envs = make_envs(env_id, min(n_envs, n_trials), **dict(env_kwargs or {}))
+    for seed in seeds:
+        if policy is not None:
+            probed = policy
+        else:
+            probed = make_probe_policy(envs[0], seed=seed, device=device, **dict(brain or {}))
+        if populations is None:
+            chosen = default_populations(probed, roles)
+        else:
+            chosen = dict(populations(probed) if callable(populations) else populations)
+        recording = record_trials(probed, envs, n_trials, act=act, filter_ms=filter_ms, seed=seed,
+                                  update_statistics=policy is None, progress=progress)  # fmt: skip
+        yield recording, chosen
+
+
 def run_probe(
     env_id: str,
     *,
@@ -580,23 +618,13 @@ def run_probe(
     seeding the wiring). ``roles`` restricts the role populations (``"a+b"`` joins roles); ``populations``
     (a mapping, or a function of the policy that returns one) replaces the defaults
     (:func:`default_populations`); ``variables`` those of :func:`task_variables`."""
-    if not seeds:
-        raise ValueError("seeds must name at least one seed")
-    if policy is not None and brain:
-        raise ValueError("brain options cannot be combined with a trained policy: its brain is the model's")
-    envs = make_envs(env_id, min(n_envs, n_trials), **dict(env_kwargs or {}))
-    variables = dict(task_variables(envs[0]) if variables is None else variables)
+    if variables is None:
+        variables = task_variables(gym.make(env_id, **dict(env_kwargs or {})))
     rows: list[ProbeRow] = []
-    for seed in seeds:
-        if policy is not None:
-            probed = policy
-        else:
-            probed = make_probe_policy(envs[0], seed=seed, device=device, **dict(brain or {}))
-        if populations is None:
-            chosen = default_populations(probed, roles)
-        else:
-            chosen = populations(probed) if callable(populations) else populations
-        recording = record_trials(probed, envs, n_trials, act=act, filter_ms=filter_ms, seed=seed,
-                                  update_statistics=policy is None, progress=progress)  # fmt: skip
-        rows += probe_recording(recording, chosen, variables, folds=folds, C=C)
+    for recording, chosen in probe_recordings(
+        env_id, seeds=seeds, n_trials=n_trials, n_envs=n_envs, brain=brain, policy=policy, act=act,
+        filter_ms=filter_ms, roles=roles, populations=populations, env_kwargs=env_kwargs, device=device,
+        progress=progress,
+    ):  # fmt: skip
+        rows += probe_recording(recording, chosen, dict(variables), folds=folds, C=C)
     return rows

@@ -8,6 +8,7 @@ interval, the majority-class rate (chance) and the accuracy of the same cross-va
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import warnings
@@ -21,7 +22,15 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-__all__ = ["DEFAULT_C", "DEFAULT_FOLDS", "Decoding", "decode"]
+__all__ = [
+    "DEFAULT_C",
+    "DEFAULT_FOLDS",
+    "Decoding",
+    "cross_validated_predictions",
+    "decode",
+    "transfer_predictions",
+    "wilson_interval",
+]
 
 #: Inverse L2 penalty of the logistic regression on standardised features (scikit-learn's default), fixed
 #: rather than tuned on the data being reported. On a pilot (96×20 brain, seed 99, 200 trials; not a reported
@@ -64,25 +73,72 @@ def _sample_span(samples: np.ndarray) -> np.ndarray:
         return np.linalg.qr(samples.T)[0]
 
 
-def _cross_validated_correct(features: np.ndarray, labels: np.ndarray, folds: int, C: float, seed: int) -> int:
+def _fit_predict(train: np.ndarray, labels: np.ndarray, test: np.ndarray, C: float) -> np.ndarray:
+    """Labels predicted for ``test`` by the probe's model fitted on (``train``, ``labels``)."""
+    scaler = StandardScaler().fit(train)
+    fit_on, predict_on = scaler.transform(train), scaler.transform(test)
+    if fit_on.shape[1] > fit_on.shape[0]:
+        # The L2-penalised weights lie in the span of the training samples (the loss gradient does and the
+        # penalty keeps nothing outside it), so fitting on the coordinates in an orthonormal basis of that span
+        # is the same model — with at most n_train features instead of thousands.
+        basis = _sample_span(fit_on)
+        fit_on, predict_on = fit_on @ basis, predict_on @ basis
+    return LogisticRegression(C=C, max_iter=1000).fit(fit_on, labels).predict(predict_on)
+
+
+def _quiet():
+    """One BLAS thread (these matrices are small, and threads on a shared CPU slow each fit ten-fold) and no
+    convergence warnings (lbfgs stopping at max_iter on separable folds changes the fit by less than its
+    tolerance)."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(threadpool_limits(limits=1, user_api="blas"))
+    stack.enter_context(warnings.catch_warnings())
+    warnings.simplefilter("ignore", ConvergenceWarning)
+    return stack
+
+
+def cross_validated_predictions(
+    features: np.ndarray, labels: np.ndarray, folds: int, C: float, seed: int
+) -> np.ndarray:
+    """Out-of-fold predictions ``[T]`` of stratified ``folds``-fold cross-validation (folds shuffled with
+    ``seed``); ``labels`` are class indices."""
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    correct = 0
-    # one BLAS thread: these matrices are small, and threads on a shared CPU slow each fit ten-fold
-    with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings():
-        # lbfgs stopping at max_iter on separable folds changes the fit by less than its tolerance
-        warnings.simplefilter("ignore", ConvergenceWarning)
+    predictions = np.empty_like(labels)
+    with _quiet():
         for train, test in splitter.split(features, labels):
-            scaler = StandardScaler().fit(features[train])
-            fit_on, predict_on = scaler.transform(features[train]), scaler.transform(features[test])
-            if fit_on.shape[1] > fit_on.shape[0]:
-                # The L2-penalised weights lie in the span of the training samples (the loss gradient does and
-                # the penalty keeps nothing outside it), so fitting on the coordinates in an orthonormal basis
-                # of that span is the same model — with at most n_train features instead of thousands.
-                basis = _sample_span(fit_on)
-                fit_on, predict_on = fit_on @ basis, predict_on @ basis
-            model = LogisticRegression(C=C, max_iter=1000).fit(fit_on, labels[train])
-            correct += int((model.predict(predict_on) == labels[test]).sum())
-    return correct
+            predictions[test] = _fit_predict(features[train], labels[train], features[test], C)
+    return predictions
+
+
+def _cross_validated_correct(features: np.ndarray, labels: np.ndarray, folds: int, C: float, seed: int) -> int:
+    return int((cross_validated_predictions(features, labels, folds, C, seed) == labels).sum())
+
+
+def wilson_interval(correct: int, n: int) -> tuple[float, float]:
+    """95 % Wilson interval of ``correct`` successes in ``n`` trials."""
+    interval = stats.binomtest(int(correct), int(n)).proportion_ci(confidence_level=_CONFIDENCE, method="wilson")
+    return float(interval.low), float(interval.high)
+
+
+def transfer_predictions(
+    train_features: np.ndarray, train_labels: Sequence[Hashable], test_features: np.ndarray, *, C: float = DEFAULT_C
+) -> np.ndarray:
+    """Labels (as strings) predicted for ``test_features`` ``[T', F]`` by the probe's model (standardised
+    features, L2-penalised logistic regression) fitted on all of (``train_features`` ``[T, F]``,
+    ``train_labels``): decoding that generalises from one set of trials to another (e.g. from short to long
+    delays). ValueError unless the training trials hold two classes and every feature is finite."""
+    x, z = np.asarray(train_features, dtype=np.float64), np.asarray(test_features, dtype=np.float64)
+    classes, y = np.unique(np.asarray(train_labels, dtype=object).astype(str), return_inverse=True)
+    if x.ndim != 2 or z.ndim != 2 or x.shape[0] != y.size or z.shape[1] != x.shape[1]:
+        raise ValueError(f"features must be [T, F] (T = {y.size} labels) and [T', F], got {x.shape} and {z.shape}")
+    if not (np.isfinite(x).all() and np.isfinite(z).all()):
+        raise ValueError("features contain NaN or infinite values")
+    if classes.size < 2:
+        raise ValueError(f"the training trials must hold >= 2 classes, got {classes.tolist()}")
+    if not (math.isfinite(C) and C > 0):
+        raise ValueError(f"C must be a positive number, got {C!r}")
+    with _quiet():
+        return classes[_fit_predict(x, y, z, C)]
 
 
 def decode(
@@ -110,9 +166,9 @@ def decode(
     correct = _cross_validated_correct(x, y, n_folds, C, seed)
     shuffled = np.random.default_rng(seed).permutation(y)
     shuffle_correct = _cross_validated_correct(x, shuffled, n_folds, C, seed)
-    interval = stats.binomtest(correct, y.size).proportion_ci(confidence_level=_CONFIDENCE, method="wilson")
+    low, high = wilson_interval(correct, y.size)
     return Decoding(
-        accuracy=correct / y.size, ci_low=float(interval.low), ci_high=float(interval.high),
+        accuracy=correct / y.size, ci_low=low, ci_high=high,
         chance=float(counts.max() / y.size), shuffle_accuracy=shuffle_correct / y.size, n_trials=int(y.size),
         n_classes=int(classes.size), n_folds=n_folds,
     )  # fmt: skip

@@ -15,6 +15,7 @@ import io
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -186,10 +187,12 @@ def _number(value: float, digits: int = 2) -> str:
     return f"{value:.{digits}f}" if math.isfinite(value) else "n/a"
 
 
-def csv_text(rows: Sequence[ProbeRow]) -> str:
-    """The rows as CSV (header :data:`CSV_FIELDS`; floats with 6 significant digits)."""
+def csv_text(rows: Sequence[Any]) -> str:
+    """The rows (:class:`ProbeRow` s, or other dataclass rows such as the generalisation's) as CSV, one column
+    per field (:data:`CSV_FIELDS` for probe rows and for no rows; floats with 6 significant digits)."""
+    fields = [field.name for field in dataclasses.fields(rows[0])] if rows else list(CSV_FIELDS)
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for row in rows:
         record = dataclasses.asdict(row)

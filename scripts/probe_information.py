@@ -11,7 +11,11 @@ columns: periods, cells: accuracy ± 95 % CI; the chance level and a shuffled-la
   shuffle-control accuracy, trials, classes);
 - ``DIR/probe.md``: the command, the set-up and the tables;
 - ``DIR/heatmap_<variable>[_<feature>].png``: population × period, colour = accuracy − chance (none for a
-  variable that is constant over the trials, e.g. the delay bin with a fixed delay).
+  variable that is constant over the trials, e.g. the delay bin with a fixed delay);
+- with ``--generalise CONDITION``: ``DIR/generalisation.csv`` and, in the Markdown, one matrix per variable ×
+  feature × population: each decoder fitted on the trials of one value of the condition (e.g. the delay bin)
+  and scored on every value's trials in one period (``--generalise-period``, default the trial's last), see
+  :mod:`encephagen_gym.agents.probe_generalisation`.
 
 Usage::
 
@@ -19,6 +23,8 @@ Usage::
     encephagen-probe --env Encephagen-WorkingMemory-v0 --env-arg delay_ms=1000 --trials 200
     encephagen-probe --env Encephagen-Conditioning-v0 --brain connectome=tvb96:rewired:3 --populations visual all
     encephagen-probe --env Encephagen-Conditioning-v0 --model runs/model.zip --act model
+    encephagen-probe --env Encephagen-WorkingMemory-v0 --env-arg mode='"recall"' --env-arg 'delay_ms=[0, 1000]' \
+        --filter-ms 200 --populations prefrontal readout --generalise delay_bin
 """
 
 from __future__ import annotations
@@ -40,9 +46,15 @@ from encephagen_gym.agents.probe import (
     DEFAULT_C,
     DEFAULT_FOLDS,
     default_populations,
-    run_probe,
+    probe_recording,
+    probe_recordings,
     task_variables,
     trace_feature,
+)
+from encephagen_gym.agents.probe_generalisation import (
+    generalisation_tables,
+    probe_generalisation,
+    summarise_generalisation,
 )
 from encephagen_gym.agents.probe_report import csv_text, decodable, markdown_tables, plot_probe_heatmap, summarise
 from encephagen_gym.brain import BrainConfig
@@ -81,6 +93,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--populations", nargs="+", default=["roles"], metavar="SPEC",
                         help="'roles' (every role's E neurons, the readout's inputs and all neurons), 'all', or "
                         "role names ('motor+premotor' joins roles), 'readout', 'all'")  # fmt: skip
+    parser.add_argument("--generalise", default=None, metavar="CONDITION",
+                        help="also fit each decoder on the trials of one value of this task variable and score it "
+                        "on the others (e.g. delay_bin: does the code at short delays read long ones?)")  # fmt: skip
+    parser.add_argument("--generalise-period", default=None, metavar="PERIOD",
+                        help="the trial period of --generalise (default: the trial's last, e.g. decision)")  # fmt: skip
     parser.add_argument("--folds", type=int_at_least(2), default=DEFAULT_FOLDS, help="cross-validation folds")
     parser.add_argument("--C", type=positive_float, default=DEFAULT_C, help=f"inverse L2 penalty (default {DEFAULT_C})")
     parser.add_argument("--out", type=Path, default=Path("probe"), help="output directory (default ./probe)")
@@ -102,6 +119,12 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
         parser.error(f"--env-arg: {error}")
     if not isinstance(probe_env.unwrapped, TrialEnv):
         parser.error(f"--env {args.env!r} is not a trial task (the probe needs trial periods and outcomes)")
+    args.variables = task_variables(probe_env)
+    if args.generalise is not None and args.generalise not in args.variables:
+        parser.error(f"--generalise {args.generalise!r} is not a task variable of {args.env}; "
+                     f"choose one of {sorted(args.variables)}")  # fmt: skip
+    if args.generalise_period is not None and args.generalise is None:
+        parser.error("--generalise-period needs --generalise")
     args.brain_kwargs = dict(args.brain)
     if args.model is not None:
         if not args.model.is_file():
@@ -163,28 +186,54 @@ def main(argv: Sequence[str] | None = None) -> int:
             policy = BrainAgent.load(args.model, device=args.device).policy
         except (TypeError, ValueError, KeyError, OSError) as error:
             parser.error(f"--model {str(args.model)!r} could not be loaded: {error}")
-    try:  # a bad brain option, population or model/env mismatch exits with the usage message (status 2)
-        rows = run_probe(
+    rows, generalisation = [], []
+    try:  # a bad brain option, population, period or model/env mismatch exits with the usage message (status 2)
+        for recording, populations in probe_recordings(
             args.env, seeds=args.seeds, n_trials=args.trials, n_envs=args.n_envs,
             brain=None if policy is not None else args.brain_kwargs, policy=policy, act=args.act,
             filter_ms=args.filter_ms, populations=lambda probed: _populations(probed, args.populations_spec),
-            env_kwargs=args.env_kwargs, folds=args.folds, C=args.C, device=args.device,
-            progress=not args.no_progress,
-        )  # fmt: skip
+            env_kwargs=args.env_kwargs, device=args.device, progress=not args.no_progress,
+        ):  # fmt: skip
+            rows += probe_recording(recording, populations, args.variables, folds=args.folds, C=args.C)
+            if args.generalise is not None:
+                generalisation += _generalise(args, recording, populations)
     except (TypeError, ValueError) as error:
         parser.error(str(error))
     summaries = summarise(rows)
-    variables = task_variables(gym.make(args.env, **args.env_kwargs))
-    tables = markdown_tables(summaries, {name: variable.description for name, variable in variables.items()})
+    descriptions = {name: variable.description for name, variable in args.variables.items()}
+    tables = markdown_tables(summaries, descriptions)
+    if generalisation:
+        tables += f"\n## Generalisation across `{args.generalise}`\n\n"
+        tables += generalisation_tables(summarise_generalisation(generalisation))
     print(tables)
-    _write(args, argv, rows, summaries, tables, policy)
+    _write(args, argv, rows, summaries, tables, policy, generalisation)
     return 0
 
 
-def _write(args, argv, rows, summaries, tables: str, model_policy) -> None:
+def _generalise(args, recording, populations) -> list:
+    """The generalisation matrices across ``--generalise`` of every other task variable (one of each set of
+    variables that split the trials alike, e.g. the sample and the correct action in recall), every feature."""
+    condition = args.variables[args.generalise]
+    rows, seen = [], set()
+    for variable in args.variables.values():
+        labels = [variable.extract(outcome) for outcome in recording.outcomes]
+        first: dict = {}
+        partition = tuple(None if label is None else first.setdefault(label, len(first)) for label in labels)
+        if variable.name == condition.name or partition in seen:
+            continue
+        seen.add(partition)
+        for feature in recording.features:
+            rows += probe_generalisation(recording, populations, variable, condition, feature=feature,
+                                         period=args.generalise_period, folds=args.folds, C=args.C)  # fmt: skip
+    return rows
+
+
+def _write(args, argv, rows, summaries, tables: str, model_policy, generalisation) -> None:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     write_atomically(out / "probe.csv", lambda path: Path(path).write_text(csv_text(rows)))
+    if generalisation:
+        write_atomically(out / "generalisation.csv", lambda path: Path(path).write_text(csv_text(generalisation)))
     if model_policy is not None:
         config, readout_roles = model_policy.brain.config, model_policy.readout.roles
         source = f"trained model {args.model} ({config.connectome}, {config.neurons_per_region} neurons per region)"

@@ -14,6 +14,7 @@ import torch
 from encephagen_gym.agents import BrainAgent
 from encephagen_gym.agents.policies import agent_brain_config
 from encephagen_gym.agents.probe import (
+    ProbeRecording,
     TaskVariable,
     decode,
     default_populations,
@@ -24,6 +25,11 @@ from encephagen_gym.agents.probe import (
     role_populations,
     run_probe,
     task_variables,
+)
+from encephagen_gym.agents.probe_generalisation import (
+    generalisation_tables,
+    probe_generalisation,
+    summarise_generalisation,
 )
 from encephagen_gym.agents.probe_report import markdown_tables, summarise
 from encephagen_gym.brain import BrainConfig
@@ -141,6 +147,50 @@ def test_decode_on_known_data():
         decode(np.full((10, 3), np.nan), [0, 1] * 5)
     with pytest.raises(ValueError, match="folds"):
         decode(rng.normal(size=(10, 3)), [0, 1] * 5, folds=1)
+
+
+def _two_condition_recording(sign_of_long: float, seed: int = 0) -> ProbeRecording:
+    """240 synthetic trials: the label k (4 classes) lights feature k, times ``sign_of_long`` at long delays."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 4, 240)
+    long_delay = rng.random(240) < 0.5
+    features = np.zeros((240, 24))
+    features[np.arange(240), labels] = np.where(long_delay, sign_of_long, 1.0)
+    features += rng.normal(0.0, 0.3, features.shape)
+    outcomes = tuple({"sample": int(label), "delay_ms": 800.0 if late else 100.0}
+                     for label, late in zip(labels, long_delay, strict=True))  # fmt: skip
+    return ProbeRecording(periods=("decision",), rates_hz=features[:, None, :].astype(np.float32),
+                          period_ms=np.full((240, 1), 200.0), traces=None, outcomes=outcomes, filter_ms=0.0,
+                          step_ms=10.0, seed=seed)  # fmt: skip
+
+
+def test_generalisation_sees_a_code_that_inverts_across_delays():
+    """Within each delay bin the sample decodes well either way; a decoder fitted at short delays reads long
+    ones only when the code keeps its sign (inverted: below chance), and one decoder of both bins is worse
+    than either bin's own when the code inverts."""
+    sample = TaskVariable("sample", "", lambda outcome: outcome["sample"])
+    bins = TaskVariable("delay_bin", "", lambda outcome: "0_500ms" if outcome["delay_ms"] < 500 else "500_1000ms")
+    cells = {}
+    for sign in (1.0, -1.0):
+        rows = probe_generalisation(_two_condition_recording(sign), {"pop": np.arange(24)}, sample, bins)
+        assert [(row.train, row.test) for row in rows] == [(train, test) for train in ("0_500ms", "500_1000ms", "all")
+                                                           for test in ("0_500ms", "500_1000ms")]  # fmt: skip
+        assert sum(row.n_test for row in rows if row.train == "all") == 240
+        cells[sign] = {(row.train, row.test): row for row in rows}
+    for sign in (1.0, -1.0):
+        for diagonal in ("0_500ms", "500_1000ms"):
+            assert cells[sign][(diagonal, diagonal)].accuracy > 0.85
+    assert cells[1.0][("0_500ms", "500_1000ms")].accuracy > 0.85
+    inverted = cells[-1.0][("0_500ms", "500_1000ms")]
+    assert inverted.ci_high < inverted.chance  # reads the wrong image
+    assert cells[-1.0][("all", "500_1000ms")].accuracy < cells[-1.0][("500_1000ms", "500_1000ms")].accuracy - 0.2
+    assert cells[1.0][("all", "500_1000ms")].accuracy > 0.85
+    table = generalisation_tables(summarise_generalisation(rows))
+    assert "| fitted on \\ scored on | 0_500ms | 500_1000ms |" in table and "| all |" in table
+    with pytest.raises(ValueError, match="another variable"):
+        probe_generalisation(_two_condition_recording(1.0), {"pop": np.arange(24)}, sample, sample)
+    with pytest.raises(ValueError, match="period must be one of"):
+        probe_generalisation(_two_condition_recording(1.0), {"pop": np.arange(24)}, sample, bins, period="delay")
 
 
 def test_decode_survives_an_svd_that_does_not_converge(monkeypatch):
@@ -288,6 +338,22 @@ def test_cli_probes_a_saved_model(tmp_path):
     assert "(tvb96, 10 neurons per region)" in (out / "probe.md").read_text()
 
 
+def test_cli_generalises_across_the_delay_bins(tmp_path, capsys):
+    out = tmp_path / "probe"
+    argv = ["--env", "Encephagen-WorkingMemory-v0", "--env-arg", 'mode="recall"', "--env-arg", "delay_ms=[0, 1000]",
+            "--trials", "40", "--n-envs", "8", "--neurons-per-region", "10", "--populations", "visual", "--filter-ms",
+            "100", "--generalise", "delay_bin", "--out", str(out), "--device", "cpu", "--no-progress"]  # fmt: skip
+    assert probe_information.main(argv) == 0
+    rows = _csv(out / "generalisation.csv")
+    assert {row["variable"] for row in rows} == {"sample"}  # gt splits the trials as the sample does
+    assert {row["condition"] for row in rows} == {"delay_bin"} and {row["period"] for row in rows} == {"decision"}
+    assert {row["feature"] for row in rows} == {"rate", "trace_100ms"}
+    assert {row["train"] for row in rows} == {"0_500ms", "500_1000ms", "all"}
+    assert {row["test"] for row in rows} == {"0_500ms", "500_1000ms"}
+    assert "## Generalisation across `delay_bin`" in (out / "probe.md").read_text()
+    assert "| fitted on \\ scored on |" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -300,6 +366,8 @@ def test_cli_probes_a_saved_model(tmp_path):
         (["--env", PR, "--brain", "seed=3"], "set by --seeds"),
         (["--env", PR, "--env-arg", "n_classes=1"], "--env-arg"),
         (["--env", PR, "--populations", "roles", "all"], "stands alone"),
+        (["--env", PR, "--generalise", "delay_bin"], "not a task variable"),
+        (["--env", PR, "--generalise-period", "decision"], "needs --generalise"),
         (["--env", PR, "--neurons-per-region", "10", "--brain", "tau_m_ms=-1", "--device", "cpu"], "tau_m_ms"),
         (["--env", PR, "--brain", "no_such_option=1", "--device", "cpu"], "no_such_option"),
         (["--env", PR, "--neurons-per-region", "10", "--populations", "cerebellum", "--device", "cpu"],
