@@ -41,12 +41,16 @@ from encephagen_gym.stats import format_mean_ci, mean_ci
 
 __all__ = [
     "ALL_CONDITIONS",
+    "DEFAULT_MIN_TRIALS",
     "GeneralisationRow",
     "GeneralisationSummary",
     "generalisation_tables",
     "probe_generalisation",
     "summarise_generalisation",
 ]
+
+#: Conditions with fewer trials than this are left out of a generalisation matrix.
+DEFAULT_MIN_TRIALS = 10
 
 #: The ``train`` value of the row whose decoder is fitted on the trials of every condition (cross-validated).
 ALL_CONDITIONS = "all"
@@ -105,13 +109,16 @@ def probe_generalisation(
     folds: int = DEFAULT_FOLDS,
     C: float = DEFAULT_C,
     seed: int | None = None,
+    min_trials: int = DEFAULT_MIN_TRIALS,
 ) -> list[GeneralisationRow]:
     """The generalisation matrix of ``variable`` across the values of ``condition`` for each population of
     ``recording`` (rows in order: population, train, test; see the module docstring).
 
     ``feature``: a feature kind of the recording (default: its leaky trace when it has one, else ``"rate"``);
     ``period``: a trial period (default: the trial's last, e.g. the decision period); ``seed`` (default: the
-    recording's) fixes the folds. Trials without the period, the variable or the condition are left out."""
+    recording's) fixes the folds. Trials without the period, the variable or the condition are left out, and so
+    are the conditions with fewer than ``min_trials`` trials (e.g. the few delays of exactly 1000 ms that fall
+    into the 1000–1500 ms bin when the delays are drawn from 0–1000 ms)."""
     seed = recording.seed if seed is None else seed
     feature = recording.features[-1] if feature is None else feature
     period = recording.periods[-1] if period is None else period
@@ -123,13 +130,18 @@ def probe_generalisation(
         raise ValueError(f"the condition must be another variable than the one decoded ({variable.name!r})")
     if not (isinstance(folds, int) and folds >= 2):
         raise ValueError(f"folds must be an integer >= 2, got {folds!r}")
+    if not (isinstance(min_trials, int) and min_trials >= 1):
+        raise ValueError(f"min_trials must be a positive integer, got {min_trials!r}")
     labels = [variable.extract(outcome) for outcome in recording.outcomes]
     groups = [condition.extract(outcome) for outcome in recording.outcomes]
     known = np.array([label is not None and group is not None for label, group in zip(labels, groups, strict=True)])
     use = recording.present(period) & known
+    kept_groups = [str(group) for group, kept in zip(groups, use, strict=True) if kept]
+    values, counts = np.unique(kept_groups, return_counts=True)
+    values = sorted(values[counts >= min_trials].tolist(), key=_natural_key)
+    use &= np.array([str(group) in values for group in groups])
     y = np.array([str(label) for label, kept in zip(labels, use, strict=True) if kept], dtype=object)
     g = np.array([str(group) for group, kept in zip(groups, use, strict=True) if kept], dtype=object)
-    values = sorted(set(g.tolist()), key=_natural_key)
     rows: list[GeneralisationRow] = []
     for name, neurons in populations.items():
         ids = np.asarray(neurons, dtype=np.int64)

@@ -187,6 +187,14 @@ def test_generalisation_sees_a_code_that_inverts_across_delays():
     assert cells[1.0][("all", "500_1000ms")].accuracy > 0.85
     table = generalisation_tables(summarise_generalisation(rows))
     assert "| fitted on \\ scored on | 0_500ms | 500_1000ms |" in table and "| all |" in table
+    rare = TaskVariable("delay_bin", "", lambda outcome: "rare" if outcome["sample"] == 0 and outcome["delay_ms"] < 500
+                        else "0_500ms" if outcome["delay_ms"] < 500 else "500_1000ms")  # fmt: skip
+    recording = _two_condition_recording(1.0)
+    n_rare = sum(rare.extract(outcome) == "rare" for outcome in recording.outcomes)
+    assert 10 < n_rare < 50
+    rows = probe_generalisation(recording, {"pop": np.arange(24)}, sample, rare, min_trials=50)
+    assert {row.train for row in rows} == {"0_500ms", "500_1000ms", "all"}  # the rare condition is left out
+    assert sum(row.n_test for row in rows if row.train == "all") == 240 - n_rare
     with pytest.raises(ValueError, match="another variable"):
         probe_generalisation(_two_condition_recording(1.0), {"pop": np.arange(24)}, sample, sample)
     with pytest.raises(ValueError, match="period must be one of"):
