@@ -79,6 +79,7 @@ __all__ = [
     "ProbeRecording",
     "ProbeRow",
     "TaskVariable",
+    "decodable_trials",
     "decode",
     "default_populations",
     "make_envs",
@@ -523,7 +524,7 @@ def probe_recording(
         label_array = np.array(labels, dtype=object)
         for feature in recording.features:
             for period in recording.periods:
-                use = _decodable_trials(label_array, labelled & recording.present(period))
+                use = decodable_trials(label_array, labelled & recording.present(period))
                 y = label_array[use]
                 for name, neurons in populations.items():
                     ids = np.asarray(neurons, dtype=np.int64)
@@ -531,7 +532,7 @@ def probe_recording(
     return rows
 
 
-def _decodable_trials(labels: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+def decodable_trials(labels: np.ndarray, candidates: np.ndarray) -> np.ndarray:
     """``candidates`` without the trials of classes that have fewer than two of them (no fold could both train
     and test on such a class)."""
     keys = labels.astype(str)

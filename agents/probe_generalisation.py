@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from encephagen_gym.agents.probe import ProbeRecording, TaskVariable
+from encephagen_gym.agents.probe import ProbeRecording, TaskVariable, decodable_trials
 from encephagen_gym.agents.probe_decoding import (
     DEFAULT_C,
     DEFAULT_FOLDS,
@@ -37,7 +37,7 @@ from encephagen_gym.agents.probe_decoding import (
     transfer_predictions,
     wilson_interval,
 )
-from encephagen_gym.stats import format_mean_ci, mean_ci
+from encephagen_gym.agents.probe_report import accuracy_text, number_text, seed_interval
 
 __all__ = [
     "ALL_CONDITIONS",
@@ -168,7 +168,7 @@ def _predictions(x, y, g, train, folds, C, seed) -> np.ndarray:
     the others."""
     predictions = np.full(y.size, None, dtype=object)
     own = np.ones(y.size, dtype=bool) if train == ALL_CONDITIONS else g == train
-    fit = own & np.isin(y, _classes_with_two(y[own]))  # stratified folds need two trials per class
+    fit = decodable_trials(y, own)  # stratified folds need two trials per class
     classes = np.unique(y[fit])
     if classes.size < 2:
         return predictions
@@ -180,11 +180,6 @@ def _predictions(x, y, g, train, folds, C, seed) -> np.ndarray:
         if others.any():
             predictions[others] = transfer_predictions(x[fit], y[fit], x[others], C=C)
     return predictions
-
-
-def _classes_with_two(labels: np.ndarray) -> np.ndarray:
-    classes, counts = np.unique(labels.astype(str), return_counts=True)
-    return classes[counts >= 2]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,24 +214,14 @@ def summarise_generalisation(
         groups.setdefault(key, []).append(row)
     summaries = []
     for (variable, condition, feature, population, period, train, test), group in groups.items():
-        accuracy, half = mean_ci([row.accuracy for row in group], confidence)
-        low, high = (group[0].ci_low, group[0].ci_high) if len(group) == 1 else (accuracy - half, accuracy + half)
+        accuracy, half, low, high = seed_interval(group, confidence)
         summaries.append(GeneralisationSummary(
             variable=variable, condition=condition, feature=feature, population=population,
             n_neurons=group[0].n_neurons, period=period, train=train, test=test, n_seeds=len(group),
             accuracy=accuracy, accuracy_ci=half, ci_low=low, ci_high=high,
-            chance=float(np.nanmean([row.chance for row in group])) if any(math.isfinite(r.chance) for r in group)
-            else math.nan, n_test=float(np.mean([row.n_test for row in group])),
+            chance=float(np.mean([row.chance for row in group])), n_test=float(np.mean([row.n_test for row in group])),
         ))  # fmt: skip
     return summaries
-
-
-def _cell(summary: GeneralisationSummary | None) -> str:
-    if summary is None or not math.isfinite(summary.accuracy):
-        return "n/a"
-    if summary.n_seeds > 1:
-        return format_mean_ci(summary.accuracy, summary.accuracy_ci)
-    return f"{summary.accuracy:.2f} [{summary.ci_low:.2f}, {summary.ci_high:.2f}]"
 
 
 def generalisation_tables(summaries: Sequence[GeneralisationSummary]) -> str:
@@ -264,14 +249,10 @@ def generalisation_tables(summaries: Sequence[GeneralisationSummary]) -> str:
             "|---|" + "---|" * len(tests),
         ]
         for train in trains:
-            lines.append(f"| {train} | " + " | ".join(_cell(cells.get((train, test))) for test in tests) + " |")
+            lines.append(f"| {train} | " + " | ".join(accuracy_text(cells.get((train, test))) for test in tests) + " |")
         chance = [cells[(trains[0], test)].chance for test in tests]
-        lines.append("| chance (majority class) | " + " | ".join(_number(c) for c in chance) + " |")
+        lines.append("| chance (majority class) | " + " | ".join(number_text(c) for c in chance) + " |")
         counts = [cells[(trains[0], test)].n_test for test in tests]
-        lines.append("| trials scored (per seed) | " + " | ".join(_number(n, 0) for n in counts) + " |")
+        lines.append("| trials scored (per seed) | " + " | ".join(number_text(n, 0) for n in counts) + " |")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) + "\n"
-
-
-def _number(value: float, digits: int = 2) -> str:
-    return f"{value:.{digits}f}" if math.isfinite(value) else "n/a"

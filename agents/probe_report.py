@@ -25,10 +25,13 @@ from encephagen_gym.stats import format_mean_ci, mean_ci
 __all__ = [
     "CSV_FIELDS",
     "ProbeSummary",
+    "accuracy_text",
     "csv_text",
     "decodable",
     "markdown_tables",
+    "number_text",
     "plot_probe_heatmap",
+    "seed_interval",
     "summarise",
 ]
 
@@ -66,6 +69,30 @@ class ProbeSummary:
         return math.isfinite(self.ci_low) and self.ci_low > self.chance
 
 
+def seed_interval(rows: Sequence[Any], confidence: float = 0.95) -> tuple[float, float, float, float]:
+    """(mean accuracy, t-interval half-width, low, high) over the seeds' ``rows`` (anything with ``accuracy``,
+    ``ci_low``, ``ci_high``): with one seed, NaN half-width and that seed's Wilson interval."""
+    accuracy, half = mean_ci([row.accuracy for row in rows], confidence)
+    if len(rows) == 1:
+        return accuracy, half, rows[0].ci_low, rows[0].ci_high
+    return accuracy, half, accuracy - half, accuracy + half
+
+
+def accuracy_text(summary: Any) -> str:
+    """A table cell for a summary over seeds (``accuracy``, ``accuracy_ci``, ``ci_low``, ``ci_high``,
+    ``n_seeds``): ``"m ± h"`` over several seeds, ``"a [low, high]"`` for one, ``"n/a"`` for none."""
+    if summary is None or not math.isfinite(summary.accuracy):
+        return "n/a"
+    if summary.n_seeds > 1:
+        return format_mean_ci(summary.accuracy, summary.accuracy_ci)
+    return f"{summary.accuracy:.2f} [{summary.ci_low:.2f}, {summary.ci_high:.2f}]"
+
+
+def number_text(value: float, digits: int = 2) -> str:
+    """``value`` with ``digits`` decimals, ``"n/a"`` when not finite."""
+    return f"{value:.{digits}f}" if math.isfinite(value) else "n/a"
+
+
 def summarise(rows: Sequence[ProbeRow], confidence: float = 0.95) -> list[ProbeSummary]:
     """One :class:`ProbeSummary` per (variable, feature, population, period), in the rows' order."""
     groups: dict[tuple, list[ProbeRow]] = {}
@@ -73,12 +100,8 @@ def summarise(rows: Sequence[ProbeRow], confidence: float = 0.95) -> list[ProbeS
         groups.setdefault((row.variable, row.feature, row.population, row.period), []).append(row)
     summaries = []
     for (variable, feature, population, period), group in groups.items():
-        accuracy, half = mean_ci([row.accuracy for row in group], confidence)
+        accuracy, half, low, high = seed_interval(group, confidence)
         shuffle, shuffle_half = mean_ci([row.shuffle_accuracy for row in group], confidence)
-        if len(group) == 1:
-            low, high = group[0].ci_low, group[0].ci_high
-        else:
-            low, high = accuracy - half, accuracy + half
         summaries.append(ProbeSummary(
             variable=variable, feature=feature, population=population, n_neurons=group[0].n_neurons, period=period,
             n_seeds=len(group), accuracy=accuracy, accuracy_ci=half, ci_low=low, ci_high=high,
@@ -100,13 +123,8 @@ def _grid(summaries: Sequence[ProbeSummary], variable: str, feature: str):
 
 
 def _cell(summary: ProbeSummary | None) -> str:
-    if summary is None or not math.isfinite(summary.accuracy):
-        return "n/a"
-    if summary.n_seeds > 1:
-        text = format_mean_ci(summary.accuracy, summary.accuracy_ci)
-    else:
-        text = f"{summary.accuracy:.2f} [{summary.ci_low:.2f}, {summary.ci_high:.2f}]"
-    return text + ("*" if summary.above_chance else "")
+    star = summary is not None and math.isfinite(summary.accuracy) and summary.above_chance
+    return accuracy_text(summary) + ("*" if star else "")
 
 
 def _feature_words(feature: str) -> str:
@@ -158,7 +176,7 @@ def markdown_tables(summaries: Sequence[ProbeSummary], descriptions: Mapping[str
             lines.append(f"| {population} ({n_neurons}) | " + " | ".join(row) + " |")
         chance = [_mean([cells[(pop, period)].chance for pop in populations if (pop, period) in cells])
                   for period in periods]  # fmt: skip
-        lines.append("| chance (majority class) | " + " | ".join(_number(c) for c in chance) + " |")
+        lines.append("| chance (majority class) | " + " | ".join(number_text(c) for c in chance) + " |")
         shuffles = []
         for period in periods:
             values = [cells[(pop, period)].shuffle_accuracy for pop in populations if (pop, period) in cells]
@@ -167,7 +185,7 @@ def markdown_tables(summaries: Sequence[ProbeSummary], descriptions: Mapping[str
         lines.append("| shuffled labels (range over populations) | " + " | ".join(shuffles) + " |")
         trials = [_mean([cells[(pop, period)].n_trials for pop in populations if (pop, period) in cells])
                   for period in periods]  # fmt: skip
-        lines.append("| trials decoded (per seed) | " + " | ".join(_number(t, 0) for t in trials) + " |")
+        lines.append("| trials decoded (per seed) | " + " | ".join(number_text(t, 0) for t in trials) + " |")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) + "\n"
 
@@ -181,10 +199,6 @@ def decodable(summaries: Sequence[ProbeSummary], variable: str, feature: str) ->
 def _mean(values: Sequence[float]) -> float:
     finite = [v for v in values if math.isfinite(v)]
     return float(np.mean(finite)) if finite else float("nan")
-
-
-def _number(value: float, digits: int = 2) -> str:
-    return f"{value:.{digits}f}" if math.isfinite(value) else "n/a"
 
 
 def csv_text(rows: Sequence[Any]) -> str:
