@@ -18,9 +18,10 @@ tens of times slower on x86 CPUs: a silent presynaptic neuron's filters, and the
 get there within a few seconds. The kernel therefore sets decaying traces below ``TINY`` (1e-20) to zero,
 which changes no result at float32 resolution and keeps the pass from slowing down ten-fold in long silences.
 Arrays reach the kernels flat (explicit row·B + b offsets); the per-synapse pass views them as ``[rows, B]``
-at batch > 1 (numba vectorizes the known unit stride, about 2× faster at batch 16) and indexes them flat at
-batch 1 (a 2-D loop with a unit inner trip count is about 3× slower); for the same reason the per-neuron step
-has its own batch-1 kernel (about 2× faster).
+at batch > 1 (numba vectorizes the known unit stride, about 2× faster at batch 16) and goes step by step; at
+batch 1 (where a 2-D loop with a unit inner trip count is about 3× slower) it indexes them flat and goes
+synapse by synapse, each synapse through all recorded steps in a register (the same values; 8–20 % faster);
+for the same reason the per-neuron step has its own batch-1 kernel (about 2× faster).
 """
 
 from __future__ import annotations
@@ -143,32 +144,58 @@ def _neuron_step_single(spikes, v_pre, n_neurons, batch, pre_neurons, post_neuro
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
+def _synapse_pass_single(post_local, index, buffer, eligibility, scalars, windows, psi, n_post, psi_by_post,
+                         plain_synapses, use_alif, alif_synapses, alif_index, alif_post, alif_beta,
+                         epsilon):  # fmt: skip
+    """:func:`_synapse_pass` for one brain (batch 1), synapse by synapse: each synapse's ē (and ε^a) goes
+    through the K recorded steps in a register, with the same operations in the same order per element as the
+    step-by-step pass, so the same values (8–20 % faster: ē is read and written once, and ψ is read from
+    ``psi_by_post`` ``[V·K]``, ψ transposed so that a synapse's K values lie side by side).
+    ``plain_synapses``: the positions of the synapses onto non-adaptive neurons."""
+    kappa, decay_adaptation = scalars[3], scalars[6]
+    steps = windows.shape[0]
+    for k in range(steps):
+        for v in range(n_post):
+            psi_by_post[v * steps + k] = psi[k * n_post + v]
+    for i in range(plain_synapses.shape[0]):
+        p = plain_synapses[i]
+        first, column = post_local[p] * steps, index[p]
+        value = eligibility[p]
+        for k in range(steps):
+            value = value * kappa + psi_by_post[first + k] * buffer[windows[k] + column]
+        eligibility[p] = _flushed(value)
+    if not use_alif:
+        return
+    # synapses onto ALIF neurons: e = ψ (x − β ε^a), so ē also loses ψ β ε^a; then ε^a ← ρ ε^a + e
+    for q in range(alif_synapses.shape[0]):
+        p = alif_synapses[q]
+        first, column, beta = alif_post[q] * steps, alif_index[q], alif_beta[q]
+        value, adaptive = eligibility[p], epsilon[q]
+        for k in range(steps):
+            psi_post = psi_by_post[first + k]
+            arrived = buffer[windows[k] + column]
+            value = value * kappa + psi_post * arrived
+            correction = adaptive * beta * psi_post
+            value -= correction
+            adaptive = adaptive * decay_adaptation + (arrived * psi_post - correction)
+        eligibility[p] = _flushed(value)
+        epsilon[q] = _flushed(adaptive)
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
 def _synapse_pass(batch, post_local, index, buffer, eligibility, scalars, windows, psi, n_post, use_alif,
                   alif_synapses, alif_index, alif_post, alif_beta, epsilon):  # fmt: skip
-    """ē (and ε^a) over the recorded steps k = 0..K−1: ``windows[k]`` is the flat offset of step k's history
-    window, ``psi[k·V·B + v·B + b]`` its ψ."""
+    """ē (and ε^a) over the recorded steps k = 0..K−1 of B > 1 brains: ``windows[k]`` is the flat offset of
+    step k's history window, ``psi[k·V·B + v·B + b]`` its ψ."""
     kappa, decay_adaptation = scalars[3], scalars[6]
     stride = n_post * batch
     # Step by step, as if each had been applied at its time (the same operations in the same order); between
     # steps ē, the tables and the overlapping history windows stay in cache, as they do not across brain steps.
+    elig, history, step = eligibility.reshape((-1, batch)), buffer.reshape((-1, batch)), psi.reshape((-1, batch))
     for k in range(windows.shape[0]):
-        window, step_psi = windows[k], k * stride
-        if batch == 1:  # without the unit inner loop: about 3× faster
-            for p in range(index.shape[0]):
-                eligibility[p] = eligibility[p] * kappa + psi[step_psi + post_local[p]] * buffer[window + index[p]]
-            if use_alif:
-                for q in range(alif_synapses.shape[0]):
-                    psi_post = psi[step_psi + alif_post[q]]
-                    correction = epsilon[q] * alif_beta[q] * psi_post
-                    eligibility[alif_synapses[q]] -= correction
-                    epsilon[q] = epsilon[q] * decay_adaptation + (
-                        buffer[window + alif_index[q]] * psi_post - correction
-                    )
-            continue
         # ē ← κ ē + ψ_post x_pre(t − d); as [rows, B] arrays, whose known unit inner stride numba vectorizes
         # (about 2× faster than flat offsets at batch 16)
-        elig, history, step = eligibility.reshape((-1, batch)), buffer.reshape((-1, batch)), psi.reshape((-1, batch))
-        low, first_post = window // batch, step_psi // batch
+        low, first_post = windows[k] // batch, (k * stride) // batch
         for p in range(index.shape[0]):
             row, post = low + index[p], first_post + post_local[p]
             for b in range(batch):
@@ -223,6 +250,9 @@ def _build_constants(params, history) -> tuple:
     post_local, index = _copy(proj.post_local, dtype=np.int32), _copy(history.index, dtype=np.int32)
     alif_synapses = _copy(params.alif_synapses, 1, dtype=np.int32).reshape(-1)
     alif_index, alif_post = (index[alif_synapses], post_local[alif_synapses]) if params.use_alif else (index, index)
+    plain = np.ones(index.shape[0], dtype=bool)
+    if params.use_alif:
+        plain[alif_synapses] = False
     return tuple(array.reshape(-1) for array in (
         _copy(proj.pre_neurons, dtype=np.int64),
         _copy(proj.post_neurons, dtype=np.int64),
@@ -239,6 +269,7 @@ def _build_constants(params, history) -> tuple:
         np.ascontiguousarray(alif_index),
         np.ascontiguousarray(alif_post),
         _copy(params.alif_adaptation_mv),
+        np.flatnonzero(plain).astype(np.int32),
         np.array([params.decay_m, params.decay_nmda, params.propagator_nmda, params.kappa, params.threshold_mv,
                   params.gamma_pd, params.decay_adaptation], dtype=np.float32),
     ))  # fmt: skip
@@ -250,13 +281,14 @@ _VIEWS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 def _trace_views(traces) -> tuple:
     """Flat numpy views of the trace tensors (which the kernel updates in place), remembered per ``traces``
     object for as long as its tensors stay the same objects: making them costs more than the kernel's own work
-    at small sizes."""
+    at small sizes. The last view is the batch-1 pass's scratch for ψ by postsynaptic neuron."""
     tensors = (traces.current, traces.membrane, traces.current_nmda, traces.membrane_nmda, traces.mixed,
                traces.history.buffer, traces._eligibility, traces._adaptation, traces.pending_psi)  # fmt: skip
     cached = _VIEWS.get(traces)
     if cached is not None and all(a is b for a, b in zip(cached[0], tensors, strict=True)):
         return cached[1]
     views = tuple(_view(tensor) for tensor in tensors)
+    views += (np.empty_like(views[-1]),)
     _VIEWS[traces] = (tensors, views)
     return views
 
@@ -272,7 +304,7 @@ def trace_step(
     history = traces.history
     (pre_neurons, post_neurons, _, _, decay_current, jump, propagator, nmda_jump, channel_fast, channel_nmda,
      post_beta, *_, scalars) = _constants(params, history)  # fmt: skip
-    current, membrane, current_nmda, membrane_nmda, mixed, buffer, _, _, psi = _trace_views(traces)
+    current, membrane, current_nmda, membrane_nmda, mixed, buffer, _, _, psi, _ = _trace_views(traces)
     batch, n_neurons = spikes.shape  # checked by eprop_trace_step: the kernels do not check bounds
     size = post_neurons.shape[0] * batch
     step_psi = psi[traces.pending * size : (traces.pending + 1) * size]
@@ -314,12 +346,17 @@ def settle(params, traces) -> None:
     if not pending:
         return
     history = traces.history
-    (_, post_neurons, post_local, index, *_, alif_synapses, alif_index, alif_post, alif_beta,
+    (_, post_neurons, post_local, index, *_, alif_synapses, alif_index, alif_post, alif_beta, plain_synapses,
      scalars) = _constants(params, history)  # fmt: skip
-    _, _, _, _, _, buffer, eligibility, epsilon, psi = _trace_views(traces)
+    _, _, _, _, _, buffer, eligibility, epsilon, psi, psi_by_post = _trace_views(traces)
     batch = traces.batch_size
     first = traces.time - pending + 1
     windows = np.array([((first + k) % history.depth) * history.width * batch for k in range(pending)], np.int64)
-    _synapse_pass(batch, post_local, index, buffer, eligibility, scalars, windows, psi, post_neurons.shape[0],
-                  params.use_alif, alif_synapses, alif_index, alif_post, alif_beta, epsilon)  # fmt: skip
+    if batch == 1:
+        _synapse_pass_single(post_local, index, buffer, eligibility, scalars, windows, psi, post_neurons.shape[0],
+                             psi_by_post, plain_synapses, params.use_alif, alif_synapses, alif_index, alif_post,
+                             alif_beta, epsilon)  # fmt: skip
+    else:
+        _synapse_pass(batch, post_local, index, buffer, eligibility, scalars, windows, psi, post_neurons.shape[0],
+                      params.use_alif, alif_synapses, alif_index, alif_post, alif_beta, epsilon)  # fmt: skip
     traces.pending = 0
