@@ -10,6 +10,10 @@ simulated second (median over ``--repeats`` windows after a warm-up; the three t
 - ``agent loop``: ``BrainAgent.learn`` on ``Encephagen-Conditioning-v0`` with ``batch`` envs (the env, the
   encoder, the brain, the rules, the readout, the action, the logging).
 
+With ``--breakdown``, e-prop's part is split in three: ``.step`` (every step: the per-neuron traces),
+``eligibility ē`` (once per decision, the numba path's pass that brings every synapse's ē through the decision's
+steps: the exact rule's irreducible P × steps work) and ``.record_decision`` (the learning signals and ẽ).
+
 and the ratios: ``learning/brain`` = (brain + rule − brain) / brain (goal at batch 1: ≤ 1), ``loop/(brain +
 rule)`` (goal ≤ 1.3). Run it on a quiet machine.
 
@@ -127,6 +131,9 @@ def time_rows(size: int, batch: int, seconds: float, repeats: int, breakdown: bo
             decision = Decision(output, policy.sample(output, generator=generator), policy.readout.features(trace))
             mark("action and features")
             for rule, rule_traces, name in zip(rules, traces, names, strict=True):
+                if parts is not None and hasattr(rule_traces, "eprop"):
+                    rule_traces.eprop.eligibility  # noqa: B018 (reading it brings e-prop's ē up to date)
+                    mark(f"{name} eligibility ē")
                 rule.record_decision(rule_traces, decision)
                 mark(f"{name}.record_decision")
             previous[:] = [output]

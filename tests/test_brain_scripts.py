@@ -92,7 +92,8 @@ def test_agent_benchmark_breaks_brain_and_rule_down_part_by_part(capsys):
         if len(cells) == 2 and cells[0] not in ("part", "---"):
             rows[cells[0]] = float(cells[1])
     for part in ("brain step", "readout filter", "readout", "TD error", "action and features", "RewardEProp.step",
-                 "RewardEProp.apply", "RewardEProp.record_decision", "ReadoutActorCritic.apply"):  # fmt: skip
+                 "RewardEProp.apply", "RewardEProp.record_decision", "RewardEProp eligibility ē",
+                 "ReadoutActorCritic.apply"):  # fmt: skip
         assert rows[part] > 0, part
     total = rows.pop("total")
     assert total == pytest.approx(sum(rows.values()), abs=0.002 * len(rows))  # printed to 3 decimals
