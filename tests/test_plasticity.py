@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numba
 import pytest
 import torch
 
@@ -21,6 +22,7 @@ from encephagen_gym.plasticity import (
     RewardModulatedSTDP,
     SynapticScaling,
     apply_weight_update,
+    eprop_kernel,
     incoming_projection,
     projection_from_synapses,
     select_projection,
@@ -941,6 +943,31 @@ def test_deferred_numba_traces_match_torch_across_resets_and_partial_windows(bat
     for numba_value, torch_value in zip(results["numba"], results["torch"], strict=True):
         assert numba_value.abs().max() > 0
         assert torch.allclose(numba_value, torch_value, rtol=1e-4, atol=1e-6 * float(torch_value.abs().max()))
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs numba with 2 threads")
+def test_numba_eligibility_pass_gives_the_same_values_on_one_and_two_threads(monkeypatch):
+    """At batch 1 the per-synapse pass runs on numba's threads when there are several (synapses are split into
+    blocks): ē and ε^a are bit-identical to the one-thread pass, and torch's thread count is left as it was."""
+    monkeypatch.setattr(eprop_kernel, "PARALLEL_MIN_SYNAPSES", 1)  # a small brain's projection, in parallel too
+    results, previous = [], numba.get_num_threads()
+    torch_threads = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(threads)
+            net, rule, traces, _ = _reward_eprop_on_alif_targets("numba", 1, nmda=True)
+            generator = torch.Generator().manual_seed(2)
+            for _ in range(25):
+                spikes = (torch.rand(1, net.n_neurons, generator=generator) < 0.05).float()
+                voltage = 25.0 * torch.rand(1, net.n_neurons, generator=generator)
+                adaptation = 2.0 * torch.rand(1, net.n_neurons, generator=generator) * net.is_adaptive
+                rule.step(traces, _activity(spikes, voltage, adaptation))
+            results.append((traces.eprop.eligibility.clone(), traces.eprop.adaptation.clone()))
+            assert torch.get_num_threads() == torch_threads
+    finally:
+        numba.set_num_threads(previous)
+    for one, two in zip(*results, strict=True):
+        assert one.abs().max() > 0 and torch.equal(one, two)
 
 
 @pytest.mark.parametrize("backend", ["numba", "torch"])

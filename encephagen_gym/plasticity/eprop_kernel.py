@@ -20,7 +20,9 @@ which changes no result at float32 resolution and keeps the pass from slowing do
 Arrays reach the kernels flat (explicit row·B + b offsets); the per-synapse pass views them as ``[rows, B]``
 at batch > 1 (numba vectorizes the known unit stride, about 2× faster at batch 16) and goes step by step; at
 batch 1 (where a 2-D loop with a unit inner trip count is about 3× slower) it indexes them flat and goes
-synapse by synapse, each synapse through all recorded steps in a register (the same values; 8–20 % faster);
+synapse by synapse, each synapse through all recorded steps in a register (the same values; 8–20 % faster),
+in blocks spread over numba's threads when there are several and the projection is large
+(``PARALLEL_MIN_SYNAPSES``; the same values on any thread count);
 for the same reason the per-neuron step has its own batch-1 kernel (about 2× faster).
 """
 
@@ -32,9 +34,14 @@ import numba
 import numpy as np
 import torch
 
-from encephagen_gym.brain.cpu_kernel import cached_for
+from encephagen_gym.brain.cpu_kernel import _PARALLEL_LAUNCH, cached_for
 
-__all__ = ["TINY", "settle", "trace_step"]
+__all__ = ["PARALLEL_MIN_SYNAPSES", "TINY", "settle", "trace_step"]
+
+#: At batch 1 the per-synapse pass is spread over numba's threads (when there are several) from this many plastic
+#: synapses on: at 96×200 (166,400) two threads took it from 2.8 to 1.65 ms per decision; at 96×20 (16,640) the
+#: launch cost about what it saved.
+PARALLEL_MIN_SYNAPSES = 50_000
 
 #: Decaying traces below this magnitude are set to zero (see the module docstring: no subnormal arithmetic).
 TINY = 1e-20
@@ -143,31 +150,26 @@ def _neuron_step_single(spikes, v_pre, n_neurons, batch, pre_neurons, post_neuro
             psi[v] = value if value > zero else zero
 
 
-@numba.njit(cache=True, nogil=True, boundscheck=False)
-def _synapse_pass_single(post_local, index, buffer, eligibility, scalars, windows, psi, n_post, psi_by_post,
-                         plain_synapses, use_alif, alif_synapses, alif_index, alif_post, alif_beta,
-                         epsilon):  # fmt: skip
-    """:func:`_synapse_pass` for one brain (batch 1), synapse by synapse: each synapse's ē (and ε^a) goes
-    through the K recorded steps in a register, with the same operations in the same order per element as the
-    step-by-step pass, so the same values (8–20 % faster: ē is read and written once, and ψ is read from
-    ``psi_by_post`` ``[V·K]``, ψ transposed so that a synapse's K values lie side by side).
-    ``plain_synapses``: the positions of the synapses onto non-adaptive neurons."""
-    kappa, decay_adaptation = scalars[3], scalars[6]
+@numba.njit(inline="always")
+def _plain_synapses(start, stop, plain_synapses, post_local, index, buffer, eligibility, kappa, windows, psi_by_post):
+    """ē ← κ ē + ψ_post x_pre(t − d) over the recorded steps, for ``plain_synapses[start:stop]`` of one brain."""
     steps = windows.shape[0]
-    for k in range(steps):
-        for v in range(n_post):
-            psi_by_post[v * steps + k] = psi[k * n_post + v]
-    for i in range(plain_synapses.shape[0]):
+    for i in range(start, stop):
         p = plain_synapses[i]
         first, column = post_local[p] * steps, index[p]
         value = eligibility[p]
         for k in range(steps):
             value = value * kappa + psi_by_post[first + k] * buffer[windows[k] + column]
         eligibility[p] = _flushed(value)
-    if not use_alif:
-        return
-    # synapses onto ALIF neurons: e = ψ (x − β ε^a), so ē also loses ψ β ε^a; then ε^a ← ρ ε^a + e
-    for q in range(alif_synapses.shape[0]):
+
+
+@numba.njit(inline="always")
+def _alif_synapses(start, stop, alif_synapses, alif_index, alif_post, alif_beta, epsilon, buffer, eligibility,
+                   kappa, decay_adaptation, windows, psi_by_post):  # fmt: skip
+    """The same for the synapses onto ALIF neurons ``alif_synapses[start:stop]``: e = ψ (x − β ε^a), so ē also
+    loses ψ β ε^a; then ε^a ← ρ ε^a + e."""
+    steps = windows.shape[0]
+    for q in range(start, stop):
         p = alif_synapses[q]
         first, column, beta = alif_post[q] * steps, alif_index[q], alif_beta[q]
         value, adaptive = eligibility[p], epsilon[q]
@@ -180,6 +182,49 @@ def _synapse_pass_single(post_local, index, buffer, eligibility, scalars, window
             adaptive = adaptive * decay_adaptation + (arrived * psi_post - correction)
         eligibility[p] = _flushed(value)
         epsilon[q] = _flushed(adaptive)
+
+
+@numba.njit(inline="always")
+def _psi_by_post(psi, n_post, steps, psi_by_post):
+    """ψ ``[K, V]`` transposed into ``psi_by_post`` ``[V, K]`` (a synapse's K values side by side)."""
+    for k in range(steps):
+        for v in range(n_post):
+            psi_by_post[v * steps + k] = psi[k * n_post + v]
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _synapse_pass_single(post_local, index, buffer, eligibility, scalars, windows, psi, n_post, psi_by_post,
+                         plain_synapses, use_alif, alif_synapses, alif_index, alif_post, alif_beta,
+                         epsilon):  # fmt: skip
+    """:func:`_synapse_pass` for one brain (batch 1), synapse by synapse: each synapse's ē (and ε^a) goes
+    through the K recorded steps in a register, with the same operations in the same order per element as the
+    step-by-step pass, so the same values (8–20 % faster: ē is read and written once, and ψ is read from
+    ``psi_by_post`` ``[V·K]``, ψ transposed so that a synapse's K values lie side by side).
+    ``plain_synapses``: the positions of the synapses onto non-adaptive neurons."""
+    kappa, decay_adaptation = scalars[3], scalars[6]
+    _psi_by_post(psi, n_post, windows.shape[0], psi_by_post)
+    _plain_synapses(0, plain_synapses.shape[0], plain_synapses, post_local, index, buffer, eligibility, kappa, windows,
+                    psi_by_post)  # fmt: skip
+    if use_alif:
+        _alif_synapses(0, alif_synapses.shape[0], alif_synapses, alif_index, alif_post, alif_beta, epsilon, buffer,
+                       eligibility, kappa, decay_adaptation, windows, psi_by_post)  # fmt: skip
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False, parallel=True)
+def _synapse_pass_single_parallel(post_local, index, buffer, eligibility, scalars, windows, psi, n_post, psi_by_post,
+                                  plain_synapses, use_alif, alif_synapses, alif_index, alif_post, alif_beta, epsilon,
+                                  chunks):  # fmt: skip
+    """:func:`_synapse_pass_single` with the synapses split into ``chunks`` blocks spread over numba's threads
+    (synapses are independent: the same values on any thread count)."""
+    kappa, decay_adaptation = scalars[3], scalars[6]
+    _psi_by_post(psi, n_post, windows.shape[0], psi_by_post)
+    n_plain, n_alif = plain_synapses.shape[0], alif_synapses.shape[0] if use_alif else 0
+    for c in numba.prange(chunks):
+        _plain_synapses(c * n_plain // chunks, (c + 1) * n_plain // chunks, plain_synapses, post_local, index, buffer,
+                        eligibility, kappa, windows, psi_by_post)  # fmt: skip
+        _alif_synapses(c * n_alif // chunks, (c + 1) * n_alif // chunks, alif_synapses, alif_index, alif_post,
+                       alif_beta, epsilon, buffer, eligibility, kappa, decay_adaptation, windows,
+                       psi_by_post)  # fmt: skip
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
@@ -352,7 +397,20 @@ def settle(params, traces) -> None:
     batch = traces.batch_size
     first = traces.time - pending + 1
     windows = np.array([((first + k) % history.depth) * history.width * batch for k in range(pending)], np.int64)
-    if batch == 1:
+    threads = numba.get_num_threads()
+    parallel = threads > 1 and index.shape[0] >= PARALLEL_MIN_SYNAPSES
+    if batch == 1 and parallel and _PARALLEL_LAUNCH.acquire(blocking=False):
+        torch_threads = torch.get_num_threads()
+        try:
+            _synapse_pass_single_parallel(post_local, index, buffer, eligibility, scalars, windows, psi,
+                                          post_neurons.shape[0], psi_by_post, plain_synapses, params.use_alif,
+                                          alif_synapses, alif_index, alif_post, alif_beta, epsilon,
+                                          4 * threads)  # fmt: skip
+        finally:
+            _PARALLEL_LAUNCH.release()
+        if torch.get_num_threads() != torch_threads:  # numba's OpenMP start-up resets the shared count
+            torch.set_num_threads(torch_threads)
+    elif batch == 1:
         _synapse_pass_single(post_local, index, buffer, eligibility, scalars, windows, psi, post_neurons.shape[0],
                              psi_by_post, plain_synapses, params.use_alif, alif_synapses, alif_index, alif_post,
                              alif_beta, epsilon)  # fmt: skip
