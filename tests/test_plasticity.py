@@ -946,23 +946,31 @@ def test_deferred_numba_traces_match_torch_across_resets_and_partial_windows(bat
 
 
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs numba with 2 threads")
-def test_numba_eligibility_pass_gives_the_same_values_on_one_and_two_threads(monkeypatch):
-    """At batch 1 the per-synapse pass runs on numba's threads when there are several (synapses are split into
-    blocks): ē and ε^a are bit-identical to the one-thread pass, and torch's thread count is left as it was."""
+def test_numba_synapse_passes_give_the_same_values_on_one_and_two_threads(monkeypatch):
+    """At batch 1 the per-synapse passes (e-prop's eligibility, reward e-prop's record and apply) run on numba's
+    threads when there are several (synapses are split into blocks): ē, ε^a, ẽ, the weights and mean |Δw| are
+    bit-identical to the one-thread passes, and torch's thread count is left as it was."""
     monkeypatch.setattr(eprop_kernel, "PARALLEL_MIN_SYNAPSES", 1)  # a small brain's projection, in parallel too
     results, previous = [], numba.get_num_threads()
     torch_threads = torch.get_num_threads()
     try:
         for threads in (1, 2):
             numba.set_num_threads(threads)
-            net, rule, traces, _ = _reward_eprop_on_alif_targets("numba", 1, nmda=True)
+            net, rule, traces, weights = _reward_eprop_on_alif_targets("numba", 1, nmda=True)
             generator = torch.Generator().manual_seed(2)
             for _ in range(25):
                 spikes = (torch.rand(1, net.n_neurons, generator=generator) < 0.05).float()
                 voltage = 25.0 * torch.rand(1, net.n_neurons, generator=generator)
                 adaptation = 2.0 * torch.rand(1, net.n_neurons, generator=generator) * net.is_adaptive
                 rule.step(traces, _activity(spikes, voltage, adaptation))
-            results.append((traces.eprop.eligibility.clone(), traces.eprop.adaptation.clone()))
+            result = [traces.eprop.eligibility.clone(), traces.eprop.adaptation.clone()]
+            z_bar = torch.rand(1, rule.readout.n_inputs, generator=generator)
+            out = rule.readout(z_bar)
+            rule.record_decision(traces, Decision(out, out.policy.argmax(1), z_bar))
+            before = weights.index_select(0, rule.projection.synapses)
+            mean_abs = rule.apply(weights, traces, LearningSignal(modulator=torch.tensor([0.8])))["mean_abs_dw_mv"]
+            delta = weights.index_select(0, rule.projection.synapses) - before
+            results.append([*result, traces.recurrent.clone(), delta, mean_abs.reshape(1)])
             assert torch.get_num_threads() == torch_threads
     finally:
         numba.set_num_threads(previous)

@@ -29,6 +29,7 @@ for the same reason the per-neuron step has its own batch-1 kernel (about 2× fa
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 
 import numba
 import numpy as np
@@ -36,12 +37,35 @@ import torch
 
 from encephagen_gym.brain.cpu_kernel import _PARALLEL_LAUNCH, cached_for
 
-__all__ = ["PARALLEL_MIN_SYNAPSES", "TINY", "settle", "trace_step"]
+__all__ = ["BLOCKS", "PARALLEL_MIN_SYNAPSES", "TINY", "launch", "settle", "trace_step"]
 
 #: At batch 1 the per-synapse pass is spread over numba's threads (when there are several) from this many plastic
 #: synapses on: at 96×200 (166,400) two threads took it from 2.8 to 1.65 ms per decision; at 96×20 (16,640) the
 #: launch cost about what it saved.
 PARALLEL_MIN_SYNAPSES = 50_000
+
+#: The number of blocks a parallel per-synapse pass is split into (fixed, so that sums over blocks are taken in
+#: the same order on any thread count).
+BLOCKS = 64
+
+
+def launch(serial: Callable, parallel: Callable, n_synapses: int, *args):
+    """``serial(*args)``, or ``parallel(*args)`` (the same pass in blocks on numba's threads) when numba has
+    several threads, there are at least ``PARALLEL_MIN_SYNAPSES`` synapses and no other Python thread is in a
+    parallel launch (numba's workqueue pool must not be entered twice, see
+    :mod:`~encephagen_gym.brain.cpu_kernel`); torch's thread count is restored after it."""
+    if n_synapses < PARALLEL_MIN_SYNAPSES or numba.get_num_threads() < 2:
+        return serial(*args)
+    if not _PARALLEL_LAUNCH.acquire(blocking=False):
+        return serial(*args)
+    torch_threads = torch.get_num_threads()
+    try:
+        return parallel(*args)
+    finally:
+        _PARALLEL_LAUNCH.release()
+        if torch.get_num_threads() != torch_threads:  # numba's OpenMP start-up resets the shared count
+            torch.set_num_threads(torch_threads)
+
 
 #: Decaying traces below this magnitude are set to zero (see the module docstring: no subnormal arithmetic).
 TINY = 1e-20
@@ -212,10 +236,11 @@ def _synapse_pass_single(post_local, index, buffer, eligibility, scalars, window
 
 @numba.njit(cache=True, nogil=True, boundscheck=False, parallel=True)
 def _synapse_pass_single_parallel(post_local, index, buffer, eligibility, scalars, windows, psi, n_post, psi_by_post,
-                                  plain_synapses, use_alif, alif_synapses, alif_index, alif_post, alif_beta, epsilon,
-                                  chunks):  # fmt: skip
-    """:func:`_synapse_pass_single` with the synapses split into ``chunks`` blocks spread over numba's threads
+                                  plain_synapses, use_alif, alif_synapses, alif_index, alif_post, alif_beta,
+                                  epsilon):  # fmt: skip
+    """:func:`_synapse_pass_single` with the synapses split into ``BLOCKS`` blocks spread over numba's threads
     (synapses are independent: the same values on any thread count)."""
+    chunks = BLOCKS
     kappa, decay_adaptation = scalars[3], scalars[6]
     _psi_by_post(psi, n_post, windows.shape[0], psi_by_post)
     n_plain, n_alif = plain_synapses.shape[0], alif_synapses.shape[0] if use_alif else 0
@@ -397,23 +422,10 @@ def settle(params, traces) -> None:
     batch = traces.batch_size
     first = traces.time - pending + 1
     windows = np.array([((first + k) % history.depth) * history.width * batch for k in range(pending)], np.int64)
-    threads = numba.get_num_threads()
-    parallel = threads > 1 and index.shape[0] >= PARALLEL_MIN_SYNAPSES
-    if batch == 1 and parallel and _PARALLEL_LAUNCH.acquire(blocking=False):
-        torch_threads = torch.get_num_threads()
-        try:
-            _synapse_pass_single_parallel(post_local, index, buffer, eligibility, scalars, windows, psi,
-                                          post_neurons.shape[0], psi_by_post, plain_synapses, params.use_alif,
-                                          alif_synapses, alif_index, alif_post, alif_beta, epsilon,
-                                          4 * threads)  # fmt: skip
-        finally:
-            _PARALLEL_LAUNCH.release()
-        if torch.get_num_threads() != torch_threads:  # numba's OpenMP start-up resets the shared count
-            torch.set_num_threads(torch_threads)
-    elif batch == 1:
-        _synapse_pass_single(post_local, index, buffer, eligibility, scalars, windows, psi, post_neurons.shape[0],
-                             psi_by_post, plain_synapses, params.use_alif, alif_synapses, alif_index, alif_post,
-                             alif_beta, epsilon)  # fmt: skip
+    if batch == 1:
+        launch(_synapse_pass_single, _synapse_pass_single_parallel, index.shape[0], post_local, index, buffer,
+               eligibility, scalars, windows, psi, post_neurons.shape[0], psi_by_post, plain_synapses,
+               params.use_alif, alif_synapses, alif_index, alif_post, alif_beta, epsilon)  # fmt: skip
     else:
         _synapse_pass(batch, post_local, index, buffer, eligibility, scalars, windows, psi, post_neurons.shape[0],
                       params.use_alif, alif_synapses, alif_index, alif_post, alif_beta, epsilon)  # fmt: skip
