@@ -289,8 +289,9 @@ class BrainConfig:
 
 
 def set_compute_threads(threads: int) -> None:
-    """Use ``threads`` threads for torch's intra-op work and numba's parallel brain step (as many as numba has,
-    at most). On a small or busy CPU one is fastest: numba's OpenMP threads spin while they wait."""
+    """Use ``threads`` threads for torch's intra-op work and numba's parallel passes (the brain step over a
+    batch, e-prop's per-synapse passes at batch 1; as many as numba has, at most). On a small or busy CPU one is
+    fastest: numba's OpenMP threads spin while they wait."""
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads must be a positive integer, got {threads!r}")
     torch.set_num_threads(threads)
