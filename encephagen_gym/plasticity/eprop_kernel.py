@@ -358,7 +358,8 @@ def _trace_views(traces) -> tuple:
     if cached is not None and all(a is b for a, b in zip(cached[0], tensors, strict=True)):
         return cached[1]
     views = tuple(_view(tensor) for tensor in tensors)
-    views += (np.empty_like(views[-1]),)
+    steps, n_post = traces.pending_psi.shape[:2]
+    views += (np.empty(steps * n_post, dtype=np.float32),)  # one brain's ψ by postsynaptic neuron
     _VIEWS[traces] = (tensors, views)
     return views
 
