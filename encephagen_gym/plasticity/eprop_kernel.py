@@ -18,12 +18,11 @@ tens of times slower on x86 CPUs: a silent presynaptic neuron's filters, and the
 get there within a few seconds. The kernel therefore sets decaying traces below ``TINY`` (1e-20) to zero,
 which changes no result at float32 resolution and keeps the pass from slowing down ten-fold in long silences.
 Arrays reach the kernels flat (explicit row·B + b offsets); the per-synapse pass views them as ``[rows, B]``
-at batch > 1 (numba vectorizes the known unit stride, about 2× faster at batch 16) and goes step by step; at
-batch 1 (where a 2-D loop with a unit inner trip count is about 3× slower) it indexes them flat and goes
-synapse by synapse, each synapse through all recorded steps in a register (the same values; 8–20 % faster),
-in blocks spread over numba's threads when there are several and the projection is large
-(``PARALLEL_MIN_SYNAPSES``; the same values on any thread count);
-for the same reason the per-neuron step has its own batch-1 kernel (about 2× faster).
+at batch > 1 (numba vectorizes the known unit stride, about 2× faster at batch 16) and goes step by step. At
+batch 1, where a 2-D loop with a unit inner trip count is about 3× slower, it indexes them flat (as the
+per-neuron step's own batch-1 kernel does, about 2× faster) and goes synapse by synapse, each synapse through all
+recorded steps in a register (the same values; 8–20 % faster), in blocks spread over numba's threads when there
+are several and the projection is large (:func:`launch`; the same values on any thread count).
 """
 
 from __future__ import annotations
@@ -39,9 +38,9 @@ from encephagen_gym.brain.cpu_kernel import _PARALLEL_LAUNCH, cached_for
 
 __all__ = ["BLOCKS", "PARALLEL_MIN_SYNAPSES", "TINY", "launch", "settle", "trace_step"]
 
-#: At batch 1 the per-synapse pass is spread over numba's threads (when there are several) from this many plastic
-#: synapses on: at 96×200 (166,400) two threads took it from 2.8 to 1.65 ms per decision; at 96×20 (16,640) the
-#: launch cost about what it saved.
+#: At batch 1 the per-synapse passes (this module's and :mod:`reward_eprop_kernel`'s) are spread over numba's threads
+#: (when there are several) from this many plastic synapses on: at 96×200 (166,400) two threads took the
+#: eligibility pass from 2.8 to 1.65 ms per decision; at 96×20 (16,640) the launch cost about what it saved.
 PARALLEL_MIN_SYNAPSES = 50_000
 
 #: The number of blocks a parallel per-synapse pass is split into (fixed, so that sums over blocks are taken in
