@@ -277,6 +277,25 @@ def test_leaky_readout_filters_motor_spikes_and_round_trips(brain10):
         LeakyReadout(net, 1, roles=("cerebellum",))
 
 
+@pytest.mark.parametrize("tau_ms", [20.0, (200.0, 20.0)], ids=["one-tau", "two-taus"])
+def test_one_brains_compiled_readout_filter_gives_the_tensor_path_values(brain10, tau_ms):
+    """At batch 1 on the CPU the readout filter runs as one compiled call: bit for bit the values of the tensor
+    operations (which batch 2, a non-contiguous trace and autograd tensors keep)."""
+    net = brain10.network
+    readout = ActorCriticReadout(net, 3, tau_ms=tau_ms)
+    single, pair = readout.init_trace(1), readout.init_trace(2)
+    strided = torch.zeros(1, 2 * readout.n_inputs)[:, ::2]  # [1, M] but not contiguous: the tensor path
+    assert not strided.is_contiguous()
+    generator = torch.Generator().manual_seed(3)
+    for _ in range(40):
+        spikes = (torch.rand(1, net.n_neurons, generator=generator) < 0.3).float()
+        readout.filter_spikes(single, spikes)
+        readout.filter_spikes(pair, spikes.expand(2, -1).contiguous())
+        readout.filter_spikes(strided, spikes)
+    assert single.abs().sum() > 0
+    assert torch.equal(single[0], pair[0]) and torch.equal(single[0], pair[1]) and torch.equal(single, strided)
+
+
 def test_a_readout_with_several_time_constants_holds_one_filtered_copy_per_time_constant(brain10):
     """tau_ms=(50, 10): z̄ is [B, 2M], its blocks exactly the traces of single-τ readouts of the same neurons;
     e-prop filters with the first; symmetric feedback (one copy per neuron) and LeakyReadout refuse it."""
@@ -948,8 +967,9 @@ def test_deferred_numba_traces_match_torch_across_resets_and_partial_windows(bat
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs numba with 2 threads")
 def test_numba_synapse_passes_give_the_same_values_on_one_and_two_threads(monkeypatch):
     """At batch 1 the per-synapse passes (e-prop's eligibility, reward e-prop's record and apply) run on numba's
-    threads when there are several (synapses are split into blocks): ē, ε^a, ẽ, the weights and mean |Δw| are
-    bit-identical to the one-thread passes, and torch's thread count is left as it was."""
+    threads when there are several (synapses are split into blocks): ē, ε^a, ẽ and the weights are bit-identical to
+    the one-thread passes, mean |Δw| (summed in another order) equal to rounding, and torch's thread count is left
+    as it was."""
     monkeypatch.setattr(eprop_kernel, "PARALLEL_MIN_SYNAPSES", 1)  # a small brain's projection, in parallel too
     results, previous = [], numba.get_num_threads()
     torch_threads = torch.get_num_threads()
@@ -974,8 +994,11 @@ def test_numba_synapse_passes_give_the_same_values_on_one_and_two_threads(monkey
             assert torch.get_num_threads() == torch_threads
     finally:
         numba.set_num_threads(previous)
-    for one, two in zip(*results, strict=True):
+    *traces_one, mean_one = results[0]
+    *traces_two, mean_two = results[1]
+    for one, two in zip(traces_one, traces_two, strict=True):
         assert one.abs().max() > 0 and torch.equal(one, two)
+    assert mean_one.item() > 0 and mean_one.item() == pytest.approx(mean_two.item(), rel=1e-6)  # a float64 sum
 
 
 @pytest.mark.parametrize("backend", ["numba", "torch"])

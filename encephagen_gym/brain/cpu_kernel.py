@@ -36,7 +36,7 @@ import numba
 import numpy as np
 import torch
 
-__all__ = ["KernelTables", "cached_for", "fused_step", "kernel_tables"]
+__all__ = ["KernelTables", "cached_for", "filter_readout_trace", "fused_step", "kernel_tables"]
 
 T = TypeVar("T")
 
@@ -295,3 +295,23 @@ def fused_step(
         _batch_serial(*args)
     if torch.get_num_threads() != torch_threads:  # numba's OpenMP start-up resets the shared count
         torch.set_num_threads(torch_threads)
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _filter_trace(trace, spikes, neurons, decays):
+    """z̄ ← κ_t z̄ + z[neurons] for each block t of ``trace`` ``[T·M]`` (one brain; the torch path's operations)."""
+    n_inputs = neurons.shape[0]
+    for t in range(decays.shape[0]):
+        decay, first = decays[t], t * n_inputs
+        for m in range(n_inputs):
+            trace[first + m] = trace[first + m] * decay + spikes[neurons[m]]
+
+
+def filter_readout_trace(
+    trace: torch.Tensor, spikes: torch.Tensor, neurons: torch.Tensor, decays: torch.Tensor
+) -> None:
+    """One brain's readout trace (float32, contiguous, CPU ``[1, T·M]``) filtered in place with one step's
+    ``spikes`` ``[1, N]`` of the input ``neurons`` ``[M]`` (int64) and per-block ``decays`` ``[T, 1]`` (float32):
+    one compiled call instead of three tensor operations (their cost dominates at batch 1). Shapes are checked by
+    the caller."""
+    _filter_trace(trace.numpy().reshape(-1), spikes.numpy().reshape(-1), neurons.numpy(), decays.numpy().reshape(-1))

@@ -118,6 +118,11 @@ class _ReadoutInput(nn.Module):
             raise ValueError(f"expected spikes [B, {self.n_neurons}] and trace [B, {self.n_inputs}], got "
                              f"{tuple(spikes.shape)} and {tuple(trace.shape)}; the readout was made for "
                              f"{self.fingerprint.describe()}")  # fmt: skip
+        if batch == 1 and _compiled_path(trace, spikes):
+            from encephagen_gym.brain import cpu_kernel  # imports numba, only when used
+
+            cpu_kernel.filter_readout_trace(trace, spikes, self.input_neurons, self._decays)
+            return trace
         inputs = spikes.index_select(1, self.input_neurons)
         if len(self.timescales_ms) == 1:
             return trace.mul_(self.kappa).add_(inputs)
@@ -129,6 +134,19 @@ class _ReadoutInput(nn.Module):
         if trace.dim() != 2 or trace.shape[1] != self.n_inputs:
             raise ValueError(f"readout trace must have shape [B, {self.n_inputs}] (the inputs of this readout, "
                              f"made for {self.fingerprint.describe()}), got {tuple(trace.shape)}")  # fmt: skip
+
+
+def _compiled_path(trace: torch.Tensor, spikes: torch.Tensor) -> bool:
+    """Whether one brain's readout filter step can run as one compiled CPU call (float32, contiguous, no
+    autograd): the same values as the tensor operations, about 3× faster at batch 1."""
+    return (
+        trace.device.type == "cpu"
+        and trace.dtype is torch.float32
+        and spikes.dtype is torch.float32
+        and trace.is_contiguous()
+        and spikes.is_contiguous()
+        and not (trace.requires_grad or spikes.requires_grad)
+    )
 
 
 def _parameter(tensor: torch.Tensor) -> nn.Parameter:
