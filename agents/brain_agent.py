@@ -52,6 +52,7 @@ from encephagen_gym.plasticity import (
     Decision,
     LearningSignal,
     ReadoutActorCritic,
+    ReadoutLearningConfig,
     RewardEProp,
     RewardModulatedSTDP,
     SynapticScaling,
@@ -155,6 +156,13 @@ class BrainAgent(BaseAlgorithm):
         other row (``"batch"``; see :mod:`~encephagen_gym.plasticity.readout_rule`). Ignored without a gate.
     :param choice_step_ratio: a gated readout's choice head steps at this ratio times ``readout_learning_rate``
         (following its schedule); the gate and the value keep theirs. Ignored without a gate.
+    :param choice_learning: how a gated readout's choice head learns: ``"policy_gradient"`` (default: the
+        actor's rule) or ``"values"`` (each choice's value Q, chosen by softmax(Q / ``choice_temperature``),
+        learned by a delta rule towards r + γ V(s') at ``choice_value_rate``; faster from reward alone; see
+        :mod:`~encephagen_gym.plasticity.readout_rule`). Ignored without a gate.
+    :param choice_temperature: T of ``choice_learning="values"`` (reward units): the choice's exploration.
+    :param choice_value_rate: α_Q of ``choice_learning="values"``: one choice moves its value by ≈ α_Q times
+        its prediction error.
     :param td_gain: factor on the TD error before any rule sees it: 1 normally; 0 is the zero-TD control (the
         same code path, no reward information: only the entropy bonus moves the weights).
     :param step_ms: duration of one env step in ms, for envs that do not say (``env.unwrapped.step_ms``, or
@@ -196,6 +204,9 @@ class BrainAgent(BaseAlgorithm):
         td_scale_floor: float = 0.0,
         choice_average: str = "acted",
         choice_step_ratio: float = 1.0,
+        choice_learning: str = "policy_gradient",
+        choice_temperature: float = 0.1,
+        choice_value_rate: float = 0.3,
         td_gain: float = 1.0,
         step_ms: float | None = None,
         policy_kwargs: dict[str, Any] | None = None,
@@ -243,6 +254,12 @@ class BrainAgent(BaseAlgorithm):
             raise ValueError(f"choice_average must be one of {CHOICE_AVERAGES}, got {choice_average!r}")
         self.choice_average = choice_average
         self.choice_step_ratio = check_rate("choice_step_ratio", choice_step_ratio)
+        # checked here, before any brain is built (ReadoutLearningConfig checks the same)
+        ReadoutLearningConfig(choice_learning=choice_learning, choice_temperature=choice_temperature,
+                              choice_value_rate=choice_value_rate)  # fmt: skip
+        self.choice_learning = choice_learning
+        self.choice_temperature = float(choice_temperature)
+        self.choice_value_rate = float(choice_value_rate)
         self.td_gain = float(td_gain)
         self.step_ms = step_ms
         self._learning_state: dict[str, Any] | None = None
@@ -330,7 +347,10 @@ class BrainAgent(BaseAlgorithm):
                                             value_learning_rate=self.value_learning_rate,
                                             entropy_coef=self.entropy_coef,
                                             choice_average=self.choice_average,
-                                            choice_step_ratio=self.choice_step_ratio))  # fmt: skip
+                                            choice_step_ratio=self.choice_step_ratio,
+                                            choice_learning=self.choice_learning,
+                                            choice_temperature=self.choice_temperature,
+                                            choice_value_rate=self.choice_value_rate))  # fmt: skip
         projection = None
         if self.rule in ("reward_eprop", "rstdp"):
             if self.plastic_pairs is None and bool(network.is_pathway.any()):
@@ -410,7 +430,8 @@ class BrainAgent(BaseAlgorithm):
             delta = delta * include
         counted = outcome if self.td_scale_steps == "outcomes" else None
         modulator = self.td_scaler.scale(delta, include, counted)
-        signal = LearningSignal(td_error=delta, modulator=modulator, done=done, elapsed_ms=elapsed_ms)
+        signal = LearningSignal(td_error=delta, modulator=modulator, done=done, elapsed_ms=elapsed_ms,
+                                credited=include)  # fmt: skip
         weights = self.policy.brain.weights
         for rule, traces in zip(self.rules, train.traces, strict=True):
             diagnostics = rule.apply(weights, traces, signal)

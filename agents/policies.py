@@ -130,6 +130,9 @@ class ConnectomePolicy(BasePolicy):
         readout_tau_ms: time constant of the readout's leaky integration (ms), or several (e.g. ``(200.0, 20.0)``:
             the readout reads a slow and a fast filtered copy of its inputs; e-prop's eligibility filter uses the
             first).
+        choice_tau_ms: with ``action_head="gated"``, the filtered copies (time constants of ``readout_tau_ms``)
+            the choice head reads; default all. E.g. ``readout_tau_ms=(200.0, 20.0), choice_tau_ms=200.0``: the
+            gate reads both, the choice only the slow copy.
         standardise_readout: the readout reads each input centred and scaled by running statistics, updated
             while learning (see :class:`~encephagen_gym.brain.decoders.ActorCriticReadout`).
         input_gain_mv, signed_code, modality_roles, modality_codes: the encoder's options
@@ -162,6 +165,7 @@ class ConnectomePolicy(BasePolicy):
         observation_layout: Mapping[str, tuple[int, int]] | None = None,
         readout_roles: Sequence[str] = DEFAULT_ACTION_ROLES,
         readout_tau_ms: float | Sequence[float] = 20.0,
+        choice_tau_ms: float | Sequence[float] | None = None,
         standardise_readout: bool = True,
         input_gain_mv: float | Mapping[str, float] = 15.0,
         signed_code: str = "push_pull",
@@ -207,6 +211,8 @@ class ConnectomePolicy(BasePolicy):
             observation_layout=None if observation_layout is None else dict(observation_layout),
             readout_roles=tuple(readout_roles),
             readout_tau_ms=readout_tau_ms if isinstance(readout_tau_ms, int | float) else tuple(readout_tau_ms),
+            choice_tau_ms=choice_tau_ms if choice_tau_ms is None or isinstance(choice_tau_ms, int | float)
+            else tuple(choice_tau_ms),
             standardise_readout=standardise_readout, input_gain_mv=input_gain_mv,
             signed_code=signed_code, modality_roles=modality_roles,
             modality_codes=None if modality_codes is None else dict(modality_codes), withhold_action=withhold_action,
@@ -237,7 +243,7 @@ class ConnectomePolicy(BasePolicy):
         self.readout = ActorCriticReadout(
             network, n_actions, continuous=self.continuous, roles=tuple(present), tau_ms=readout_tau_ms,
             policy_init_std=policy_init_std, log_std_init=log_std_init, seed=seed, standardise=standardise_readout,
-            gate_action=int(withhold_action) if action_head == "gated" else None,
+            gate_action=int(withhold_action) if action_head == "gated" else None, choice_tau_ms=choice_tau_ms,
         )  # fmt: skip
         self.withhold_action = None
         if withhold_action is not None and not self.continuous:

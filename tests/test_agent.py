@@ -167,6 +167,35 @@ def test_gated_action_head_starts_at_the_go_rate_learns_and_round_trips(tmp_path
         agent(env, choice_average="mean")
 
 
+def test_a_choice_head_of_values_on_the_slow_copy_learns_there_only_and_round_trips(tmp_path):
+    """policy_kwargs choice_tau_ms: the gated choice head reads only the slow readout copy through learning,
+    save and load (the mask comes back with the policy's arguments, n̂_c with the rule's state); with
+    choice_learning="values" its rows learn action values, and the choice of rule comes back too."""
+    env = make_vec_env("Encephagen-PatternRecognition-v0", n_envs=2, seed=0, env_kwargs=dict(trials_per_episode=2))
+    kwargs = dict(SMALL, action_head="gated", initial_go_rate_hz=20.0, readout_tau_ms=(200.0, 20.0),
+                  choice_tau_ms=200.0)  # fmt: skip
+    model = agent(env, policy_kwargs=kwargs, choice_learning="values", choice_temperature=0.2)
+    assert model.rules[0].config.choice_learning == "values" and model.rules[0].config.choice_temperature == 0.2
+    readout = model.policy.readout
+    half = readout.n_inputs // 2
+    initial = readout.policy_weight.detach().clone()
+    model.learn(600)
+    assert not torch.equal(readout.policy_weight[1:, :half], initial[1:, :half])  # the choice head learned
+    assert torch.all(readout.policy_weight[1:, half:] == 0)
+    assert float(model.rules[0].choice_norm) > 0
+    model.save(tmp_path / "slow_choice")
+    loaded = BrainAgent.load(tmp_path / "slow_choice.zip", env=env)
+    assert torch.equal(loaded.policy.readout.choice_inputs, readout.choice_inputs)
+    assert torch.equal(loaded.rules[0].choice_norm, model.rules[0].choice_norm)
+    assert loaded.rules[0].config.choice_learning == "values" and loaded.rules[0].config.choice_temperature == 0.2
+    obs = env.reset()
+    np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
+    with pytest.raises(ValueError, match="gated readout"):
+        agent(env, policy_kwargs=dict(SMALL, readout_tau_ms=(200.0, 20.0), choice_tau_ms=200.0))
+    with pytest.raises(ValueError, match="choice_learning"):
+        agent(env, choice_learning="q_learning")
+
+
 def test_save_load_gives_identical_predictions_and_learning_state(tmp_path):
     env = conditioning()
     model = agent(env)

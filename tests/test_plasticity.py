@@ -30,6 +30,7 @@ from encephagen_gym.plasticity import (
 )
 from encephagen_gym.plasticity.delays import history_gather, history_push, init_history
 from encephagen_gym.plasticity.eprop import eprop_gradient, eprop_trace_step, init_eprop_traces
+from encephagen_gym.plasticity.readout_rule import CHOICE_AVERAGES
 from encephagen_gym.plasticity.reference import differentiable_run
 from encephagen_gym.scripts import plasticity_experiments as experiments
 
@@ -636,6 +637,111 @@ def test_gated_readout_averages_its_choice_head_over_the_acting_decisions(choice
         ReadoutActorCritic(readout, choice_average="mean")
     with pytest.raises(ValueError, match="choice_step_ratio"):
         ReadoutActorCritic(readout, choice_step_ratio=-1.0)
+
+
+@pytest.mark.parametrize("choice_average", CHOICE_AVERAGES)
+def test_a_choice_head_that_reads_the_slow_copy_only_steps_on_it_normalised_by_its_own_energy(choice_average):
+    """Readout of a slow and a fast copy (τ 200 and 20 ms), choice head on the slow one (choice_tau_ms=200): the
+    choice rows start at zero on the fast copy and stay there however they learn; their step on the slow copy
+    is the unmasked head's step with n̂_c (mean ‖z̄_slow‖² + 1) in place of n̂; the gate row reads both copies and
+    steps as before. n̂_c goes through the rule's state_dict."""
+    network = small_brain().network
+    readout = ActorCriticReadout(network, 3, tau_ms=(200.0, 20.0), policy_init_std=0.3, seed=1, gate_action=0,
+                                 choice_tau_ms=200.0)  # fmt: skip
+    half = readout.n_inputs // 2
+    assert readout.choice_inputs.tolist() == [True] * half + [False] * half
+    assert torch.all(readout.policy_weight[1:, half:] == 0) and torch.all(readout.policy_weight[1:, :half] != 0)
+    assert torch.all(readout.policy_weight[0] != 0)  # the gate reads both copies
+    batch = 4
+    rule = ReadoutActorCritic(readout, gamma=0.9, trace_decay=1.0, learning_rate=0.2, entropy_coef=0.05,
+                              choice_average=choice_average)  # fmt: skip
+    z_bar = torch.rand(batch, readout.n_inputs, generator=torch.Generator().manual_seed(0))
+    z_bar[:, :half] *= 3.0  # the copies differ in energy, so n̂_c ≠ n̂ / 2
+    traces = rule.init_traces(batch)
+    out = readout(z_bar)
+    actions = torch.tensor([2, 0, 1, 0])
+    rule.record_decision(traces, Decision(out, actions, z_bar))
+    norm, choice_norm = float(rule.norm), float(rule.choice_norm)
+    assert choice_norm == pytest.approx(float(z_bar[:, :half].square().sum(1).mean() + 1.0), rel=1e-6)
+    score, entropy = readout.score(out, actions), readout.entropy_gradient(out)
+    before = readout.policy_weight.clone()
+    modulator = torch.tensor([1.5, -1.0, 0.5, 2.0])
+    rule.apply(None, traces, LearningSignal(td_error=torch.zeros(batch), modulator=modulator))
+    change = readout.policy_weight - before
+    per = 2.0 if choice_average == "acted" else batch  # acting brains (0 and 2) or the whole batch
+    choice = 0.2 * (torch.einsum("b,bk,bm->km", modulator, score[:, 1:], z_bar[:, :half]) / (per * choice_norm)
+                    + 0.05 * entropy[:, 1:].t() @ z_bar[:, :half] / (batch * choice_norm))  # fmt: skip
+    assert torch.allclose(change[1:, :half], choice, atol=1e-7)
+    assert torch.all(change[1:, half:] == 0)
+    gate = 0.2 * (torch.einsum("b,b,bm->m", modulator, score[:, 0], z_bar) / (batch * norm)
+                  + 0.05 * entropy[:, 0] @ z_bar / (batch * norm))  # fmt: skip
+    assert torch.allclose(change[0], gate, atol=1e-7)
+    for _ in range(20):  # learning never reaches the inputs the choice head does not read
+        out = readout(z_bar)
+        rule.record_decision(traces, Decision(out, torch.tensor([1, 2, 1, 2]), z_bar))
+        rule.apply(None, traces, LearningSignal(td_error=torch.ones(batch), modulator=torch.ones(batch)))
+    assert torch.all(readout.policy_weight[1:, half:] == 0) and not torch.equal(readout.policy_weight[1:], before[1:])
+    restored = ReadoutActorCritic(readout)
+    restored.load_state_dict(rule.state_dict())
+    assert float(restored.choice_norm) == float(rule.choice_norm) > 0
+
+
+def test_a_choice_head_of_values_steps_the_chosen_row_towards_the_outcome_once():
+    """choice_learning="values": after a decision in which brains 0, 1 and 2 of four acted, an update that
+    credits brains 0, 1 and 3 steps only the rows brains 0 and 1 chose, each by (α_Q / T) ε z̄ / (n̂ · 2) with
+    ε = δ + V(s) − Q_k(s), Q = T y (two choices credited); the gate row learns by its policy gradient as before;
+    brain 2's choice waits for the update that credits it, and a credited choice is not credited again."""
+    readout = ActorCriticReadout(small_brain().network, 4, policy_init_std=0.3, seed=1, gate_action=0)
+    batch = 4
+    rule = ReadoutActorCritic(readout, gamma=0.9, trace_decay=1.0, learning_rate=0.2, entropy_coef=0.05,
+                              choice_learning="values", choice_temperature=0.2, choice_value_rate=0.3)  # fmt: skip
+    z_bar = torch.rand(batch, readout.n_inputs, generator=torch.Generator().manual_seed(0))
+    traces = rule.init_traces(batch)
+    out = readout(z_bar)
+    actions = torch.tensor([2, 1, 3, 0])
+    rule.record_decision(traces, Decision(out, actions, z_bar))
+    norm = float(rule.norm)
+    score = readout.score(out, actions)
+    before_w, before_b = readout.policy_weight.clone(), readout.policy_bias.clone()
+    delta, modulator = torch.tensor([1.0, -0.5, -0.2, 0.3]), torch.tensor([1.5, -1.0, 0.5, 2.0])
+    credited = torch.tensor([1.0, 1.0, 0.0, 1.0])  # brain 2's choice is not credited by this update
+    rule.apply(None, traces, LearningSignal(td_error=delta * credited, modulator=modulator, credited=credited))
+    q = 0.2 * out.policy  # Q = T y
+    change_w, change_b = readout.policy_weight - before_w, readout.policy_bias - before_b
+    step = 0.3 / (0.2 * norm * 2)  # two choices credited
+    for brain, row in ((0, 2), (1, 1)):
+        error = delta[brain] + out.value[brain] - q[brain, row]
+        assert torch.allclose(change_w[row], step * error * z_bar[brain], atol=1e-7)
+        assert change_b[row].item() == pytest.approx((step * error).item(), rel=1e-5)
+    assert torch.all(change_w[3] == 0) and change_b[3] == 0  # brain 2 waits its turn
+    entropy = readout.entropy_gradient(out)
+    gate = 0.2 * (torch.einsum("b,b,bm->m", modulator, score[:, 0], z_bar) / (batch * norm)
+                  + 0.05 * entropy[:, 0] @ z_bar / (batch * norm))  # fmt: skip
+    assert torch.allclose(change_w[0], gate, atol=1e-7)
+    before_w = readout.policy_weight.clone()  # the next update credits brain 2 only: brain 0's choice is spent
+    rule.apply(None, traces, LearningSignal(td_error=torch.tensor([0.0, 0.0, -0.2, 0.0]), modulator=torch.zeros(4)))
+    error = -0.2 + out.value[2] - q[2, 3]
+    step = 0.3 / (0.2 * float(rule.norm))  # one choice credited
+    assert torch.allclose((readout.policy_weight - before_w)[3], step * error * z_bar[2], atol=1e-7)
+    assert torch.all((readout.policy_weight - before_w)[[1, 2]] == 0)
+    with pytest.raises(ValueError, match="choice_learning"):
+        ReadoutActorCritic(readout, choice_learning="q")
+    with pytest.raises(ValueError, match="choice_temperature"):
+        ReadoutActorCritic(readout, choice_learning="values", choice_temperature=0.0)
+
+
+def test_choice_tau_ms_errors():
+    network = small_brain().network
+    with pytest.raises(ValueError, match="gated readout"):
+        ActorCriticReadout(network, 3, tau_ms=(200.0, 20.0), choice_tau_ms=200.0)
+    with pytest.raises(ValueError, match="time constants of the readout's tau_ms"):
+        ActorCriticReadout(network, 3, tau_ms=(200.0, 20.0), gate_action=0, choice_tau_ms=50.0)
+    with pytest.raises(ValueError, match="time constants of the readout's tau_ms"):
+        ActorCriticReadout(network, 3, tau_ms=(200.0, 20.0), gate_action=0, choice_tau_ms=(200.0, 200.0))
+    with pytest.raises(ValueError, match="choice_tau_ms must be"):
+        ActorCriticReadout(network, 3, tau_ms=(200.0, 20.0), gate_action=0, choice_tau_ms="slow")
+    every = ActorCriticReadout(network, 3, tau_ms=(200.0, 20.0), gate_action=0, choice_tau_ms=(20.0, 200.0))
+    assert every.choice_inputs is None  # every copy: nothing masked
 
 
 def test_continuous_readout_steps_are_natural_and_keep_log_std_bounded():

@@ -218,6 +218,12 @@ class ActorCriticReadout(_ReadoutInput):
     (zero),
     ``log_std`` ``[K]`` (continuous only, ``log_std_init``, within :data:`LOG_STD_BOUNDS`).
 
+    ``choice_tau_ms`` (gated only): the choice head reads only the filtered copies with these time constants
+    (each one of ``tau_ms``); its weights on the other copies are zero and stay zero (:attr:`choice_inputs`).
+    E.g. ``tau_ms=(200.0, 20.0), choice_tau_ms=200.0``: the gate reads both copies (the fast one carries a go
+    cue), the choice only the slow one (which holds what was seen); the fast copy adds as many inputs that carry
+    little of it, and a choice learned from reward alone learns more slowly the more such inputs it has.
+
     ``standardise=True`` makes the weights read each input centred and scaled, (z̄ − μ)/σ, with μ, σ running
     statistics kept as buffers (:meth:`update_statistics`, call it while learning). All inputs then have the
     same scale, and the large activity common to every state (the background firing that dominates z̄) no
@@ -242,6 +248,7 @@ class ActorCriticReadout(_ReadoutInput):
         standardise: bool = False,
         statistics_tau: float = 1000.0,
         gate_action: int | None = None,
+        choice_tau_ms: float | Sequence[float] | None = None,
     ) -> None:
         super().__init__(network, roles, tau_ms, excitatory_only)
         if not (isinstance(statistics_tau, int | float) and math.isfinite(statistics_tau) and statistics_tau >= 1):
@@ -262,8 +269,20 @@ class ActorCriticReadout(_ReadoutInput):
                 raise ValueError(f"gate_action must be an action in 0..{n_actions - 1}, got {gate_action!r}")
         self.gate_action = gate_action
         device = network.device
+        self.choice_tau_ms = self._choice_timescales(choice_tau_ms)
+        inputs = None
+        if self.choice_tau_ms is not None:
+            per_copy = int(self.input_neurons.numel())
+            inputs = torch.zeros((len(self.timescales_ms), per_copy), dtype=torch.bool)
+            for tau in self.choice_tau_ms:
+                inputs[self.timescales_ms.index(tau)] = True
+            inputs = inputs.reshape(-1).to(device)
+        self.register_buffer("choice_inputs", inputs, persistent=False)
         std = 0.1 / math.sqrt(self.n_inputs) if policy_init_std is None else float(policy_init_std)
         weight = torch.randn((n_actions, self.n_inputs), generator=_generator(seed)) * std
+        if inputs is not None:  # the choice rows start (and stay) at zero on the inputs they do not read
+            choice_rows = torch.arange(n_actions) != gate_action
+            weight[choice_rows] *= inputs.cpu().to(weight.dtype)
         self.policy_weight = _parameter(weight.to(device))
         self.policy_bias = _parameter(torch.zeros(n_actions, device=device))
         self.value_weight = _parameter(torch.zeros(self.n_inputs, device=device))
@@ -273,6 +292,24 @@ class ActorCriticReadout(_ReadoutInput):
             if not (isinstance(log_std_init, int | float) and low <= log_std_init <= high):
                 raise ValueError(f"log_std_init must lie in [{low}, {high}] (LOG_STD_BOUNDS), got {log_std_init!r}")
             self.log_std = _parameter(torch.full((n_actions,), float(log_std_init), device=device))
+
+    def _choice_timescales(self, choice_tau_ms: float | Sequence[float] | None) -> tuple[float, ...] | None:
+        """``choice_tau_ms`` checked against the gate and ``tau_ms``, as a tuple (None: every copy)."""
+        if choice_tau_ms is None:
+            return None
+        if self.gate_action is None:
+            raise ValueError("choice_tau_ms is for a gated readout (gate_action) only: the choice head's inputs")
+        values = (choice_tau_ms,) if isinstance(choice_tau_ms, int | float) else tuple(choice_tau_ms)
+        if not values or not all(isinstance(t, int | float) and not isinstance(t, bool) for t in values):
+            raise ValueError(f"choice_tau_ms must be a time constant (ms) of tau_ms or several, got {choice_tau_ms!r}")
+        values = tuple(float(t) for t in values)
+        unknown = [t for t in values if t not in self.timescales_ms]
+        if unknown or len(set(values)) != len(values):
+            raise ValueError(
+                f"choice_tau_ms must name distinct time constants of the readout's tau_ms {list(self.timescales_ms)}, "
+                f"got {list(values)}"
+            )
+        return None if set(values) == set(self.timescales_ms) else values
 
     @property
     def n_actions(self) -> int:

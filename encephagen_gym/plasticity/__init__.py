@@ -85,6 +85,7 @@ from encephagen_gym.plasticity.projection import (
 )
 from encephagen_gym.plasticity.readout_rule import (
     CHOICE_AVERAGES,
+    CHOICE_LEARNING,
     ReadoutActorCritic,
     ReadoutLearningConfig,
     ReadoutTraces,
@@ -94,6 +95,7 @@ from encephagen_gym.plasticity.stdp import RewardModulatedSTDP, StdpConfig, Stdp
 
 __all__ = [
     "CHOICE_AVERAGES",
+    "CHOICE_LEARNING",
     "DEFAULT_GAMMA_PD",
     "DEFAULT_PLASTIC_PAIRS",
     "Decision",

@@ -63,13 +63,16 @@ class LearningSignal(NamedTuple):
     to unit size (see :class:`~encephagen_gym.plasticity.neuromodulation.TDErrorScaler`) or a reward minus a
     baseline. ``done``: ``[B]`` episodes that ended with the decision being credited (their γ-filtered traces
     are dropped after the update). ``output_error``: ``[B, K]`` readout error y − y* (supervised e-prop).
-    ``elapsed_ms``: time since the previous update (homeostatic scaling)."""
+    ``elapsed_ms``: time since the previous update (homeostatic scaling). ``credited``: ``[B]`` 1 where this
+    update credits the element's latest decision, 0 where it does not (e.g. the other envs of an update made
+    for the episodes that just ended); None: every element."""
 
     td_error: torch.Tensor | None = None
     modulator: torch.Tensor | None = None
     done: torch.Tensor | None = None
     output_error: torch.Tensor | None = None
     elapsed_ms: float | None = None
+    credited: torch.Tensor | None = None
 
 
 def require(signal: LearningSignal, name: str, rule: str, shape: tuple[int | None, ...] | None = None) -> Any:
