@@ -71,10 +71,8 @@ by softmax(Q/T) — the action-value learning ascribed to the striatum. After a 
 (α_Q: ``choice_value_rate``; n_acted the number of choices the update credits; no trace across decisions:
 the outcome of a choice enters through V(s'), as in SARSA). One choice moves its value by ≈ α_Q ε. There is
 no entropy bonus on these rows (T sets the exploration) and ``choice_step_ratio``/``choice_average`` do not
-apply to them; the gate and the critic learn as above. On the readout features of a trained
-PatternRecognition agent (5 classes, 256 inputs, replayed offline as a contextual bandit; 3 seeds) a choice
-of values named 0.60 / 0.65 / 0.67 of held-out images right after 2 / 5 / 10 k trials, the policy gradient
-0.50 / 0.56 / 0.63.
+apply to them; the gate and the critic learn as above. Measured on PatternRecognition in the comment of its
+preset (``agents/hyperparams/brain.yml``).
 
 The entropy bonus c_H H adds α_π c_H ∂H/∂y ⊗ z̄ / n̂ to the weights and α_π c_H ∂H/∂y to the biases per decision
 (discrete actions), or α_π c_H / 2 per dimension to log σ (continuous actions: ∂H/∂log σ = 1 over its Fisher
