@@ -309,36 +309,32 @@ class ReadoutActorCritic:
         rows[self.readout.gate_action] = False
         ratio = self.config.choice_step_ratio
         inputs = self.readout.choice_inputs
-        if inputs is not None:  # the choice rows' own normaliser n̂_c instead of n̂
-            rescale = self.norm.clamp(min=1e-6) / self.choice_norm.clamp(min=1e-6)
+        choice_norm = (self.norm if inputs is None else self.choice_norm).clamp(min=1e-6)  # n̂, or n̂_c if masked
+        rescale = self.norm.clamp(min=1e-6) / choice_norm  # 1 unless masked: steps divided by n̂_c instead of n̂
         if traces.choice_action is not None:  # action values: the chosen row towards r + γ V(s')
             error = delta.to(per_decision.dtype) + traces.choice_offset  # ε = δ + V(s) − Q_k(s)
             chosen = traces.choice_action[:, rows]
             if signal.credited is not None:
                 chosen = chosen * signal.credited[:, None]
-            full_norm = self.norm if inputs is None else self.choice_norm
             step = self.config.choice_value_rate / (  # averaged over the choices this update credits
-                self.config.choice_temperature * full_norm.clamp(min=1e-6) * chosen.sum().clamp(min=1.0)
+                self.config.choice_temperature * choice_norm * chosen.sum().clamp(min=1.0)
             )
             update["policy_weight"][rows] = step * torch.einsum("b,bk,bm->km", error, chosen, traces.choice_input)
             update["policy_bias"][rows] = step * (error @ chosen)
         elif traces.choice_length is None:  # averaged over the batch like every other row
-            scale = ratio if inputs is None else ratio * rescale
-            update["policy_weight"][rows] *= scale
+            update["policy_weight"][rows] *= ratio * rescale
             update["policy_bias"][rows] *= ratio
         else:
             acted = traces.choice_length.sum().clamp(min=1.0)  # the choice rows: over the batch's acting decisions
-            full_norm = self.norm if inputs is None else self.choice_norm
             if self.config.shared_bias_norm:
-                acted = acted * full_norm.clamp(min=1e-6)
+                acted = acted * choice_norm
             else:
-                norm = full_norm.clamp(min=1e-6)
+                norm = choice_norm
             choices = modulator.to(per_decision.dtype) / acted
             weight = torch.einsum("b,bkm->km", choices / norm, traces.policy_weight[:, rows])
             bias = choices @ traces.policy_bias[:, rows] / norm  # one input among the weights' (see the docstring)
-            entropy_weight = traces.entropy_weight[rows] if inputs is None else traces.entropy_weight[rows] * rescale
-            update["policy_weight"][rows] = ratio * rate * (weight + entropy * entropy_weight)
-            entropy_bias = traces.entropy_bias[rows] / full_norm.clamp(min=1e-6)
+            update["policy_weight"][rows] = ratio * rate * (weight + entropy * rescale * traces.entropy_weight[rows])
+            entropy_bias = traces.entropy_bias[rows] / choice_norm
             update["policy_bias"][rows] = ratio * rate * (bias + entropy * entropy_bias)
         if inputs is not None:
             update["policy_weight"][rows] *= inputs.to(update["policy_weight"].dtype)
