@@ -728,6 +728,8 @@ def test_a_choice_head_of_values_steps_the_chosen_row_towards_the_outcome_once()
         ReadoutActorCritic(readout, choice_learning="q")
     with pytest.raises(ValueError, match="choice_temperature"):
         ReadoutActorCritic(readout, choice_learning="values", choice_temperature=0.0)
+    with pytest.raises(ValueError, match="choice_value_rate"):
+        ReadoutActorCritic(readout, choice_learning="values", choice_value_rate=float("nan"))
 
 
 def test_choice_tau_ms_errors():
