@@ -22,6 +22,7 @@ Usage::
     python scripts/benchmark_agent.py                         # 96×20 and 96×200, batch 1 and 16
     python scripts/benchmark_agent.py --sizes 20 --batches 1 --seconds 2
     python scripts/benchmark_agent.py --sizes 20 --batches 1 --breakdown   # and where the time goes
+    python scripts/benchmark_agent.py --batches 1 --eligibility exact midpoint   # the approximate ē beside it
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from stable_baselines3.common.env_util import make_vec_env
 from encephagen_gym.agents import BrainAgent
 from encephagen_gym.brain import brain_step
 from encephagen_gym.brain.config import set_compute_threads
-from encephagen_gym.plasticity import Decision, LearningSignal, TDErrorScaler, td_error
+from encephagen_gym.plasticity import ELIGIBILITY_MODES, Decision, LearningSignal, TDErrorScaler, td_error
 from encephagen_gym.scripts.argtypes import int_at_least, positive_float
 
 __all__ = ["main", "time_rows"]
@@ -77,11 +78,15 @@ def _no_mark(part: str | None = None) -> None:
     """The timed runs' stand-in for :class:`_Marks`."""
 
 
-def time_rows(size: int, batch: int, seconds: float, repeats: int, breakdown: bool = False) -> dict:
-    """The three timings and two ratios for one brain size and batch; with ``breakdown``, ``parts_ms``: ms per
-    decision of each part of ``brain + rule`` (one more window, timed part by part)."""
+def time_rows(
+    size: int, batch: int, seconds: float, repeats: int, breakdown: bool = False, eligibility: str = "exact"
+) -> dict:
+    """The three timings and two ratios for one brain size and batch and reward e-prop's ``eligibility`` mode;
+    with ``breakdown``, ``parts_ms``: ms per decision of each part of ``brain + rule`` (one more window, timed
+    part by part)."""
     env = make_vec_env(ENV_ID, n_envs=batch, seed=0)
-    model = BrainAgent("ConnectomePolicy", env, seed=0, device="cpu", policy_kwargs=dict(neurons_per_region=size))
+    model = BrainAgent("ConnectomePolicy", env, seed=0, device="cpu", eligibility=eligibility,
+                       policy_kwargs=dict(neurons_per_region=size))  # fmt: skip
     policy = model.policy
     step_ms = policy.step_ms
     decisions = max(1, round(seconds * 1000.0 / step_ms))
@@ -169,6 +174,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=positive_float, default=2.0, help="simulated seconds per window")
     parser.add_argument("--repeats", type=int_at_least(1), default=5)
     parser.add_argument("--numba-threads", type=int_at_least(1), default=None)
+    parser.add_argument(
+        "--eligibility",
+        nargs="+",
+        choices=ELIGIBILITY_MODES,
+        default=["exact"],
+        help="reward e-prop's eligibility mode(s): exact, or the cheaper midpoint approximation",
+    )
     parser.add_argument("--breakdown", action="store_true",
                         help="also time each part of brain + rule (ms per decision), in one more window")  # fmt: skip
     args = parser.parse_args(argv)
@@ -177,16 +189,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         numba.set_num_threads(min(args.numba_threads, numba.config.NUMBA_NUM_THREADS))
     print(f"wall s per simulated s, median of {args.repeats} windows of {args.seconds} s; numba threads "
           f"{numba.get_num_threads()}; env {ENV_ID} (10 ms per decision)\n")  # fmt: skip
-    print("| neurons | batch | plastic synapses | brain | brain + rule | agent loop | learning/brain | "
-          "loop/(brain + rule) |\n|---|---|---|---|---|---|---|---|")  # fmt: skip
+    print("| neurons | batch | eligibility | plastic synapses | brain | brain + rule | agent loop | learning/brain | "
+          "loop/(brain + rule) |\n|---|---|---|---|---|---|---|---|---|")  # fmt: skip
     breakdowns = {}
     for size in args.sizes:
         for batch in args.batches:
-            row = time_rows(size, batch, args.seconds, args.repeats, args.breakdown)
-            print(f"| 96×{size} | {batch} | {row['plastic']:,} | {row['brain']:.3f} | {row['brain_rule']:.3f} | "
-                  f"{row['loop']:.3f} | {row['learning_over_brain']:.2f} | {row['loop_over_brain_rule']:.2f} |",
-                  flush=True)  # fmt: skip
-            breakdowns[f"96×{size}, batch {batch}"] = row["parts_ms"]
+            for mode in args.eligibility:
+                row = time_rows(size, batch, args.seconds, args.repeats, args.breakdown, mode)
+                print(f"| 96×{size} | {batch} | {mode} | {row['plastic']:,} | {row['brain']:.3f} | "
+                      f"{row['brain_rule']:.3f} | {row['loop']:.3f} | {row['learning_over_brain']:.2f} | "
+                      f"{row['loop_over_brain_rule']:.2f} |", flush=True)  # fmt: skip
+                breakdowns[f"96×{size}, batch {batch}, {mode}"] = row["parts_ms"]
     if args.breakdown:
         print(_breakdown_table(breakdowns))
     return 0

@@ -62,6 +62,7 @@ Verification: :mod:`~encephagen_gym.plasticity.reference` (a differentiable repl
 from encephagen_gym.plasticity.base import Decision, LearningSignal, PlasticityRule
 from encephagen_gym.plasticity.eprop import (
     DEFAULT_GAMMA_PD,
+    ELIGIBILITY_MODES,
     EProp,
     EpropParams,
     EpropTraces,
@@ -98,6 +99,7 @@ __all__ = [
     "CHOICE_LEARNING",
     "DEFAULT_GAMMA_PD",
     "DEFAULT_PLASTIC_PAIRS",
+    "ELIGIBILITY_MODES",
     "Decision",
     "EProp",
     "EpropParams",

@@ -104,6 +104,7 @@ from encephagen_gym.plasticity.validation import (
 
 __all__ = [
     "DEFAULT_GAMMA_PD",
+    "ELIGIBILITY_MODES",
     "PENDING_STEPS",
     "EProp",
     "EpropParams",
@@ -151,7 +152,7 @@ class EpropParams(NamedTuple):
     ALIF (only when ``use_alif``: some postsynaptic neuron adapts): ``post_adaptation_mv`` ``[V, 1]`` β_j of
     each postsynaptic neuron (0 for non-adaptive ones), ``alif_synapses`` ``[Q]`` the positions (into the
     projection) of the synapses onto adaptive neurons, ``alif_adaptation_mv`` ``[Q, 1]`` their targets' β_j,
-    ``decay_adaptation`` ρ.
+    ``decay_adaptation`` ρ. ``eligibility``: ``"exact"`` or ``"midpoint"`` (:data:`ELIGIBILITY_MODES`).
     """
 
     projection: PlasticProjection
@@ -176,10 +177,16 @@ class EpropParams(NamedTuple):
     alif_synapses: torch.Tensor | None = None
     alif_adaptation_mv: torch.Tensor | None = None
     decay_adaptation: float = 0.0
+    eligibility: str = "exact"
 
 
-#: With the numba backend, the per-synapse traces are advanced over up to this many recorded steps at once.
+#: With the numba backend (or the ``"midpoint"`` eligibility), the per-synapse traces are advanced over up to
+#: this many recorded steps at once.
 PENDING_STEPS = 16
+
+#: How ē is advanced over the steps recorded since it was last read (see :class:`EpropTraces`): ``"exact"``, or
+#: ``"midpoint"``, the presynaptic trace held at its value in the middle of those steps (a cheaper approximation).
+ELIGIBILITY_MODES = ("exact", "midpoint")
 
 
 @dataclasses.dataclass(eq=False)
@@ -196,7 +203,13 @@ class EpropTraces:
     (``pending_psi`` ``[K, V, B]``, ``pending`` steps of it); ē and ε^a are advanced over the recorded steps
     in one pass over the synapses when they are read (the ``eligibility`` and ``adaptation`` properties) or
     when K steps are pending — the same values, with the per-synapse memory traffic paid once per decision
-    rather than once per step."""
+    rather than once per step.
+
+    With ``eligibility="midpoint"`` (either backend) the same deferral advances ē and ε^a over the recorded steps
+    with each synapse's presynaptic trace x_i(t − d) held at its mean over the two middle steps of those steps
+    (ψ still enters step by step, through per-neuron coefficients): exact when x is constant over the window,
+    and one pass with two history reads per synapse instead of one per step. In an agent the window is a
+    decision (``substeps`` steps), since ē is read once per decision."""
 
     current: torch.Tensor
     membrane: torch.Tensor
@@ -231,11 +244,18 @@ class EpropTraces:
 
 
 def make_eprop_params(
-    network: Network, projection: PlasticProjection, kappa: float, gamma_pd: float = DEFAULT_GAMMA_PD
+    network: Network,
+    projection: PlasticProjection,
+    kappa: float,
+    gamma_pd: float = DEFAULT_GAMMA_PD,
+    eligibility: str = "exact",
 ) -> EpropParams:
-    """e-prop constants for ``projection``; ``kappa`` = e^{−dt/τ_out} of the readout that defines the loss."""
+    """e-prop constants for ``projection``; ``kappa`` = e^{−dt/τ_out} of the readout that defines the loss;
+    ``eligibility`` one of :data:`ELIGIBILITY_MODES` (see :class:`EpropTraces`)."""
     if not 0.0 <= kappa < 1.0:
         raise ValueError(f"kappa must lie in [0, 1), got {kappa!r}")
+    if eligibility not in ELIGIBILITY_MODES:
+        raise ValueError(f"eligibility must be one of {ELIGIBILITY_MODES}, got {eligibility!r}")
     if not (math.isfinite(gamma_pd) and gamma_pd > 0):
         raise ValueError(f"gamma_pd must be positive, got {gamma_pd!r}")
     check_same_network(network.fingerprint, projection.fingerprint, "the projection", "the network")
@@ -284,6 +304,7 @@ def make_eprop_params(
         backend=resolve_backend(network.config.backend, network.device),
         use_alif=use_alif,
         **alif,
+        eligibility=eligibility,
     )
 
 
@@ -292,12 +313,15 @@ def init_eprop_traces(params: EpropParams, batch_size: int) -> EpropTraces:
     proj = params.projection
     shape = (proj.n_pre, batch_size)
     device = proj.device
-    deferred = params.backend == "numba"  # see EpropTraces: the history then also covers the pending steps
+    # see EpropTraces: a deferred history also covers the pending steps
+    deferred = params.backend == "numba" or params.eligibility == "midpoint"
     settle = None
-    if deferred:
+    if params.backend == "numba":
         from encephagen_gym.plasticity import eprop_kernel  # imports numba, only when used
 
         settle = functools.partial(eprop_kernel.settle, params)
+    elif deferred:
+        settle = functools.partial(_settle_midpoint, params)
     nmda = params.use_nmda
     return EpropTraces(
         current=torch.zeros(shape, device=device),
@@ -351,6 +375,9 @@ def eprop_trace_step(
         eprop_kernel.trace_step(params, traces, spikes, v_pre_reset, time, adaptation)
         traces.time = time
         return
+    midpoint = params.eligibility == "midpoint"
+    if midpoint and traces.pending == traces.pending_psi.shape[0]:
+        _settle_midpoint(params, traces)
     z_pre = spikes.index_select(1, proj.pre_neurons).t()  # [U, B]
     traces.membrane.mul_(params.decay_m).addcmul_(traces.current, params.propagator)
     traces.current.mul_(params.decay_current).addcmul_(z_pre, params.jump)
@@ -363,11 +390,16 @@ def eprop_trace_step(
         history_push(traces.history, traces.mixed, time)
     else:
         history_push(traces.history, traces.membrane, time)
-    arrived = history_gather(traces.history, time)  # [P, B]
     v_post = gather_neurons(v_pre_reset, proj.post_neurons)  # [V, B], a fresh tensor
     if params.use_alif:  # ψ against the adaptive threshold: u − β a is compared with θ
         v_post.addcmul_(gather_neurons(adaptation, proj.post_neurons), params.post_adaptation_mv, value=-1.0)
     psi = _pseudo_derivative_(v_post, params.threshold_mv, params.gamma_pd)
+    if midpoint:  # recorded; ē follows when read (see EpropTraces)
+        traces.pending_psi[traces.pending].copy_(psi)
+        traces.pending += 1
+        traces.time = time
+        return
+    arrived = history_gather(traces.history, time)  # [P, B]
     psi_syn = gather_rows(psi, proj.post_local)  # [P, B]
     traces.eligibility.mul_(params.kappa).addcmul_(psi_syn, arrived)
     if params.use_alif:  # synapses onto ALIF neurons: e = ψ (x − β ε^a), ε^a ← ρ ε^a + e
@@ -382,6 +414,44 @@ def eprop_trace_step(
             eligibility.index_copy_(0, index, corrected)
         epsilon.mul_(params.decay_adaptation).add_(event)
     traces.time = time
+
+
+def _settle_midpoint(params: EpropParams, traces: EpropTraces) -> None:
+    """The torch path of the ``"midpoint"`` eligibility (see :class:`EpropTraces`): over the K pending steps,
+    ē ← κ^K ē + a_j x̃ + c_j ε^a and ε^a ← d_j ε^a + e_j x̃, with x̃ the synapse's presynaptic trace averaged over
+    the window's two middle steps and a, c, d, e per postsynaptic neuron: the exact recursion run with x held
+    at x̃ (the numba path: :func:`~encephagen_gym.plasticity.eprop_kernel.settle`)."""
+    steps = traces.pending
+    if not steps:
+        return
+    kappa, psi = params.kappa, traces.pending_psi[:steps]  # [K, V, B]
+    a = torch.zeros_like(psi[0])
+    if params.use_alif:
+        beta, rho = params.post_adaptation_mv, params.decay_adaptation  # [V, 1], ρ
+        c, d, e = torch.zeros_like(a), torch.ones_like(a), torch.zeros_like(a)
+        for k in range(steps):
+            adapting = beta * psi[k]
+            a = a * kappa + psi[k] - adapting * e
+            c = c * kappa - adapting * d
+            d, e = d * (rho - adapting), e * (rho - adapting) + psi[k]
+    else:
+        for k in range(steps):
+            a = a * kappa + psi[k]
+    first = traces.time - steps + 1
+    history, post_local = traces.history, params.projection.post_local
+    arrived = history_gather(history, first + (steps - 1) // 2).add_(history_gather(history, first + steps // 2))
+    arrived.mul_(0.5)  # x̃ [P, B]
+    eligibility, window = traces._eligibility, kappa**steps
+    if params.use_alif:
+        index, epsilon = params.alif_synapses, traces._adaptation
+        post, arrived_alif = post_local.index_select(0, index), gather_rows(arrived, index)
+        corrected = gather_rows(eligibility, index).mul_(window)
+        corrected.addcmul_(gather_rows(a, post), arrived_alif).addcmul_(gather_rows(c, post), epsilon)
+        epsilon.mul_(gather_rows(d, post)).addcmul_(gather_rows(e, post), arrived_alif)
+    eligibility.mul_(window).addcmul_(gather_rows(a, post_local), arrived)
+    if params.use_alif:
+        eligibility.index_copy_(0, index, corrected)
+    traces.pending = 0
 
 
 def reset_eprop_traces(traces: EpropTraces, mask: torch.Tensor) -> None:

@@ -286,6 +286,109 @@ def _synapse_pass(batch, post_local, index, buffer, eligibility, scalars, window
         epsilon[i] = _flushed(epsilon[i])
 
 
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _midpoint_coefficients(psi, steps, n_post, batch, post_beta, use_alif, kappa, decay_adaptation, coefficients):
+    """Per postsynaptic neuron and brain, the window's linear map of the ``"midpoint"`` eligibility (see
+    :class:`~encephagen_gym.plasticity.eprop.EpropTraces`): with the presynaptic trace x held constant over the
+    K recorded steps, ē_K = κ^K ē_0 + a x + c ε^a_0 and ε^a_K = d ε^a_0 + e x — the exact pass's recursion run
+    on the coefficients. ``psi[k·V·B + v·B + b]``; ``coefficients`` ``[4·V·B]`` receives a, c, d, e."""
+    size = n_post * batch
+    a, c, d, e = (
+        coefficients[:size],
+        coefficients[size : 2 * size],
+        coefficients[2 * size : 3 * size],
+        coefficients[3 * size :],
+    )
+    a[:] = 0.0
+    if not use_alif:
+        for k in range(steps):
+            for j in range(size):
+                a[j] = a[j] * kappa + psi[k * size + j]
+        return
+    c[:] = 0.0
+    d[:] = 1.0
+    e[:] = 0.0
+    beta = post_beta if batch == 1 else np.repeat(post_beta[:n_post], batch)
+    for k in range(steps):
+        for j in range(size):
+            psi_post = psi[k * size + j]
+            adapting = beta[j] * psi_post
+            a[j] = a[j] * kappa + psi_post - adapting * e[j]
+            c[j] = c[j] * kappa - adapting * d[j]
+            d[j] = d[j] * (decay_adaptation - adapting)
+            e[j] = e[j] * (decay_adaptation - adapting) + psi_post
+
+
+@numba.njit(inline="always")
+def _midpoint_plain(start, stop, batch, post_local, index, buffer, eligibility, early, late, decay_window,
+                    coefficients):  # fmt: skip
+    """``"midpoint"`` ē ← κ^K ē + a x̃ for the synapses ``start:stop`` (all of them: a already holds the
+    adaptive neurons' own terms), x̃ the mean of the presynaptic trace at the window's two middle steps
+    (history offsets ``early``, ``late``)."""
+    if batch == 1:  # flat (a unit inner loop is about 2× slower)
+        for p in range(start, stop):
+            row = index[p]
+            arrived = np.float32(0.5) * (buffer[early + row] + buffer[late + row])
+            eligibility[p] = _flushed(eligibility[p] * decay_window + coefficients[post_local[p]] * arrived)
+        return
+    for p in range(start, stop):
+        row, post = index[p] * batch, post_local[p] * batch
+        for b in range(batch):
+            arrived = np.float32(0.5) * (buffer[early + row + b] + buffer[late + row + b])
+            at = p * batch + b
+            eligibility[at] = _flushed(eligibility[at] * decay_window + coefficients[post + b] * arrived)
+
+
+@numba.njit(inline="always")
+def _midpoint_alif(start, stop, batch, alif_synapses, alif_index, alif_post, epsilon, buffer, eligibility, early,
+                   late, coefficients):  # fmt: skip
+    """Then for the synapses onto ALIF neurons ``alif_synapses[start:stop]``: ē += c ε^a, ε^a ← d ε^a + e x̃."""
+    size = coefficients.shape[0] // 4
+    if batch == 1:
+        for q in range(start, stop):
+            p, row, own = alif_synapses[q], alif_index[q], alif_post[q]
+            arrived = np.float32(0.5) * (buffer[early + row] + buffer[late + row])
+            adaptive = epsilon[q]
+            eligibility[p] = _flushed(eligibility[p] + coefficients[size + own] * adaptive)
+            epsilon[q] = _flushed(coefficients[2 * size + own] * adaptive + coefficients[3 * size + own] * arrived)
+        return
+    for q in range(start, stop):
+        at0, row, post = alif_synapses[q] * batch, alif_index[q] * batch, alif_post[q] * batch
+        for b in range(batch):
+            arrived = np.float32(0.5) * (buffer[early + row + b] + buffer[late + row + b])
+            own, slot = post + b, q * batch + b
+            adaptive = epsilon[slot]
+            eligibility[at0 + b] = _flushed(eligibility[at0 + b] + coefficients[size + own] * adaptive)
+            epsilon[slot] = _flushed(coefficients[2 * size + own] * adaptive + coefficients[3 * size + own] * arrived)
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _midpoint_pass(batch, post_local, index, buffer, eligibility, early, late, decay_window, coefficients, use_alif,
+                   alif_synapses, alif_index, alif_post, epsilon):  # fmt: skip
+    """The ``"midpoint"`` per-synapse pass of B brains (flat ``[rows, B]`` arrays): one read of ē and two of the
+    history per synapse and brain (and of ε^a and the history again onto ALIF neurons), where the exact pass
+    reads the history once per recorded step."""
+    _midpoint_plain(0, index.shape[0], batch, post_local, index, buffer, eligibility, early, late, decay_window,
+                    coefficients)  # fmt: skip
+    if use_alif:
+        _midpoint_alif(0, alif_synapses.shape[0], batch, alif_synapses, alif_index, alif_post, epsilon, buffer,
+                       eligibility, early, late, coefficients)  # fmt: skip
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False, parallel=True)
+def _midpoint_pass_parallel(batch, post_local, index, buffer, eligibility, early, late, decay_window, coefficients,
+                            use_alif, alif_synapses, alif_index, alif_post, epsilon):  # fmt: skip
+    """:func:`_midpoint_pass` in ``BLOCKS`` blocks on numba's threads (synapses are independent: the same values;
+    the ALIF blocks after all plain blocks, as in the serial pass)."""
+    n, n_alif = index.shape[0], alif_synapses.shape[0] if use_alif else 0
+    for c in numba.prange(BLOCKS):
+        _midpoint_plain(c * n // BLOCKS, (c + 1) * n // BLOCKS, batch, post_local, index, buffer, eligibility, early,
+                        late, decay_window, coefficients)  # fmt: skip
+    for c in numba.prange(BLOCKS):
+        _midpoint_alif(c * n_alif // BLOCKS, (c + 1) * n_alif // BLOCKS, batch, alif_synapses, alif_index, alif_post,
+                       epsilon, buffer, eligibility, early, late, coefficients)  # fmt: skip
+
+
 def _copy(tensor: torch.Tensor | None, dims: int = 2, dtype=np.float32) -> np.ndarray:
     """A numpy copy (no reference to the tensor, so the cache below does not keep it alive)."""
     if tensor is None:
@@ -422,7 +525,15 @@ def settle(params, traces) -> None:
     batch = traces.batch_size
     first = traces.time - pending + 1
     windows = np.array([((first + k) % history.depth) * history.width * batch for k in range(pending)], np.int64)
-    if batch == 1:
+    if params.eligibility == "midpoint":
+        post_beta, n_post = _constants(params, history)[10], post_neurons.shape[0]
+        coefficients = np.empty(4 * n_post * batch, dtype=np.float32)
+        _midpoint_coefficients(psi, pending, n_post, batch, post_beta, params.use_alif, scalars[3], scalars[6],
+                               coefficients)  # fmt: skip
+        launch(_midpoint_pass, _midpoint_pass_parallel, index.shape[0] * batch, batch, post_local, index, buffer,
+               eligibility, windows[(pending - 1) // 2], windows[pending // 2], np.float32(scalars[3] ** pending),
+               coefficients, params.use_alif, alif_synapses, alif_index, alif_post, epsilon)  # fmt: skip
+    elif batch == 1:
         launch(_synapse_pass_single, _synapse_pass_single_parallel, index.shape[0], post_local, index, buffer,
                eligibility, scalars, windows, psi, post_neurons.shape[0], psi_by_post, plain_synapses,
                params.use_alif, alif_synapses, alif_index, alif_post, alif_beta, epsilon)  # fmt: skip

@@ -60,6 +60,7 @@ from encephagen_gym.brain.simulator import BrainState
 from encephagen_gym.plasticity.base import Decision, LearningSignal, keep_mask, require
 from encephagen_gym.plasticity.eprop import (
     DEFAULT_GAMMA_PD,
+    ELIGIBILITY_MODES,
     EpropTraces,
     eprop_trace_step,
     init_eprop_traces,
@@ -91,8 +92,10 @@ class RewardEpropConfig:
     the recurrent weights (mV per unit of M·ẽ/ℓ). ``value_coef`` c_V (weight of the value learning signal),
     ``entropy_coef`` c_H. ``feedback``: ``"random"`` (fixed Gaussian B^π, B^V, every postsynaptic neuron
     learns) or ``"symmetric"`` (B^π = W^πᵀ, B^V = w^V on the neurons that feed the readout). ``feedback_std``:
-    std of the random feedback (default 1/√M). ``gamma_pd``: pseudo-derivative dampening. ``seed``: feedback
-    draw.
+    std of the random feedback (default 1/√M). ``gamma_pd``: pseudo-derivative dampening. ``eligibility``:
+    ``"exact"`` or ``"midpoint"`` (ē advanced once per decision with each synapse's presynaptic trace held at
+    its mid-decision value: cheaper, approximate; see :class:`~encephagen_gym.plasticity.eprop.EpropTraces`).
+    ``seed``: feedback draw.
     """
 
     gamma: float = 0.99
@@ -103,6 +106,7 @@ class RewardEpropConfig:
     feedback: str = "random"
     feedback_std: float | None = None
     gamma_pd: float = DEFAULT_GAMMA_PD
+    eligibility: str = "exact"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -112,6 +116,8 @@ class RewardEpropConfig:
                 raise ValueError(f"{name} must lie in [0, 1], got {value!r}")
         for name in ("learning_rate", "value_coef", "entropy_coef"):
             check_rate(name, getattr(self, name))
+        if self.eligibility not in ELIGIBILITY_MODES:
+            raise ValueError(f"eligibility must be one of {ELIGIBILITY_MODES}, got {self.eligibility!r}")
         if self.feedback not in FEEDBACK_MODES:
             raise ValueError(f"feedback must be one of {FEEDBACK_MODES}, got {self.feedback!r}")
         if not (isinstance(self.seed, int) and self.seed >= 0):
@@ -168,7 +174,7 @@ class RewardEProp:
         self.projection = projection
         self.readout = readout
         self.learning_rate = config.learning_rate
-        self.params = make_eprop_params(network, projection, readout.kappa, config.gamma_pd)
+        self.params = make_eprop_params(network, projection, readout.kappa, config.gamma_pd, config.eligibility)
         k = readout.n_actions
         self.policy_feedback = make_feedback(
             projection, readout.input_neurons, k, config.feedback, config.feedback_std, config.seed
