@@ -41,6 +41,7 @@ import torch
 from encephagen_gym.brain import BrainConfig, SpikingBrain, clone_state
 from encephagen_gym.brain.decoders import ActorCriticReadout, LeakyReadout
 from encephagen_gym.plasticity import (
+    ELIGIBILITY_MODES,
     Decision,
     EProp,
     LearningSignal,
@@ -124,10 +125,12 @@ def contextual_bandit(
     readout_learning_rate: float = 0.8,
     cue_mv: float = 15.0,
     continuous: bool = False,
+    eligibility: str = "exact",
 ) -> dict[str, float]:
     """Reward-based e-prop on a two-armed contextual bandit. ``mode``: ``"learn"``, ``"zero_td"`` (TD error
-    replaced by 0) or ``"readout_only"`` (recurrent learning rate 0). Returns the mean reward in the first
-    and last 50 trials (sampled actions) and the mean |Δw| (mV).
+    replaced by 0) or ``"readout_only"`` (recurrent learning rate 0); ``eligibility``: e-prop's ``"exact"`` or
+    ``"midpoint"`` eligibility. Returns the mean reward in the first and last 50 trials (sampled actions) and
+    the mean |Δw| (mV).
 
     Discrete (default): two actions, reward 1 if action = context (chance 0.5). ``continuous``: one action
     dimension, Gaussian around tanh, target a* = +0.5 (context 0) or −0.5 (context 1), reward
@@ -141,7 +144,8 @@ def contextual_bandit(
     recurrent_rate = 0.0 if mode == "readout_only" else learning_rate
     readout_rule = ReadoutActorCritic(readout, learning_rate=readout_learning_rate,
                                       value_learning_rate=readout_learning_rate, shared_bias_norm=True)  # fmt: skip
-    rule = RewardEProp(net, projection, readout, learning_rate=recurrent_rate, feedback="random", seed=seed)
+    rule = RewardEProp(net, projection, readout, learning_rate=recurrent_rate, feedback="random", seed=seed,
+                       eligibility=eligibility)  # fmt: skip
     rules = (readout_rule, rule)
     initial = brain.weights[projection.synapses].clone()
     prefrontal = net.neurons_with_role("prefrontal", excitatory_only=True).view(-1, net.n_exc)
@@ -319,11 +323,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=EXPERIMENTS, default=list(EXPERIMENTS), help="experiments to run")
     parser.add_argument("--seeds", type=int_at_least(0), nargs="+", default=[0, 1, 2])
     parser.add_argument("--threads", type=int_at_least(1), default=1)
+    parser.add_argument("--eligibility", choices=ELIGIBILITY_MODES, default="exact",
+                        help="reward e-prop's eligibility in the bandit experiments")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="the test-size versions (one seed: a few minutes)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     quick = dict(iterations=120) if args.quick else {}
     bandit = dict(trials=120, steps=80) if args.quick else {}
+    bandit["eligibility"] = args.eligibility
     seeds = args.seeds[:1] if args.quick else args.seeds
     start = time.perf_counter()
     if "pattern" in args.only:

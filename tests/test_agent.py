@@ -196,6 +196,21 @@ def test_a_choice_head_of_values_on_the_slow_copy_learns_there_only_and_round_tr
         agent(env, choice_learning="q_learning")
 
 
+def test_the_midpoint_eligibility_learns_and_comes_back_after_loading(tmp_path):
+    """``eligibility="midpoint"`` reaches reward e-prop, changes the plastic weights, and is restored by load."""
+    env = make_vec_env(CueBanditEnv, n_envs=2, seed=0)
+    model = agent(env, eligibility="midpoint")
+    rule = model.rules[1]
+    assert type(rule).__name__ == "RewardEProp" and rule.params.eligibility == "midpoint"
+    weights = model.policy.brain.weights[rule.projection.synapses].clone()
+    model.learn(200)
+    assert not torch.equal(model.policy.brain.weights[rule.projection.synapses], weights)
+    model.save(tmp_path / "midpoint")
+    loaded = BrainAgent.load(tmp_path / "midpoint.zip", env=env)
+    assert loaded.eligibility == "midpoint" and loaded.rules[1].params.eligibility == "midpoint"
+    assert agent(env).rules[1].params.eligibility == "exact"  # the default
+
+
 def test_save_load_gives_identical_predictions_and_learning_state(tmp_path):
     env = conditioning()
     model = agent(env)
@@ -299,6 +314,8 @@ def test_unsupported_spaces_and_arguments_get_clear_errors():
         agent(conditioning(), policy_kwargs=dict(neurons_per_region=10, dt_ms=0.3))
     with pytest.raises(ValueError, match="gamma"):
         agent(conditioning(), gamma=1.5)
+    with pytest.raises(ValueError, match="eligibility must be one of"):
+        agent(conditioning(), eligibility="approximate")
 
 
 def test_policy_kwargs_set_any_brain_field_or_a_whole_config():

@@ -888,11 +888,17 @@ def test_supervised_eprop_learns_a_pattern_with_a_fixed_readout(record_property)
     assert result["loss_last10"] < 0.6 * result["loss_zero_output"]  # it generates the pattern, not just 0
 
 
-@pytest.mark.parametrize("mode", ["learn", "zero_td", "readout_only"])
-def test_reward_eprop_learns_a_contextual_bandit_only_with_td_error_and_recurrent_learning(mode, record_property):
-    result = experiments.contextual_bandit(seed=0, trials=120, steps=80, mode=mode)
+@pytest.mark.parametrize(
+    "mode,eligibility",
+    [("learn", "exact"), ("zero_td", "exact"), ("readout_only", "exact"), ("learn", "midpoint")],
+    ids=["learn", "zero_td", "readout_only", "learn-midpoint"],
+)
+def test_reward_eprop_learns_a_contextual_bandit_only_with_td_error_and_recurrent_learning(
+    mode, eligibility, record_property
+):
+    result = experiments.contextual_bandit(seed=0, trials=120, steps=80, mode=mode, eligibility=eligibility)
     record_property("bandit", result)
-    print(f"bandit ({mode}): rewarded {result['reward_first50']:.3f} -> {result['reward_last50']:.3f}")
+    print(f"bandit ({mode}, {eligibility}): rewarded {result['reward_first50']:.3f} -> {result['reward_last50']:.3f}")
     if mode == "learn":
         assert result["reward_last50"] > 0.68  # 800 choices: chance is 0.5 ± 0.018
         assert result["reward_last50"] > result["reward_first50"] + 0.12
