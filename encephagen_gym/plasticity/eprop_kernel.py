@@ -6,7 +6,8 @@ Same equations as the torch path (see :mod:`encephagen_gym.plasticity.eprop`), s
   the pseudo-derivative ψ of the postsynaptic voltages, recorded for the step;
 - when ē is read, or after ``PENDING_STEPS`` steps, :func:`settle` (per synapse): ē ← κ ē + ψ_post ·
   x_pre(t − d) over the recorded steps, and for the synapses onto ALIF neurons the adaptation term
-  (ē −= ψ β ε^a, ε^a ← ρ ε^a + e) in a second loop.
+  (ē −= ψ β ε^a, ε^a ← ρ ε^a + e) in a second loop; with ``eligibility="midpoint"`` instead one step per synapse
+  through per-neuron coefficients of the window (:func:`_midpoint_coefficients`, :func:`_midpoint_pass`).
 
 The per-synapse pass reads and writes ē, the synapse tables and the history once per decision instead of
 once per step; its data (about 1 MB at 96×20) no longer fits in cache next to the brain's, so this is most
@@ -331,12 +332,14 @@ def _midpoint_plain(start, stop, batch, post_local, index, buffer, eligibility, 
             arrived = np.float32(0.5) * (buffer[early + row] + buffer[late + row])
             eligibility[p] = _flushed(eligibility[p] * decay_window + coefficients[post_local[p]] * arrived)
         return
+    # as [rows, B] arrays, whose known unit inner stride numba vectorizes (5× faster than flat offsets at batch 16)
+    elig, history, a = eligibility.reshape((-1, batch)), buffer.reshape((-1, batch)), coefficients.reshape((-1, batch))
+    early, late = early // batch, late // batch
     for p in range(start, stop):
-        row, post = index[p] * batch, post_local[p] * batch
+        row, post = index[p], post_local[p]
         for b in range(batch):
-            arrived = np.float32(0.5) * (buffer[early + row + b] + buffer[late + row + b])
-            at = p * batch + b
-            eligibility[at] = _flushed(eligibility[at] * decay_window + coefficients[post + b] * arrived)
+            arrived = np.float32(0.5) * (history[early + row, b] + history[late + row, b])
+            elig[p, b] = _flushed(elig[p, b] * decay_window + a[post, b] * arrived)
 
 
 @numba.njit(inline="always")
@@ -352,14 +355,21 @@ def _midpoint_alif(start, stop, batch, alif_synapses, alif_index, alif_post, eps
             eligibility[p] = _flushed(eligibility[p] + coefficients[size + own] * adaptive)
             epsilon[q] = _flushed(coefficients[2 * size + own] * adaptive + coefficients[3 * size + own] * arrived)
         return
+    elig, history, adaptive = (
+        eligibility.reshape((-1, batch)),
+        buffer.reshape((-1, batch)),
+        epsilon.reshape((-1, batch)),
+    )
+    rows = size // batch  # a, c, d, e: rows 0, V, 2V, 3V of [4V, B]
+    table = coefficients.reshape((-1, batch))
+    early, late = early // batch, late // batch
     for q in range(start, stop):
-        at0, row, post = alif_synapses[q] * batch, alif_index[q] * batch, alif_post[q] * batch
+        p, row, post = alif_synapses[q], alif_index[q], alif_post[q]
         for b in range(batch):
-            arrived = np.float32(0.5) * (buffer[early + row + b] + buffer[late + row + b])
-            own, slot = post + b, q * batch + b
-            adaptive = epsilon[slot]
-            eligibility[at0 + b] = _flushed(eligibility[at0 + b] + coefficients[size + own] * adaptive)
-            epsilon[slot] = _flushed(coefficients[2 * size + own] * adaptive + coefficients[3 * size + own] * arrived)
+            arrived = np.float32(0.5) * (history[early + row, b] + history[late + row, b])
+            before = adaptive[q, b]
+            elig[p, b] = _flushed(elig[p, b] + table[rows + post, b] * before)
+            adaptive[q, b] = _flushed(table[2 * rows + post, b] * before + table[3 * rows + post, b] * arrived)
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False)
