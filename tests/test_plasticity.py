@@ -1177,7 +1177,8 @@ def test_midpoint_eligibility_tracks_the_exact_one_on_a_running_brain():
 
 
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs numba with 2 threads")
-def test_numba_synapse_passes_give_the_same_values_on_one_and_two_threads(monkeypatch):
+@pytest.mark.parametrize("eligibility", ELIGIBILITY_MODES)
+def test_numba_synapse_passes_give_the_same_values_on_one_and_two_threads(monkeypatch, eligibility):
     """At batch 1 the per-synapse passes (e-prop's eligibility, reward e-prop's record and apply) run on numba's
     threads when there are several (synapses are split into blocks): ē, ε^a, ẽ and the weights are bit-identical to
     the one-thread passes, mean |Δw| (summed in another order) equal to rounding, and torch's thread count is left
@@ -1188,7 +1189,7 @@ def test_numba_synapse_passes_give_the_same_values_on_one_and_two_threads(monkey
     try:
         for threads in (1, 2):
             numba.set_num_threads(threads)
-            net, rule, traces, weights = _reward_eprop_on_alif_targets("numba", 1, nmda=True)
+            net, rule, traces, weights = _reward_eprop_on_alif_targets("numba", 1, True, eligibility)
             generator = torch.Generator().manual_seed(2)
             for _ in range(25):
                 spikes = (torch.rand(1, net.n_neurons, generator=generator) < 0.05).float()
