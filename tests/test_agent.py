@@ -653,10 +653,10 @@ def test_patternrecognition_answers_in_the_decision_window_only_with_outcome_sca
 def test_patternrecognition_preset_picks_the_class_above_chance_in_the_trials_it_answers(
     tmp_path: pathlib.Path,
 ) -> None:
-    """The brain preset for PatternRecognition (4 mV pathways, gated head, 200 + 20 ms readout of the action
-    regions) at its budget (500 k steps, seed 0): it answers in the decision window and, in the trials it answers,
-    names the class above the 0.2 of chance (measured greedily over 5 seeds in brain.yml: accuracy 0.35-0.42, right
-    in 0.40-0.49 of the answered trials; 20 episodes of 20 trials here)."""
+    """The brain preset for PatternRecognition (2 mV pathways, gated head whose choice reads the 200 ms copy of the
+    action regions and learns action values) at its budget (500 k steps, seed 0): it answers in the decision window
+    and, in the trials it answers, names the class above the 0.2 of chance (measured greedily over 5 seeds in
+    brain.yml: accuracy 0.44-0.55, aborts 7-20 %; 20 episodes of 20 trials here)."""
     metrics = _train_preset_and_score(
         tmp_path, "Encephagen-PatternRecognition-v0", [], 20, ("accuracy", "abort_rate", "no_response_rate")
     )
