@@ -139,7 +139,7 @@ class BrainAgent(BaseAlgorithm):
     :param feedback: ``"random"`` or ``"symmetric"`` feedback weights of e-prop's learning signals.
     :param eligibility: ``"exact"`` (default) or ``"midpoint"``: reward e-prop's eligibility ē advanced once per
         decision with each synapse's presynaptic trace held at its mid-decision value (ψ still per step) — an
-        approximation that cuts the per-synapse work about fivefold at batch 1 (README, Plasticity).
+        approximation that cuts the per-synapse pass three- to fivefold at batch 1 (README, the agent section).
     :param stdp_kwargs: options of :class:`~encephagen_gym.plasticity.StdpConfig` for ``"rstdp"``.
     :param homeostasis: add synaptic scaling of the excitatory inputs of the plastic projection's targets.
     :param homeostasis_kwargs: options of :class:`~encephagen_gym.plasticity.ScalingConfig`.
