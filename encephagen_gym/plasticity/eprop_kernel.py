@@ -309,7 +309,7 @@ def _midpoint_coefficients(psi, steps, n_post, batch, post_beta, use_alif, kappa
     c[:] = 0.0
     d[:] = 1.0
     e[:] = 0.0
-    beta = post_beta if batch == 1 else np.repeat(post_beta[:n_post], batch)
+    beta = post_beta if batch == 1 else np.repeat(post_beta[:n_post], batch)  # one flat loop: numba vectorizes it
     for k in range(steps):
         for j in range(size):
             psi_post = psi[k * size + j]
@@ -529,14 +529,14 @@ def settle(params, traces) -> None:
     if not pending:
         return
     history = traces.history
-    (_, post_neurons, post_local, index, *_, alif_synapses, alif_index, alif_post, alif_beta, plain_synapses,
-     scalars) = _constants(params, history)  # fmt: skip
+    (_, post_neurons, post_local, index, *_, post_beta, alif_synapses, alif_index, alif_post, alif_beta,
+     plain_synapses, scalars) = _constants(params, history)  # fmt: skip
     _, _, _, _, _, buffer, eligibility, epsilon, psi, psi_by_post = _trace_views(traces)
     batch = traces.batch_size
     first = traces.time - pending + 1
     windows = np.array([((first + k) % history.depth) * history.width * batch for k in range(pending)], np.int64)
     if params.eligibility == "midpoint":
-        post_beta, n_post = _constants(params, history)[10], post_neurons.shape[0]
+        n_post = post_neurons.shape[0]
         coefficients = np.empty(4 * n_post * batch, dtype=np.float32)
         _midpoint_coefficients(psi, pending, n_post, batch, post_beta, params.use_alif, scalars[3], scalars[6],
                                coefficients)  # fmt: skip
