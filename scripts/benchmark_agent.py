@@ -23,6 +23,7 @@ Usage::
     python scripts/benchmark_agent.py --sizes 20 --batches 1 --seconds 2
     python scripts/benchmark_agent.py --sizes 20 --batches 1 --breakdown   # and where the time goes
     python scripts/benchmark_agent.py --batches 1 --eligibility exact midpoint   # the approximate ē beside it
+    python scripts/benchmark_agent.py --batches 1 --brain 'pathways=[]'   # no pathways: the default plastic pairs
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from encephagen_gym.brain import brain_step
 from encephagen_gym.brain.config import set_compute_threads
 from encephagen_gym.plasticity import ELIGIBILITY_MODES, Decision, LearningSignal, TDErrorScaler, td_error
 from encephagen_gym.scripts.argtypes import int_at_least, positive_float
+from encephagen_gym.scripts.record_video import parse_kwarg
 
 __all__ = ["main", "time_rows"]
 
@@ -79,14 +81,20 @@ def _no_mark(part: str | None = None) -> None:
 
 
 def time_rows(
-    size: int, batch: int, seconds: float, repeats: int, breakdown: bool = False, eligibility: str = "exact"
+    size: int,
+    batch: int,
+    seconds: float,
+    repeats: int,
+    breakdown: bool = False,
+    eligibility: str = "exact",
+    brain: dict | None = None,
 ) -> dict:
     """The three timings and two ratios for one brain size and batch and reward e-prop's ``eligibility`` mode;
-    with ``breakdown``, ``parts_ms``: ms per decision of each part of ``brain + rule`` (one more window, timed
-    part by part)."""
+    ``brain``: other policy keyword arguments (BrainConfig fields) of the agent; with ``breakdown``, ``parts_ms``:
+    ms per decision of each part of ``brain + rule`` (one more window, timed part by part)."""
     env = make_vec_env(ENV_ID, n_envs=batch, seed=0)
     model = BrainAgent("ConnectomePolicy", env, seed=0, device="cpu", eligibility=eligibility,
-                       policy_kwargs=dict(neurons_per_region=size))  # fmt: skip
+                       policy_kwargs=dict(neurons_per_region=size, **(brain or {})))  # fmt: skip
     policy = model.policy
     step_ms = policy.step_ms
     decisions = max(1, round(seconds * 1000.0 / step_ms))
@@ -181,21 +189,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=["exact"],
         help="reward e-prop's eligibility mode(s): exact, or the cheaper midpoint approximation",
     )
+    parser.add_argument("--brain", type=parse_kwarg, nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                        help="other BrainConfig fields of the agent's brain, e.g. 'pathways=[]'")  # fmt: skip
     parser.add_argument("--breakdown", action="store_true",
                         help="also time each part of brain + rule (ms per decision), in one more window")  # fmt: skip
     args = parser.parse_args(argv)
     set_compute_threads(1)
     if args.numba_threads is not None:
         numba.set_num_threads(min(args.numba_threads, numba.config.NUMBA_NUM_THREADS))
+    brain = dict(args.brain)
     print(f"wall s per simulated s, median of {args.repeats} windows of {args.seconds} s; numba threads "
-          f"{numba.get_num_threads()}; env {ENV_ID} (10 ms per decision)\n")  # fmt: skip
+          f"{numba.get_num_threads()}; env {ENV_ID} (10 ms per decision)"
+          + (f"; brain {brain}" if brain else "") + "\n")  # fmt: skip
     print("| neurons | batch | eligibility | plastic synapses | brain | brain + rule | agent loop | learning/brain | "
           "loop/(brain + rule) |\n|---|---|---|---|---|---|---|---|---|")  # fmt: skip
     breakdowns = {}
     for size in args.sizes:
         for batch in args.batches:
             for mode in args.eligibility:
-                row = time_rows(size, batch, args.seconds, args.repeats, args.breakdown, mode)
+                row = time_rows(size, batch, args.seconds, args.repeats, args.breakdown, mode, brain)
                 print(f"| 96×{size} | {batch} | {mode} | {row['plastic']:,} | {row['brain']:.3f} | "
                       f"{row['brain_rule']:.3f} | {row['loop']:.3f} | {row['learning_over_brain']:.2f} | "
                       f"{row['loop_over_brain_rule']:.2f} |", flush=True)  # fmt: skip

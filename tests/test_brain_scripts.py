@@ -97,9 +97,14 @@ def test_agent_benchmark_breaks_brain_and_rule_down_part_by_part(capsys):
         assert rows[part] > 0, part
     total = rows.pop("total")
     assert total == pytest.approx(sum(rows.values()), abs=0.002 * len(rows))  # printed to 3 decimals
-    argv = ["--sizes", "10", "--batches", "1", "--seconds", "0.05", "--repeats", "1", "--eligibility", "midpoint"]
+    plastic = {line.split("|")[4].strip() for line in out.splitlines() if line.startswith("| 96×10 | 1 | exact |")}
+    argv = ["--sizes", "10", "--batches", "1", "--seconds", "0.05", "--repeats", "1", "--eligibility", "midpoint",
+            "--brain", "pathways=[]"]  # fmt: skip
     assert benchmark_agent.main(argv) == 0
-    assert "| 96×10 | 1 | midpoint |" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "brain {'pathways': []}" in out
+    (row,) = [line.split("|")[4].strip() for line in out.splitlines() if line.startswith("| 96×10 | 1 | midpoint |")]
+    assert plastic and row not in plastic  # the default plastic pairs of a brain without pathways
 
 
 def test_brain_activity_writes_png_and_role_table(tmp_path, capsys):

@@ -24,6 +24,8 @@ __all__ = [
 
 def check_shape(name: str, tensor: torch.Tensor, shape: tuple[int | None, ...]) -> None:
     """ValueError unless ``tensor`` is a tensor of ``shape`` (``None`` matches any size)."""
+    if isinstance(tensor, torch.Tensor) and tensor.shape == shape:  # the common case, first (per-step checks)
+        return
     if not isinstance(tensor, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
     if tensor.dim() != len(shape) or any(
