@@ -334,7 +334,8 @@ class BrainAgent(BaseAlgorithm):
                                         device=self.device, **self.policy_kwargs)  # fmt: skip
         # keep the brain as one resolved config (with its wiring seed): the saved model says exactly which brain
         brain_fields = {field.name for field in dataclasses.fields(BrainConfig)}
-        brain_fields = (brain_fields - {"seed"}) | {"wiring_seed"}  # "seed" is also the policy's own seed
+        # "seed" is also the policy's own seed; association_inputs only chose the brain's pathways
+        brain_fields = (brain_fields - {"seed"}) | {"wiring_seed", "association_inputs"}
         self.policy_kwargs = {key: value for key, value in stored.items() if key not in brain_fields}
         self.policy_kwargs["brain"] = dataclasses.replace(self.policy.brain.config, device="auto")
         self.rules = self._make_rules()

@@ -34,7 +34,7 @@ from encephagen_gym.brain import BrainConfig, BrainState, SpikingBrain, brain_st
 from encephagen_gym.brain.config import resolve_device
 from encephagen_gym.brain.decoders import ActorCriticOutput, ActorCriticReadout
 from encephagen_gym.brain.encoders import ObservationEncoder
-from encephagen_gym.brain.routing import AGENT_PATHWAYS, ASSOCIATION_ROLES
+from encephagen_gym.brain.routing import ASSOCIATION_ROLES, INPUT_ROLES, agent_pathways
 from encephagen_gym.connectome import check_connectome_name, load_connectome
 
 __all__ = [
@@ -84,20 +84,28 @@ def check_spaces(observation_space: spaces.Space, action_space: spaces.Space) ->
         )
 
 
-def agent_brain_config(**fields: Any) -> BrainConfig:
+def agent_brain_config(association_inputs: Sequence[str] = INPUT_ROLES, **fields: Any) -> BrainConfig:
     """The agent's default brain: :class:`~encephagen_gym.brain.BrainConfig` with the routing pathways of
-    :data:`~encephagen_gym.brain.routing.AGENT_PATHWAYS` (those whose roles the connectome has) and adaptive
-    (ALIF) neurons in the association roles (``alif_fraction`` 0.4 of their excitatory neurons, τ_a 1 s, β 2 mV:
-    the memory substrate e-prop can use), then ``fields`` on top."""
+    :func:`~encephagen_gym.brain.routing.agent_pathways` (those whose roles the connectome has; only the input
+    roles ``association_inputs`` feed the association roles, default all) and adaptive (ALIF) neurons in the
+    association roles (``alif_fraction`` 0.4 of their excitatory neurons, τ_a 1 s, β 2 mV: the memory substrate
+    e-prop can use), then ``fields`` on top. ValueError for ``association_inputs`` together with ``pathways``."""
+    if "pathways" in fields and tuple(association_inputs) != INPUT_ROLES:
+        raise ValueError("give either pathways or association_inputs, not both (association_inputs chooses pathways)")
     connectome = fields.get("connectome", BrainConfig.connectome)
     check_connectome_name(connectome)
     present = set(load_connectome(connectome).roles)
-    pathways = tuple(pair for pair in AGENT_PATHWAYS if set(pair) <= present)
+    pathways = tuple(pair for pair in agent_pathways(association_inputs) if set(pair) <= present)
     adaptive = tuple(role for role in ASSOCIATION_ROLES if role in present)
     return BrainConfig(**{"pathways": pathways, "alif_roles": adaptive, **fields})
 
 
-def _brain_config(brain: BrainConfig | None, fields: Mapping[str, Any], device: torch.device) -> BrainConfig:
+def _brain_config(
+    brain: BrainConfig | None,
+    fields: Mapping[str, Any],
+    device: torch.device,
+    association_inputs: Sequence[str] | None = None,
+) -> BrainConfig:
     unknown = sorted(set(fields) - _BRAIN_FIELDS)
     if unknown:
         raise ValueError(
@@ -106,7 +114,11 @@ def _brain_config(brain: BrainConfig | None, fields: Mapping[str, Any], device: 
     if brain is not None and not isinstance(brain, BrainConfig):
         raise ValueError(f"brain must be a BrainConfig, got {type(brain).__name__}")
     if brain is None:
-        return agent_brain_config(**dict(fields), device=str(device))
+        inputs = INPUT_ROLES if association_inputs is None else association_inputs
+        return agent_brain_config(inputs, **dict(fields), device=str(device))
+    if association_inputs is not None:
+        raise ValueError("association_inputs chooses the default brain's pathways; with a whole brain=BrainConfig "
+                         "give its pathways instead")  # fmt: skip
     return dataclasses.replace(brain, **dict(fields), device=str(device))
 
 
@@ -121,6 +133,9 @@ class ConnectomePolicy(BasePolicy):
             :mod:`encephagen_gym.brain.routing`). Any BrainConfig field may also be given directly
             (``neurons_per_region=20``, ``connectome="tvb96:rewired:3"``, ``backend=...``, ``pathways=()``)
             and overrides either.
+        association_inputs: without ``brain`` or ``pathways``, the input roles whose pathways feed the
+            association roles (default all input roles; e.g. ``("visual",)``, see
+            :func:`~encephagen_gym.brain.routing.agent_pathways`).
         step_ms: duration of one environment step in ms (the env's ``step_ms``); the brain runs
             ``step_ms / dt_ms`` steps per decision (ValueError if that is not a whole number).
         observation_layout: modality → ``(start, stop)`` of the observation (the env's
@@ -161,6 +176,7 @@ class ConnectomePolicy(BasePolicy):
         lr_schedule: Callable[[float], float] | None = None,
         *,
         brain: BrainConfig | None = None,
+        association_inputs: Sequence[str] | None = None,
         step_ms: float | None = None,
         observation_layout: Mapping[str, tuple[int, int]] | None = None,
         readout_roles: Sequence[str] = DEFAULT_ACTION_ROLES,
@@ -189,7 +205,7 @@ class ConnectomePolicy(BasePolicy):
             raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
         if wiring_seed is None:
             wiring_seed = brain_fields.pop("seed", brain.seed if isinstance(brain, BrainConfig) else seed)
-        config = _brain_config(brain, {**brain_fields, "seed": wiring_seed}, device)
+        config = _brain_config(brain, {**brain_fields, "seed": wiring_seed}, device, association_inputs)
         if step_ms is None:
             raise ValueError(
                 "step_ms (the duration of one environment step in ms) is required: read it from the env "

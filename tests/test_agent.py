@@ -29,6 +29,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from encephagen_gym.agents import BrainAgent, ConnectomePolicy, ConnectomeState
 from encephagen_gym.agents.brain_agent import READOUT_DEFAULTS
 from encephagen_gym.brain.decoders import LOG_STD_BOUNDS
+from encephagen_gym.brain.routing import ASSOCIATION_ROLES, INPUT_ROLES
 from encephagen_gym.plasticity import Decision, LearningSignal, ReadoutActorCritic, TDErrorScaler, td_error
 from encephagen_gym.scripts.agent_experiments import CueBanditEnv, bandit_run
 
@@ -326,6 +327,28 @@ def test_policy_kwargs_set_any_brain_field_or_a_whole_config():
     model = agent(conditioning(), policy_kwargs=dict(brain=BrainConfig(neurons_per_region=10, global_coupling=0.5)))
     assert model.policy.brain.config.global_coupling == 0.5
     assert model.policy.substeps == 10  # 10 ms per env step at dt 1 ms: one clock
+
+
+def test_association_inputs_choose_which_senses_feed_the_association_regions(tmp_path):
+    """``association_inputs=("visual",)``: visual cortex alone feeds the association roles; every input role
+    still feeds the action roles. The resolved pathways are the brain's, so they come back with the model."""
+    from encephagen_gym.brain import BrainConfig
+
+    model = agent(conditioning(), policy_kwargs=dict(neurons_per_region=10, association_inputs=("visual",)))
+    pathways = model.policy.brain.config.pathways
+    to_association = {source for source, target in pathways if target in ASSOCIATION_ROLES}
+    assert to_association == {"visual"}
+    assert {source for source, target in pathways if target == "motor"} == set(INPUT_ROLES + ASSOCIATION_ROLES)
+    default = agent(conditioning(), policy_kwargs=dict(neurons_per_region=10)).policy.brain.config.pathways
+    assert set(pathways) < set(default) and len(default) - len(pathways) == 4 * len(ASSOCIATION_ROLES)
+    model.save(tmp_path / "m.zip")
+    assert BrainAgent.load(tmp_path / "m.zip", device="cpu").policy.brain.config.pathways == pathways
+    with pytest.raises(ValueError, match="not input roles"):
+        agent(conditioning(), policy_kwargs=dict(neurons_per_region=10, association_inputs=("prefrontal",)))
+    with pytest.raises(ValueError, match="not both"):
+        agent(conditioning(), policy_kwargs=dict(neurons_per_region=10, association_inputs=("visual",), pathways=()))
+    with pytest.raises(ValueError, match="whole brain"):
+        agent(conditioning(), policy_kwargs=dict(brain=BrainConfig(neurons_per_region=10), association_inputs=()))
 
 
 @pytest.mark.parametrize("rule", ["reward_eprop", "rstdp", "readout_only", "frozen"])

@@ -280,6 +280,10 @@ def test_a_fresh_probe_brain_is_the_agents_brain():
     assert config.alif_roles == expected.alif_roles and config.alif_active
     plain = make_probe_policy(envs[0], seed=2, device="cpu", brain=BrainConfig(neurons_per_region=10)).brain.config
     assert plain.pathways == () and not plain.alif_active and plain.seed == 2
+    visual = make_probe_policy(envs[0], seed=2, device="cpu", neurons_per_region=10, association_inputs=["visual"])
+    assert visual.brain.config.pathways == agent_brain_config(("visual",), neurons_per_region=10).pathways
+    with pytest.raises(ValueError, match="whole brain"):
+        make_probe_policy(envs[0], brain=BrainConfig(neurons_per_region=10), association_inputs=["visual"])
 
 
 def test_populations_join_roles_and_find_adaptive_neurons():

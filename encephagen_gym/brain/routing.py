@@ -56,14 +56,30 @@ brain's spontaneous state.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 
-__all__ = ["ACTION_ROLES", "AGENT_PATHWAYS", "ASSOCIATION_ROLES", "INPUT_ROLES"]
+__all__ = ["ACTION_ROLES", "AGENT_PATHWAYS", "ASSOCIATION_ROLES", "INPUT_ROLES", "agent_pathways"]
 
 INPUT_ROLES: tuple[str, ...] = ("visual", "auditory", "somatosensory", "thalamus", "amygdala")
 ASSOCIATION_ROLES: tuple[str, ...] = ("prefrontal", "temporal", "parietal")
 ACTION_ROLES: tuple[str, ...] = ("premotor", "motor", "basal_ganglia")
 
+
+def agent_pathways(association_inputs: Sequence[str] = INPUT_ROLES) -> tuple[tuple[str, str], ...]:
+    """:data:`AGENT_PATHWAYS` with only the input roles ``association_inputs`` feeding the association roles
+    (every input role still feeds the action roles). E.g. ``("visual",)``: the association regions hold what is
+    seen, not the cue or other senses — issue 10's probe found the pattern class and the working-memory sample
+    held better that way (README). ValueError for a role that is not an input role."""
+    if isinstance(association_inputs, str):
+        raise ValueError(f"association_inputs must be a sequence of input roles, got the string {association_inputs!r}")
+    unknown = sorted(set(association_inputs) - set(INPUT_ROLES))
+    if unknown:
+        raise ValueError(f"association_inputs {unknown} are not input roles; input roles: {list(INPUT_ROLES)}")
+    chosen = tuple(role for role in INPUT_ROLES if role in set(association_inputs))
+    return tuple(itertools.product(chosen, ASSOCIATION_ROLES)) + tuple(
+        itertools.product(INPUT_ROLES + ASSOCIATION_ROLES, ACTION_ROLES)
+    )
+
+
 #: The pathways of the agent's brain: input → association, and input and association → action.
-AGENT_PATHWAYS: tuple[tuple[str, str], ...] = tuple(itertools.product(INPUT_ROLES, ASSOCIATION_ROLES)) + tuple(
-    itertools.product(INPUT_ROLES + ASSOCIATION_ROLES, ACTION_ROLES)
-)
+AGENT_PATHWAYS: tuple[tuple[str, str], ...] = agent_pathways()
