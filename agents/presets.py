@@ -15,8 +15,8 @@ RecurrentPPO ``ppo_lstm``). The conventions, as rl-zoo3 reads them:
 * ``noise_type`` (``normal`` or ``ornstein-uhlenbeck``) with ``noise_std`` builds the off-policy action noise;
 * ``train_freq`` given as a list becomes a tuple, e.g. ``[1, "episode"]``.
 
-For the brain (``brain.yml``) every :class:`encephagen_gym.brain.BrainConfig` field may also be given directly
-as an override (``neurons_per_region=20``) and goes into ``policy_kwargs``.
+For the brain (``brain.yml``) every :class:`encephagen_gym.brain.BrainConfig` field, and ``association_inputs``, may
+also be given directly as an override (``neurons_per_region=20``) and goes into ``policy_kwargs``.
 """
 
 from __future__ import annotations
@@ -80,10 +80,11 @@ def load_preset_file(algo: str) -> dict[str, dict[str, Any]]:
 
 @cache
 def brain_config_fields() -> frozenset[str]:
-    """Names of the :class:`encephagen_gym.brain.BrainConfig` fields (accepted as brain overrides)."""
+    """Names accepted as brain overrides: the :class:`encephagen_gym.brain.BrainConfig` fields and
+    ``association_inputs`` (the policy option that chooses the default brain's pathways)."""
     from encephagen_gym.brain import BrainConfig
 
-    return frozenset(f.name for f in dataclasses.fields(BrainConfig))
+    return frozenset(f.name for f in dataclasses.fields(BrainConfig)) | {"association_inputs"}
 
 
 def _check_no_glued_keys(where: str, value: Any) -> None:

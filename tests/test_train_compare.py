@@ -158,10 +158,11 @@ def test_brain_fields_and_a_policy_kwargs_override_combine() -> None:
     the preset's policy_kwargs; it must not drop the fields)."""
     preset = resolve_preset(
         "brain", CONDITIONING,
-        {"neurons_per_region": 12, "pathway_j_mv": 0.7, "policy_kwargs": "dict(readout_tau_ms=150.0)"},
+        {"neurons_per_region": 12, "pathway_j_mv": 0.7, "association_inputs": ("visual",),
+         "policy_kwargs": "dict(readout_tau_ms=150.0)"},
     )  # fmt: skip
     assert preset.model_kwargs["policy_kwargs"] == {"readout_tau_ms": 150.0, "neurons_per_region": 12,
-                                                    "pathway_j_mv": 0.7}  # fmt: skip
+                                                    "pathway_j_mv": 0.7, "association_inputs": ("visual",)}  # fmt: skip
 
 
 @pytest.mark.parametrize("algo", ["ppo", "brain", "random"])
