@@ -345,6 +345,8 @@ def test_association_inputs_choose_which_senses_feed_the_association_regions(tmp
     assert BrainAgent.load(tmp_path / "m.zip", device="cpu").policy.brain.config.pathways == pathways
     with pytest.raises(ValueError, match="not input roles"):
         agent(conditioning(), policy_kwargs=dict(neurons_per_region=10, association_inputs=("prefrontal",)))
+    with pytest.raises(ValueError, match="got the string"):  # "visual" is not ("visual",)
+        agent(conditioning(), policy_kwargs=dict(neurons_per_region=10, association_inputs="visual"))
     with pytest.raises(ValueError, match="not both"):
         agent(conditioning(), policy_kwargs=dict(neurons_per_region=10, association_inputs=("visual",), pathways=()))
     with pytest.raises(ValueError, match="whole brain"):
