@@ -84,18 +84,22 @@ def check_spaces(observation_space: spaces.Space, action_space: spaces.Space) ->
         )
 
 
-def agent_brain_config(association_inputs: Sequence[str] = INPUT_ROLES, **fields: Any) -> BrainConfig:
+def agent_brain_config(association_inputs: Sequence[str] | None = None, **fields: Any) -> BrainConfig:
     """The agent's default brain: :class:`~encephagen_gym.brain.BrainConfig` with the routing pathways of
     :func:`~encephagen_gym.brain.routing.agent_pathways` (those whose roles the connectome has; only the input
-    roles ``association_inputs`` feed the association roles, default all) and adaptive (ALIF) neurons in the
+    roles ``association_inputs`` feed the association roles; None: all) and adaptive (ALIF) neurons in the
     association roles (``alif_fraction`` 0.4 of their excitatory neurons, τ_a 1 s, β 2 mV: the memory substrate
     e-prop can use), then ``fields`` on top. ValueError for ``association_inputs`` together with ``pathways``."""
-    if "pathways" in fields and tuple(association_inputs) != INPUT_ROLES:
+    if association_inputs is not None and "pathways" in fields:
         raise ValueError("give either pathways or association_inputs, not both (association_inputs chooses pathways)")
     connectome = fields.get("connectome", BrainConfig.connectome)
     check_connectome_name(connectome)
     present = set(load_connectome(connectome).roles)
-    pathways = tuple(pair for pair in agent_pathways(association_inputs) if set(pair) <= present)
+    pathways = tuple(
+        pair
+        for pair in agent_pathways(INPUT_ROLES if association_inputs is None else association_inputs)
+        if set(pair) <= present
+    )
     adaptive = tuple(role for role in ASSOCIATION_ROLES if role in present)
     return BrainConfig(**{"pathways": pathways, "alif_roles": adaptive, **fields})
 
@@ -114,8 +118,7 @@ def _brain_config(
     if brain is not None and not isinstance(brain, BrainConfig):
         raise ValueError(f"brain must be a BrainConfig, got {type(brain).__name__}")
     if brain is None:
-        inputs = INPUT_ROLES if association_inputs is None else association_inputs
-        return agent_brain_config(inputs, **dict(fields), device=str(device))
+        return agent_brain_config(association_inputs, **dict(fields), device=str(device))
     if association_inputs is not None:
         raise ValueError("association_inputs chooses the default brain's pathways; with a whole brain=BrainConfig "
                          "give its pathways instead")  # fmt: skip

@@ -207,8 +207,7 @@ def make_probe_policy(
     brain_fields = {key: options.pop(key) for key in list(options) if key in _BRAIN_FIELDS and key != "seed"}
     association_inputs = options.pop("association_inputs", None)
     if brain is None:  # the agent's brain (routing pathways, ALIF association neurons), as BrainAgent makes it
-        inputs = {} if association_inputs is None else {"association_inputs": association_inputs}
-        brain = agent_brain_config(**inputs, **brain_fields, seed=seed)
+        brain = agent_brain_config(association_inputs, **brain_fields, seed=seed)
     elif association_inputs is not None:
         raise ValueError("association_inputs chooses the agent brain's pathways; with a whole brain give its pathways")
     else:
